@@ -1,0 +1,3 @@
+from callvet.cli import main
+
+main()

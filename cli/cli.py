@@ -1,0 +1,53 @@
+"""The ``callvet`` command line: one Typer app; each part registers its own commands.
+
+Part modules live in ``callvet._cli`` and expose ``register(app)``; this keeps the CLI an adapter, like
+the API, over the parts' Python interfaces.
+"""
+
+from __future__ import annotations
+
+import typer
+from callvet._cli import blacklist, calls, decision, keys, models, questionnaire, voiceprint, workflow
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="callvet",
+    help="callvet: voice-first investigation service for card and instalment-loan approval.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to bind"),
+    port: int = typer.Option(8000, help="port to bind"),
+    workers: int = typer.Option(1, help="uvicorn worker processes"),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Start the API (REST + WebSocket); OpenAPI at /openapi.json."""
+    import uvicorn
+
+    uvicorn.run(
+        "callvet.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level=log_level, ws_max_size=1 << 20,
+    )
+
+
+@app.command("init-db")
+def init_db() -> None:
+    """Create the database schema (done automatically by serve and every command that needs it)."""
+    from callvet._cli.common import open_db
+
+    db = open_db()
+    typer.echo(f"schema ready at {db.url}")
+
+
+for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow):
+    _module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,112 @@
+"""The card application every part shares (questionnaire, decision engine, workflow).
+
+One definition, in the shape of ``docs/contracts/application.example.json``. Only ``application_id``,
+``applicant.name`` and ``language`` are required; other fields are optional but, when present, must be
+well-formed: a malformed one fails validation naming the field (the API turns that into a 422). Extra
+fields are kept, since upstream systems may send more than this contract names.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "Applicant",
+    "Application",
+    "CreditProfile",
+    "EmergencyContact",
+    "Employment",
+    "Home",
+]
+
+_MOBILE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+
+def _check_mobile(v: str | None) -> str | None:
+    if v is not None and not _MOBILE.match(v):
+        raise ValueError("mobile must be 6-20 digits, optionally with a leading + and spaces or dashes")
+    return v
+
+
+class Applicant(_Part):
+    name: str = Field(min_length=1, max_length=100)
+    id_number: str | None = Field(default=None, max_length=40)
+    birth_date: date | None = None
+    mobile: str | None = None
+
+    _m = field_validator("mobile")(_check_mobile)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _plausible_birth(cls, v: date | None) -> date | None:
+        if v is not None and not (date(1900, 1, 1) <= v <= date.today()):
+            raise ValueError("birth_date must lie between 1900-01-01 and today")
+        return v
+
+
+class Employment(_Part):
+    employer: str | None = Field(default=None, max_length=200)
+    job_title: str | None = Field(default=None, max_length=100)
+    monthly_income: float | None = Field(default=None, ge=0)
+    years_employed: float | None = Field(default=None, ge=0, le=80)
+    work_city: str | None = Field(default=None, max_length=100)
+    work_district: str | None = Field(default=None, max_length=100)
+
+
+class Home(_Part):
+    city: str | None = Field(default=None, max_length=100)
+    district: str | None = Field(default=None, max_length=100)
+    housing: Literal["owned", "rented", "mortgaged", "family", "company", "other"] | None = None
+
+
+class EmergencyContact(_Part):
+    name: str | None = Field(default=None, max_length=100)
+    relation: str | None = Field(default=None, max_length=50)
+    mobile: str | None = None
+
+    _m = field_validator("mobile")(_check_mobile)
+
+
+class CreditProfile(_Part):
+    monthly_obligations: float | None = Field(default=None, ge=0)
+    existing_cards: int | None = Field(default=None, ge=0)
+    delinquencies_24m: int | None = Field(default=None, ge=0)
+    credit_history_months: int | None = Field(default=None, ge=0)
+    inquiries_6m: int | None = Field(default=None, ge=0)
+
+
+class Application(_Part):
+    application_id: str = Field(min_length=1, max_length=64)
+    language: Literal["zh-CN", "en", "en-US", "en-GB"]
+    applicant: Applicant
+    employment: Employment | None = None
+    home: Home | None = None
+    card_product: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=50)
+    applied_at: datetime | None = None
+    requested_limit: float | None = Field(default=None, ge=0)
+    emergency_contact: EmergencyContact | None = None
+    credit_profile: CreditProfile | None = None
+    risk_reasons: list[str] = Field(default_factory=list)
+
+    @property
+    def lang(self) -> Literal["zh", "en"]:
+        """The questionnaire's language family: Chinese or English."""
+        return "zh" if self.language.startswith("zh") else "en"
+
+    def get_path(self, dotted: str) -> object:
+        """Value at a dotted path such as ``employment.employer`` (None when absent)."""
+        node: object = self
+        for part in dotted.split("."):
+            if node is None:
+                return None
+            node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        return node

@@ -1,0 +1,112 @@
+"""One database handle for every part: SQLite by default, PostgreSQL when configured.
+
+Parts declare their tables on the shared :data:`metadata` in their own ``tables`` module and list that
+module in :data:`TABLE_MODULES`, so ``create_schema`` builds everything without this module importing the
+parts' logic. SQLite runs in WAL mode with foreign keys on, which is what concurrent API workers need.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Connection, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["TABLE_MODULES", "Database", "JSONText", "metadata", "utcnow"]
+
+metadata = MetaData()
+
+TABLE_MODULES = [
+    "callvet.core.tables",
+    "callvet.voice.tables",
+    "callvet.questionnaire.tables",
+    "callvet.decision.tables",
+    "callvet.workflow.tables",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON that stores the same text on SQLite and PostgreSQL (no JSONB reordering of keys)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+
+def _load_table_modules() -> None:
+    for name in TABLE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+class Database:
+    """Engine plus transactional helpers; ``url`` is any SQLAlchemy URL (sqlite or postgresql+psycopg)."""
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"future": True}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if parsed.database in (None, "", ":memory:"):
+                kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = 10
+            kwargs["max_overflow"] = 20
+            if schema:
+                kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def create_schema(self) -> None:
+        _load_table_modules()
+        metadata.create_all(self.engine)
+
+    def drop_schema(self) -> None:
+        _load_table_modules()
+        metadata.drop_all(self.engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: committed on success, rolled back on any exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
