@@ -25,6 +25,7 @@ metadata = MetaData()
 TABLE_MODULES = [
     "callvet.core.tables",
     "callvet.voice.tables",
+    "callvet.voice.call.tables",
     "callvet.questionnaire.tables",
     "callvet.decision.tables",
     "callvet.workflow.tables",
