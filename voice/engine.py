@@ -1,0 +1,240 @@
+"""The voice engine: one facade from uploaded bytes to voiceprints and calibrated scores.
+
+The blacklist and the call server only talk to this module, so the choice of encoder, the trained
+channel-robust back end (:mod:`callvet.voice.backend`) and the score calibration can change without
+touching them. Without a trained back end the engine falls back to the raw encoder cosine with
+:data:`COSINE_THRESHOLD` (measured on voice-dev, see docs/voice.md); ``backend_id`` says which is in use
+and is stored with every print, because prints from different back ends are not comparable.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from callvet.voice.audio import Audio, AudioError, decode
+from callvet.voice.vad import SileroVad, default_vad, pauses
+
+if TYPE_CHECKING:
+    from callvet.core.settings import Settings
+    from callvet.voice.backend import Backend
+    from callvet.voice.encoder import OnnxEncoder
+
+__all__ = [
+    "COSINE_THRESHOLD",
+    "DEFAULT_MIN_NET_SPEECH_S",
+    "Accumulator",
+    "SpeechAnalysis",
+    "VoiceEngine",
+    "Voiceprint",
+]
+
+#: Raw GE2E cosine at which voice-dev (channel condition, enrol 3) false alarms are about 1 %.
+COSINE_THRESHOLD = 0.80
+DEFAULT_MIN_NET_SPEECH_S = 3.0
+_SR = 16000
+_MIN_SEGMENT_FOR_EMBED_S = 0.5
+
+
+@dataclass(frozen=True)
+class SpeechAnalysis:
+    """What VAD found: ``speech`` is the net speech (segments joined) at 16 kHz."""
+
+    speech: np.ndarray
+    net_speech_s: float
+    duration_s: float
+    segments: list[tuple[float, float]]
+    pauses: list[tuple[float, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "net_speech_s": round(self.net_speech_s, 3),
+            "duration_s": round(self.duration_s, 3),
+            "segments": [list(s) for s in self.segments],
+            "pauses": [list(p) for p in self.pauses],
+        }
+
+
+@dataclass(frozen=True)
+class Voiceprint:
+    """A print in the back end's space: inner product of two prints is the raw score.
+
+    ``stats`` is (mean, std) of this print's scores against the back end's top-N impostor cohort,
+    which AS-norm needs for both sides of a comparison; store it next to the vector.
+    """
+
+    vector: np.ndarray
+    stats: tuple[float, float]
+    net_speech_s: float
+
+
+class VoiceEngine:
+    """Encoder + VAD + optional back end; thread-safe, build once per process."""
+
+    def __init__(
+        self,
+        encoder: OnnxEncoder,
+        *,
+        backend: Backend | None = None,
+        vad: SileroVad | None = None,
+        min_net_speech_s: float = DEFAULT_MIN_NET_SPEECH_S,
+        max_upload_bytes: int | None = None,
+    ) -> None:
+        if encoder.sample_rate != _SR:
+            raise ValueError(f"encoder runs at {encoder.sample_rate} Hz; the engine needs {_SR}")
+        self.encoder = encoder
+        self.backend = backend
+        self.vad = vad or default_vad()
+        self.sample_rate = _SR
+        self.min_net_speech_s = float(min_net_speech_s)
+        self.max_upload_bytes = max_upload_bytes
+        self.encoder_name = encoder.name
+        if backend is None:
+            self.dim = encoder.dim
+            self.threshold = COSINE_THRESHOLD
+            self.backend_id = f"{encoder.name}:{str(encoder.manifest.get('sha256', ''))[:12]}:cosine"
+        else:
+            self.dim = backend.dim
+            self.threshold = backend.threshold
+            self.backend_id = backend.id
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, backend_dir: Path | bool | None = None) -> VoiceEngine:
+        """Load the configured encoder and, when trained for it, its back end.
+
+        ``backend_dir``: None looks in ``models_dir/backend/<encoder>``, False forces plain cosine.
+        """
+        from callvet.voice.encoder import load_encoder
+
+        encoder = load_encoder(settings.models_dir, settings.encoder)
+        backend = None
+        if backend_dir is not False:
+            from callvet.voice.backend import find_backend
+
+            backend = find_backend(
+                encoder, Path(backend_dir) if isinstance(backend_dir, str | Path) else settings.models_dir
+            )
+        return cls(encoder, backend=backend, max_upload_bytes=settings.max_upload_bytes)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder_name,
+            "backend_id": self.backend_id,
+            "dim": self.dim,
+            "threshold": self.threshold,
+            "min_net_speech_s": self.min_net_speech_s,
+            "sample_rate": self.sample_rate,
+        }
+
+    # -- audio ---------------------------------------------------------------------------------
+    def decode(self, data: bytes, **kw: Any) -> Audio:
+        kw.setdefault("max_bytes", self.max_upload_bytes)
+        return decode(data, **kw)
+
+    def analyse(self, audio: Audio) -> SpeechAnalysis:
+        """VAD at the audio's own rate when Silero supports it (8/16 kHz), net speech at 16 kHz."""
+        vad_rate = audio.sample_rate if audio.sample_rate in (8000, 16000) else _SR
+        vad_audio = audio.to(vad_rate)
+        segments = self.vad.segments(vad_audio.samples, vad_rate)
+        x16 = audio.to(_SR).samples
+        pieces = [x16[int(s * _SR):int(e * _SR)] for s, e in segments]
+        speech = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+        return SpeechAnalysis(
+            speech=speech,
+            net_speech_s=len(speech) / _SR,
+            duration_s=audio.duration_s,
+            segments=segments,
+            pauses=pauses(segments),
+        )
+
+    # -- prints --------------------------------------------------------------------------------
+    def _require_speech(self, net_s: float) -> None:
+        if net_s + 1e-6 < self.min_net_speech_s:
+            raise AudioError(
+                f"only {net_s:.1f} s of speech; at least {self.min_net_speech_s:.1f} s of net speech is "
+                "needed for a voiceprint", code="too_little_speech",
+                net_speech_s=round(net_s, 3), min_net_speech_s=self.min_net_speech_s,
+            )
+
+    def embedding(self, speech16k: np.ndarray) -> np.ndarray:
+        """Raw encoder embedding (before the back end)."""
+        return self.encoder.embed(speech16k)
+
+    def _finish(self, raw_embeddings: np.ndarray, net_s: float) -> Voiceprint:
+        """Raw embeddings (n, encoder dim) of the same speaker -> one print in back-end space."""
+        if self.backend is None:
+            mean = raw_embeddings.mean(axis=0)
+            vec = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+            return Voiceprint(vec, (0.0, 1.0), net_s)
+        vec = self.backend.project_mean(raw_embeddings)
+        return Voiceprint(vec, self.backend.cohort_stats(vec), net_s)
+
+    def voiceprint(self, speech16k: np.ndarray, *, enrol: bool = False) -> Voiceprint:
+        """Print of net speech; ``enrol`` also embeds simulated phone-channel copies when the back end
+        asks for it, so a clean enrolment recording matches the same person on a phone line."""
+        x = np.asarray(speech16k, dtype=np.float32)
+        net_s = len(x) / _SR
+        self._require_speech(net_s)
+        embs = [self.encoder.embed(x)]
+        if enrol and self.backend is not None and self.backend.enrol_augment:
+            from callvet.voice.augment import channel_copies
+
+            embs += [self.encoder.embed(y) for y in channel_copies(x, _SR, seed=len(x))]
+        return self._finish(np.stack(embs), net_s)
+
+    def accumulator(self) -> Accumulator:
+        return Accumulator(self)
+
+    # -- scoring -------------------------------------------------------------------------------
+    def score(self, a: Voiceprint, b: Voiceprint) -> float:
+        """Calibrated score of two prints (symmetric)."""
+        raw = np.array([float(np.dot(a.vector, b.vector))])
+        return float(self.calibrate(a, raw, np.array([b.stats], dtype=np.float64))[0])
+
+    def calibrate(self, probe: Voiceprint, raw: np.ndarray, model_stats: np.ndarray) -> np.ndarray:
+        """Raw inner products against n enrolled prints -> scores on which ``threshold`` applies."""
+        raw = np.asarray(raw, dtype=np.float64).reshape(-1)
+        if self.backend is None:
+            return raw
+        stats = np.asarray(model_stats, dtype=np.float64).reshape(-1, 2)
+        return self.backend.calibrate(raw, probe.stats, stats)
+
+
+@dataclass
+class Accumulator:
+    """Speech of one live call, embedded as it arrives (window embeddings are kept, audio is not)."""
+
+    engine: VoiceEngine
+    _partials: list[np.ndarray] = field(default_factory=list)
+    _pending: list[np.ndarray] = field(default_factory=list)
+    _pending_s: float = 0.0
+    net_speech_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    _CHUNK_S = 3.0
+
+    def add(self, speech16k_segment: np.ndarray) -> None:
+        x = np.asarray(speech16k_segment, dtype=np.float32).reshape(-1)
+        if x.size == 0:
+            return
+        with self._lock:
+            self._pending.append(x)
+            self._pending_s += len(x) / _SR
+            self.net_speech_s += len(x) / _SR
+            if self._pending_s >= self._CHUNK_S:
+                self._partials.append(self.engine.encoder.embed_partials(np.concatenate(self._pending)))
+                self._pending, self._pending_s = [], 0.0
+
+    def voiceprint(self) -> Voiceprint:
+        with self._lock:
+            self.engine._require_speech(self.net_speech_s)
+            parts = list(self._partials)
+            if self._pending and (self._pending_s >= _MIN_SEGMENT_FOR_EMBED_S or not parts):
+                parts.append(self.engine.encoder.embed_partials(np.concatenate(self._pending)))
+            allp = np.concatenate(parts)
+            mean = allp.mean(axis=0)
+            emb = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+            return self.engine._finish(emb[None, :], self.net_speech_s)
