@@ -1,0 +1,276 @@
+"""The dual-mode decision engine: credit model score + versioned expert rules + investigation result.
+
+Flow per batch (a single decision is a batch of one): map applications to columns, score them with the
+ONNX model in one call, run the ``prescreen`` graph (instant outcome), the ``investigation`` graph for
+rows that carry an investigation result (final outcome), and the ``credit_limit`` graph; store every
+decision with its inputs and the versions that decided it, in one multi-row insert.
+
+Rules run from an in-process cache of the active versions: zen-engine decisions are compiled once
+(``create_decision``) and, when a graph is in the vectorised subset, also compiled to numpy
+(:mod:`callvet.decision.compiler`); nothing reads the rules table per decision. The cache is reloaded on
+activation through this engine and re-checked against the database at most every ``refresh_seconds``
+so that other processes' activations take effect.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+from callvet.core import audit
+from callvet.core.application import Application
+from callvet.core.db import Database, utcnow
+from callvet.core.errors import InvalidInput, NotFound
+from callvet.core.settings import Settings
+from callvet.decision import store
+from callvet.decision.compiler import CompiledGraph, Unsupported, compile_graph
+from callvet.decision.features import extract
+from callvet.decision.scoring import CreditScorer
+from callvet.decision.tables import decision_records, policy_versions
+from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome, Reason
+from pydantic import ValidationError
+from sqlalchemy import func, insert, select
+
+__all__ = ["ActivePolicy", "DecisionEngine"]
+
+_BAND_TEXT = "Score band {band}: limit = min({mult:g} x disposable income, product cap {cap:,.0f}, requested)"
+
+
+@dataclass
+class ActivePolicy:
+    name: str
+    version: int
+    content: dict[str, Any]
+    zen: Any
+    compiled: CompiledGraph | None
+
+    def evaluate(self, columns: Mapping[str, np.ndarray], n: int, *, vectorised: bool = True
+                 ) -> dict[str, np.ndarray]:
+        """Outputs as columns; the numpy path when compiled, else zen row by row (the reference)."""
+        if vectorised and self.compiled is not None:
+            return self.compiled.evaluate(columns)
+        rows: list[dict[str, Any]] = []
+        keys = list(columns)
+        for i in range(n):
+            rows.append({k: _py(columns[k][i]) for k in keys})
+        results = [self.zen.evaluate(r)["result"] for r in rows]
+        fields = {k for r in results for k in r}
+        return {f: np.asarray([r.get(f) for r in results],
+                              dtype=object if any(isinstance(r.get(f), str) for r in results) else float)
+                for f in fields}
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.floating | np.integer):
+        return float(v)
+    return v
+
+
+def _load_policy(name: str, version: int, content: dict[str, Any]) -> ActivePolicy:
+    import zen
+
+    decision = zen.ZenEngine().create_decision(json.dumps(content))
+    try:
+        compiled: CompiledGraph | None = compile_graph(content)
+    except Unsupported:
+        compiled = None
+    return ActivePolicy(name, version, content, decision, compiled)
+
+
+def _as_application(a: Application | Mapping[str, Any], index: int | None = None) -> Application:
+    if isinstance(a, Application):
+        return a
+    try:
+        return Application.model_validate(a)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"items[{index}]." if index is not None else ""
+        raise InvalidInput(f"application field {where}{loc}: {err['msg']}", code="invalid_application",
+                           field=f"{where}{loc}") from None
+
+
+def _as_investigation(v: Investigation | Mapping[str, Any] | None) -> Investigation | None:
+    if v is None or isinstance(v, Investigation):
+        return v
+    try:
+        return Investigation.model_validate(v)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise InvalidInput(f"investigation field {loc}: {err['msg']}", code="invalid_investigation",
+                           field=f"investigation.{loc}") from None
+
+
+class DecisionEngine:
+    """Decide card applications. Thread-safe; build one per process (``AppContext.service``)."""
+
+    def __init__(self, db: Database, scorer: CreditScorer, *, refresh_seconds: float = 5.0) -> None:
+        self.db = db
+        self.scorer = scorer
+        self.refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._policies: dict[str, ActivePolicy] = {}
+        self._stamp: tuple[Any, ...] = ()
+        self._checked = 0.0
+        store.seed(db)
+        self.reload()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database) -> DecisionEngine:
+        return cls(db, CreditScorer(settings.models_dir))
+
+    @property
+    def model_version(self) -> str:
+        return self.scorer.version
+
+    # -- policy cache ---------------------------------------------------------------------------------
+
+    def _db_stamp(self) -> tuple[Any, ...]:
+        with self.db.connect() as conn:
+            return tuple(conn.execute(select(func.count(), func.max(policy_versions.c.activated_at))
+                                      .where(policy_versions.c.status == "active")).one())
+
+    def reload(self) -> None:
+        """Re-read the active versions and recompile those that changed."""
+        with self._lock:
+            stamp = self._db_stamp()
+            active = store.active_versions(self.db)
+            fresh = {}
+            for name, (version, content) in active.items():
+                old = self._policies.get(name)
+                fresh[name] = old if old is not None and old.version == version else \
+                    _load_policy(name, version, content)
+            self._policies = fresh
+            self._stamp = stamp
+            self._checked = time.monotonic()
+
+    def _maybe_refresh(self) -> None:
+        if time.monotonic() - self._checked < self.refresh_seconds:
+            return
+        self._checked = time.monotonic()
+        if self._db_stamp() != self._stamp:
+            self.reload()
+
+    def policies(self) -> dict[str, ActivePolicy]:
+        self._maybe_refresh()
+        return dict(self._policies)
+
+    def activate(self, name: str, version: int, *, actor: str, reason: str = "") -> dict[str, Any]:
+        """Activate a proposed version (maker-checker enforced by the store) and refresh the cache."""
+        out = store.activate(self.db, name, version, actor=actor, reason=reason)
+        self.reload()
+        return out
+
+    # -- deciding -------------------------------------------------------------------------------------
+
+    def decide(self, application: Application | Mapping[str, Any],
+               investigation: Investigation | Mapping[str, Any] | None = None, *, actor: str,
+               store: bool = True) -> Decision:
+        return self.decide_batch([application], [investigation], actor=actor, store=store)[0]
+
+    def decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
+                     investigations: Sequence[Investigation | Mapping[str, Any] | None] | None = None, *,
+                     actor: str, store: bool = True, vectorised: bool = True,
+                     today: date | None = None) -> list[Decision]:
+        """Decide many applications at once (batched ONNX inference and vectorised rules)."""
+        apps = [_as_application(a, i if len(applications) > 1 else None) for i, a in enumerate(applications)]
+        if investigations is not None and len(investigations) != len(apps):
+            raise InvalidInput("investigations must be None or one per application",
+                               code="invalid_investigation")
+        invs = [_as_investigation(v) for v in investigations] if investigations is not None else \
+            [None] * len(apps)
+        n = len(apps)
+        if n == 0:
+            return []
+        pol = self.policies()
+        feats = extract(apps, self.scorer.encoder, today)
+        score = self.scorer.predict(feats.x)
+        cols = {**feats.rules, "score": score}
+        pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised)
+        outcome = np.asarray(pre["outcome"], dtype=object).copy()
+        pre_reason = np.asarray(pre["reason"], dtype=object)
+        inv_idx = np.asarray([i for i, v in enumerate(invs) if v is not None], dtype=np.int64)
+        inv_reason = np.full(n, None, dtype=object)
+        if len(inv_idx):
+            icols = {
+                "voiceprint_alarm": np.asarray([bool(invs[i].voiceprint_alarm) for i in inv_idx]),
+                "questionnaire_verdict": np.asarray(
+                    [(q.verdict or "none") if (q := invs[i].questionnaire) is not None else "none"
+                     for i in inv_idx], dtype=object),
+                "questionnaire_risk": np.asarray(
+                    [float(q.risk_score or 0.0) if (q := invs[i].questionnaire) is not None else 0.0
+                     for i in inv_idx]),
+                "instant_outcome": outcome[inv_idx],
+            }
+            res = pol["investigation"].evaluate(icols, len(inv_idx), vectorised=vectorised)
+            outcome[inv_idx] = res["outcome"]
+            inv_reason[inv_idx] = res["reason"]
+        lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised)
+        approved = outcome == Outcome.APPROVE.value
+        limit = np.where(approved, np.maximum(np.asarray(lim["credit_limit"], dtype=float), 0.0), 0.0)
+        versions = {name: p.version for name, p in pol.items()}
+        band = np.asarray(lim["band"], dtype=object)
+        mult = np.asarray(lim["income_multiple"], dtype=float)
+        cap = np.asarray(lim["product_cap"], dtype=float)
+        model_version = self.scorer.version
+        out: list[Decision] = []
+        outcomes = {o.value: o for o in Outcome}
+        for i in range(n):
+            reasons = [Reason(pre_reason[i], "prescreen", REASON_TEXT.get(pre_reason[i], pre_reason[i]))]
+            if inv_reason[i] is not None:
+                reasons.append(Reason(inv_reason[i], "investigation",
+                                      REASON_TEXT.get(inv_reason[i], inv_reason[i])))
+            if approved[i]:
+                reasons.append(Reason(f"limit_band_{band[i]}", "credit_limit",
+                                      _BAND_TEXT.format(band=band[i], mult=mult[i], cap=cap[i])))
+            out.append(Decision(
+                decision_id=uuid.uuid4().hex, application_id=apps[i].application_id,
+                decision=outcomes[outcome[i]], credit_limit=float(limit[i]), score=float(score[i]),
+                score_band=str(band[i]), reasons=reasons, policy_versions=versions,
+                model_version=model_version,
+                details={"instant_decision": pre["outcome"][i]},
+            ))
+        if store:
+            self._store(out, apps, invs, actor)
+        return out
+
+    def _store(self, decisions: list[Decision], apps: list[Application], invs: list[Investigation | None],
+               actor: str) -> None:
+        now = utcnow()
+        rows = [{
+            "decision_id": d.decision_id, "application_id": d.application_id, "decision": d.decision.value,
+            "credit_limit": d.credit_limit, "score": d.score, "reasons": [r.to_dict() for r in d.reasons],
+            "policy_versions": d.policy_versions, "model_version": d.model_version,
+            "application": a.model_dump(mode="json"),
+            "investigation": v.model_dump(mode="json") if v is not None else None,
+            "details": {**d.details, "score_band": d.score_band}, "actor": actor, "created_at": now,
+        } for d, a, v in zip(decisions, apps, invs, strict=True)]
+        with self.db.begin() as conn:
+            conn.execute(insert(decision_records), rows)
+            target = decisions[0].decision_id if len(decisions) == 1 else f"batch:{decisions[0].decision_id}"
+            audit.record(conn, actor, "decision.create", "decision", target,
+                         details={"count": len(decisions)})
+
+    def get(self, decision_id: str) -> dict[str, Any]:
+        """A stored decision with its inputs and the versions that decided it."""
+        with self.db.connect() as conn:
+            r = conn.execute(select(decision_records).where(decision_records.c.decision_id == decision_id)
+                             ).first()
+        if r is None:
+            raise NotFound(f"no decision {decision_id!r}", code="decision_not_found")
+        d = dict(r._mapping)
+        d["created_at"] = d["created_at"].isoformat()
+        return d
+
+    def close(self) -> None:
+        return None
