@@ -1,0 +1,437 @@
+"""The fraudster blacklist: identities, their voiceprints in the database, and a FAISS index over them.
+
+The database is the source of truth; the FAISS index is a cache of it that is checked, not trusted:
+
+* on open, the persisted index is used only if its sidecar matches the database (same encoder/back end,
+  same count, max id and checksum of the ids); otherwise it is rebuilt from the stored prints;
+* every add or delete bumps ``blacklist_state.generation`` in the same transaction as the change and its
+  audit row; before each search one query compares that generation with the one this process synced to,
+  so prints added or deleted by another process (the CLI, another API worker) are picked up at once;
+* a deletion removes the vectors from the in-memory index and rewrites the persisted file before it
+  returns: a deleted person's biometric data leaves the database and the index in the same operation.
+
+Raw audio is never stored, only prints, their cohort statistics and the SHA-256 of the uploaded bytes.
+Identity-level score = the best calibrated score over the identity's prints (see docs/blacklist.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from callvet.core.audit import record
+from callvet.core.db import Database, utcnow
+from callvet.core.errors import Conflict, InvalidInput, NotFound
+from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum
+from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+if TYPE_CHECKING:
+    from callvet.core.settings import Settings
+    from callvet.voice.engine import VoiceEngine, Voiceprint
+    from sqlalchemy import Connection
+
+__all__ = ["Blacklist", "IdentifyResult", "Match"]
+
+log = logging.getLogger(__name__)
+
+TARGET = "blacklist_identity"
+MAX_LABEL = 200
+MAX_NOTES = 10_000
+#: Above this many prints a persisted save is deferred to ``close()`` (deletions always save at once).
+SYNC_SAVE_LIMIT = 100_000
+_IN_CHUNK = 900
+
+
+@dataclass(frozen=True)
+class Match:
+    identity_id: int
+    label: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    """Best-first identity matches of one probe; ``alarm`` when the best score reaches ``threshold``."""
+
+    net_speech_s: float
+    alarm: bool
+    threshold: float
+    matches: list[Match] = field(default_factory=list)
+    backend_id: str = ""
+    searched: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "net_speech_s": round(self.net_speech_s, 3),
+            "alarm": self.alarm,
+            "threshold": self.threshold,
+            "matches": [m.to_dict() for m in self.matches],
+            "backend_id": self.backend_id,
+            "searched": self.searched,
+        }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _chunks(ids: list[int], size: int = _IN_CHUNK) -> list[list[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+class Blacklist:
+    """Identities and prints in ``db``, searched through a FAISS index persisted under ``index_dir``."""
+
+    def __init__(
+        self,
+        db: Database,
+        engine: VoiceEngine,
+        index_dir: Path,
+        *,
+        ann_threshold: int | None = None,
+        nprobe: int | None = None,
+        search_k: int = 64,
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.index_dir = Path(index_dir)
+        self.ann_threshold = ann_threshold if ann_threshold is not None else int(
+            os.environ.get("CALLVET_ANN_THRESHOLD", "50000"))
+        self.nprobe = nprobe if nprobe is not None else int(os.environ.get("CALLVET_ANN_NPROBE", "16"))
+        self.search_k = search_k
+        self._sync = threading.RLock()
+        self._dirty = False
+        self._generation = -1
+        self.index_status: dict[str, Any] = {}
+        self._ensure_state_row()
+        self.index = self._open_index()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database, engine: VoiceEngine) -> Blacklist:
+        return cls(db, engine, settings.data_dir / "faiss")
+
+    # -- index lifecycle ----------------------------------------------------------------------------------
+
+    def _ensure_state_row(self) -> None:
+        with self.db.connect() as conn:
+            exists = conn.execute(select(blacklist_state.c.id).where(blacklist_state.c.id == 1)).first()
+        if exists is None:
+            try:
+                with self.db.begin() as conn:
+                    conn.execute(insert(blacklist_state).values(id=1, generation=0))
+            except IntegrityError:
+                pass
+
+    def _read_generation(self, conn: Connection | None = None) -> int:
+        stmt = select(blacklist_state.c.generation).where(blacklist_state.c.id == 1)
+        if conn is not None:
+            return int(conn.execute(stmt).scalar_one())
+        with self.db.connect() as c:
+            return int(c.execute(stmt).scalar_one())
+
+    def _bump(self, conn: Connection) -> int:
+        conn.execute(update(blacklist_state).where(blacklist_state.c.id == 1)
+                     .values(generation=blacklist_state.c.generation + 1))
+        return self._read_generation(conn)
+
+    def _db_ids(self) -> np.ndarray:
+        with self.db.connect() as conn:
+            rows = conn.execute(select(blacklist_samples.c.id)
+                                .where(blacklist_samples.c.backend_id == self.engine.backend_id)).scalars()
+            return np.fromiter(rows, dtype=np.int64)
+
+    def _vectors(self, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of this back end's prints: all of them, or those in ``ids``."""
+        cols = select(blacklist_samples.c.id, blacklist_samples.c.vector).where(
+            blacklist_samples.c.backend_id == self.engine.backend_id)
+        out_ids: list[int] = []
+        blobs: list[bytes] = []
+        with self.db.connect() as conn:
+            batches = [cols] if ids is None else [
+                cols.where(blacklist_samples.c.id.in_(chunk)) for chunk in _chunks(ids)]
+            for stmt in batches:
+                for sid, blob in conn.execute(stmt.order_by(blacklist_samples.c.id)):
+                    out_ids.append(int(sid))
+                    blobs.append(bytes(blob))
+        dim = self.engine.dim
+        vecs = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, dim).astype(np.float32)
+        return np.asarray(out_ids, dtype=np.int64), vecs
+
+    def _open_index(self) -> VectorIndex:
+        generation = self._read_generation()
+        db_ids = self._db_ids()
+        reason = ""
+        try:
+            index, meta = VectorIndex.load(self.index_dir)
+            if meta.backend_id != self.engine.backend_id or meta.dim != self.engine.dim:
+                raise IndexLoadError(f"built for {meta.backend_id!r}, engine is {self.engine.backend_id!r}")
+            if (meta.count != len(db_ids) or meta.max_id != (int(db_ids.max()) if len(db_ids) else 0)
+                    or meta.ids_checksum != ids_checksum(db_ids)):
+                raise IndexLoadError("stale: the database changed behind the index")
+            if meta.kind == "exact" and len(db_ids) > self.ann_threshold:
+                raise IndexLoadError("size crossed the approximate-index threshold")
+        except IndexLoadError as exc:
+            reason = str(exc)
+        else:
+            self._generation = generation
+            self.index_status = {"state": "loaded", "kind": index.kind, "count": len(index)}
+            return index
+        index = self._rebuild(generation, reason)
+        return index
+
+    def _rebuild(self, generation: int, reason: str) -> VectorIndex:
+        ids, vecs = self._vectors()
+        index = VectorIndex.build(self.engine.dim, ids, vecs, ann_threshold=self.ann_threshold,
+                                  nprobe=self.nprobe)
+        self._generation = generation
+        index.save(self.index_dir, backend_id=self.engine.backend_id, generation=generation)
+        self.index_status = {"state": "rebuilt", "reason": reason, "kind": index.kind, "count": len(index),
+                             "recall": asdict(index.recall) if index.recall else None}
+        log.info("blacklist index rebuilt (%s): %d prints, %s", reason, len(index), index.kind)
+        return index
+
+    def _persist(self, *, force: bool = False) -> None:
+        if force or len(self.index) <= SYNC_SAVE_LIMIT:
+            self.index.save(self.index_dir, backend_id=self.engine.backend_id, generation=self._generation)
+            self._dirty = False
+        else:
+            self._dirty = True
+
+    def refresh(self) -> None:
+        """Bring the in-memory index up to the database's generation (cheap when nothing changed)."""
+        if self._read_generation() == self._generation:
+            return
+        with self._sync:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        generation = self._read_generation()
+        if generation == self._generation:
+            return
+        db_ids = self._db_ids()
+        have = self.index.ids()
+        extra = np.setdiff1d(have, db_ids)
+        missing = np.setdiff1d(db_ids, have)
+        if self.index.kind == "exact" and len(db_ids) > self.ann_threshold:
+            self.index = self._rebuild(generation, "size crossed the approximate-index threshold")
+            return
+        if len(extra):
+            self.index.remove(extra)
+        if len(missing):
+            ids, vecs = self._vectors(missing.tolist())
+            if len(ids):
+                self.index.add(ids, vecs)
+        self._generation = generation
+        self._persist(force=bool(len(extra)))
+
+    def _apply(self, generation: int, *, add: tuple[int, np.ndarray] | None = None,
+               remove: list[int] | None = None) -> None:
+        """Apply this process's own committed change, or resync if other changes came in between."""
+        with self._sync:
+            if remove:
+                self.index.remove(remove)
+            if self._generation == generation - 1:
+                if add is not None:
+                    self.index.add([add[0]], add[1])
+                self._generation = generation
+                self._persist(force=bool(remove))
+            else:
+                self._refresh_locked()
+                if remove:
+                    self._persist(force=True)
+
+    def close(self) -> None:
+        with self._sync:
+            if self._dirty:
+                self._persist(force=True)
+
+    # -- identities ---------------------------------------------------------------------------------------
+
+    def create_identity(self, label: str, notes: str, actor: str) -> dict[str, Any]:
+        label = (label or "").strip()
+        notes = notes or ""
+        if not label:
+            raise InvalidInput("label must not be empty", code="invalid_label")
+        if len(label) > MAX_LABEL:
+            raise InvalidInput(f"label is longer than {MAX_LABEL} characters", code="invalid_label")
+        if len(notes) > MAX_NOTES:
+            raise InvalidInput(f"notes are longer than {MAX_NOTES} characters", code="invalid_notes")
+        now = utcnow()
+        with self.db.begin() as conn:
+            new_id = conn.execute(
+                insert(blacklist_identities)
+                .values(label=label, notes=notes, created_by=actor, created_at=now)
+                .returning(blacklist_identities.c.id)
+            ).scalar_one()
+            record(conn, actor, "blacklist.identity.create", TARGET, new_id, details={"label": label})
+        return {"id": int(new_id), "label": label, "notes": notes, "created_by": actor,
+                "created_at": now.isoformat(), "samples": 0}
+
+    def _identity(self, conn: Connection, identity_id: int) -> Any:
+        stmt = select(blacklist_identities).where(blacklist_identities.c.id == identity_id)
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFound(f"no blacklist identity {identity_id}", code="identity_not_found")
+        return row
+
+    def list_identities(self) -> list[dict[str, Any]]:
+        counts = (select(blacklist_samples.c.identity_id, func.count().label("n"),
+                         func.coalesce(func.sum(blacklist_samples.c.net_speech_s), 0.0).label("speech"))
+                  .group_by(blacklist_samples.c.identity_id).subquery())
+        stmt = (select(blacklist_identities, counts.c.n, counts.c.speech)
+                .select_from(blacklist_identities.outerjoin(
+                    counts, counts.c.identity_id == blacklist_identities.c.id))
+                .order_by(blacklist_identities.c.id))
+        with self.db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [{"id": r.id, "label": r.label, "notes": r.notes, "created_by": r.created_by,
+                 "created_at": _iso(r.created_at), "samples": int(r.n or 0),
+                 "net_speech_s": round(float(r.speech or 0.0), 3)} for r in rows]
+
+    def get_identity(self, identity_id: int) -> dict[str, Any]:
+        with self.db.connect() as conn:
+            row = self._identity(conn, identity_id)
+            samples = conn.execute(
+                select(blacklist_samples.c.id, blacklist_samples.c.net_speech_s,
+                       blacklist_samples.c.backend_id, blacklist_samples.c.sha256,
+                       blacklist_samples.c.created_by, blacklist_samples.c.created_at)
+                .where(blacklist_samples.c.identity_id == identity_id).order_by(blacklist_samples.c.id)
+            ).all()
+        return {
+            "id": row.id, "label": row.label, "notes": row.notes, "created_by": row.created_by,
+            "created_at": _iso(row.created_at), "samples": len(samples),
+            "net_speech_s": round(sum(float(s.net_speech_s) for s in samples), 3),
+            "prints": [{"sample_id": s.id, "net_speech_s": round(float(s.net_speech_s), 3),
+                        "backend_id": s.backend_id, "searchable": s.backend_id == self.engine.backend_id,
+                        "sha256": s.sha256, "created_by": s.created_by, "created_at": _iso(s.created_at)}
+                       for s in samples],
+        }
+
+    def delete_identity(self, identity_id: int, actor: str, reason: str) -> dict[str, Any]:
+        """Delete the identity and every print of it from the database and the index, audited."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInput("a reason is required to delete a blacklist identity", code="reason_required")
+        with self.db.begin() as conn:
+            row = self._identity(conn, identity_id)
+            owned = select(blacklist_samples.c.id).where(blacklist_samples.c.identity_id == identity_id)
+            sample_ids = [int(s) for s in conn.execute(owned).scalars()]
+            conn.execute(delete(blacklist_samples).where(blacklist_samples.c.identity_id == identity_id))
+            conn.execute(delete(blacklist_identities).where(blacklist_identities.c.id == identity_id))
+            generation = self._bump(conn)
+            record(conn, actor, "blacklist.identity.delete", TARGET, identity_id, reason=reason,
+                   details={"label": row.label, "samples_removed": len(sample_ids), "sample_ids": sample_ids})
+        self._apply(generation, remove=sample_ids)
+        return {"id": identity_id, "label": row.label, "samples_removed": len(sample_ids)}
+
+    # -- prints -------------------------------------------------------------------------------------------
+
+    def add_sample(self, identity_id: int, data: bytes, actor: str, **decode_kw: Any) -> dict[str, Any]:
+        """Enrol one recording; warns (never refuses) when it matches another identity above threshold."""
+        with self.db.connect() as conn:
+            self._identity(conn, identity_id)
+        audio = self.engine.decode(data, **decode_kw)
+        analysis = self.engine.analyse(audio)
+        vp = self.engine.voiceprint(analysis.speech, enrol=True)
+        vector = np.ascontiguousarray(vp.vector, dtype="<f4")
+        if vector.shape != (self.engine.dim,):
+            raise ValueError(f"engine print has shape {vector.shape}, expected ({self.engine.dim},)")
+        digest = hashlib.sha256(data).hexdigest()
+        scored = self._score_identities(vp, top_k=10)
+        others = [m for m in scored if m.identity_id != identity_id]
+        duplicates = [m.to_dict() for m in others if m.score >= self.engine.threshold][:5]
+        own = [m.score for m in scored if m.identity_id == identity_id]
+        with self.db.begin() as conn:
+            self._identity(conn, identity_id)
+            same = conn.execute(select(blacklist_samples.c.id).where(
+                blacklist_samples.c.identity_id == identity_id, blacklist_samples.c.sha256 == digest)).first()
+            if same is not None:
+                raise Conflict(f"this recording is already sample {same.id} of identity {identity_id}",
+                               code="duplicate_sample", sample_id=int(same.id))
+            sample_id = int(conn.execute(
+                insert(blacklist_samples).values(
+                    identity_id=identity_id, backend_id=self.engine.backend_id, dim=self.engine.dim,
+                    vector=vector.tobytes(), stats_mean=float(vp.stats[0]), stats_std=float(vp.stats[1]),
+                    net_speech_s=float(vp.net_speech_s), sha256=digest, created_by=actor,
+                    created_at=utcnow(),
+                ).returning(blacklist_samples.c.id)
+            ).scalar_one())
+            generation = self._bump(conn)
+            record(conn, actor, "blacklist.sample.add", TARGET, identity_id, details={
+                "sample_id": sample_id, "sha256": digest, "net_speech_s": round(vp.net_speech_s, 3),
+                "backend_id": self.engine.backend_id,
+                "possible_duplicate_of": [d["identity_id"] for d in duplicates]})
+        self._apply(generation, add=(sample_id, vector))
+        return {
+            "sample_id": sample_id, "identity_id": identity_id,
+            "net_speech_s": round(vp.net_speech_s, 3), "duration_s": round(analysis.duration_s, 3),
+            "sha256": digest, "backend_id": self.engine.backend_id,
+            "possible_duplicate_of": duplicates,
+            "self_score": round(max(own), 4) if own else None,
+        }
+
+    # -- search -------------------------------------------------------------------------------------------
+
+    def identify(self, data: bytes, **decode_kw: Any) -> IdentifyResult:
+        audio = self.engine.decode(data, **decode_kw)
+        analysis = self.engine.analyse(audio)
+        vp = self.engine.voiceprint(analysis.speech)
+        return self.identify_voiceprint(vp)
+
+    def identify_voiceprint(self, vp: Voiceprint, top_k: int = 5) -> IdentifyResult:
+        if top_k <= 0:
+            raise InvalidInput("top_k must be positive", code="invalid_top_k")
+        matches = self._score_identities(vp, top_k=top_k)
+        threshold = float(self.engine.threshold)
+        return IdentifyResult(
+            net_speech_s=float(vp.net_speech_s), alarm=bool(matches and matches[0].score >= threshold),
+            threshold=threshold, matches=matches, backend_id=self.engine.backend_id,
+            searched=len(self.index),
+        )
+
+    def _score_identities(self, vp: Voiceprint, *, top_k: int) -> list[Match]:
+        """Top prints by raw inner product, calibrated, then the best score per identity."""
+        self.refresh()
+        n = len(self.index)
+        if n == 0:
+            return []
+        k = min(n, max(self.search_k, top_k * 8))
+        raw, ids = self.index.search(np.asarray(vp.vector, dtype=np.float32), k)
+        keep = ids[0] >= 0
+        raw_scores, sample_ids = raw[0][keep], ids[0][keep]
+        rows: dict[int, Any] = {}
+        with self.db.connect() as conn:
+            for chunk in _chunks([int(s) for s in sample_ids]):
+                for r in conn.execute(
+                    select(blacklist_samples.c.id, blacklist_samples.c.identity_id,
+                           blacklist_samples.c.stats_mean, blacklist_samples.c.stats_std,
+                           blacklist_identities.c.label)
+                    .join(blacklist_identities, blacklist_identities.c.id == blacklist_samples.c.identity_id)
+                    .where(blacklist_samples.c.id.in_(chunk))
+                ):
+                    rows[int(r.id)] = r
+        present = np.array([int(s) in rows for s in sample_ids], dtype=bool)
+        if not present.any():
+            return []
+        raw_scores, sample_ids = raw_scores[present], sample_ids[present]
+        stats = np.array([[rows[int(s)].stats_mean, rows[int(s)].stats_std] for s in sample_ids],
+                         dtype=np.float64)
+        calibrated = np.asarray(self.engine.calibrate(vp, raw_scores, stats), dtype=np.float64)
+        best: dict[int, Match] = {}
+        for sid, score in zip(sample_ids, calibrated, strict=True):
+            r = rows[int(sid)]
+            current = best.get(int(r.identity_id))
+            if current is None or score > current.score:
+                best[int(r.identity_id)] = Match(int(r.identity_id), r.label, round(float(score), 4))
+        return sorted(best.values(), key=lambda m: -m.score)[:top_k]
