@@ -52,13 +52,14 @@ def _import(module: str) -> object | None:
 
 
 def build_all(models_dir: Path, *, force: bool = False, if_missing: bool = False,
-              modules: tuple[str, ...] = BUILDERS,
+              modules: tuple[str, ...] | None = None,
               progress: Callable[[str], None] | None = None) -> list[BuildOutcome]:
     """Build every builder's artifacts under ``models_dir``.
 
     ``if_missing`` only asks builders that report ``is_built() == False`` (cheap on every start);
-    ``force`` rebuilds everything.
+    ``force`` rebuilds everything. ``modules`` defaults to :data:`BUILDERS`.
     """
+    modules = BUILDERS if modules is None else modules
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[BuildOutcome] = []

@@ -12,7 +12,8 @@ Two frontends exist:
   spectrogram (25 ms Hann window, 10 ms hop, 40 bands), 160-frame partial windows at 1.3/s; the
   network embeds each window, the utterance embedding is their L2-normalised mean.
 - ``waveform`` (SpeechBrain ECAPA): the ONNX graph takes the waveform itself (fbank + sentence mean
-  normalisation + ECAPA inside the graph); partials are fixed-length windows embedded separately.
+  normalisation + ECAPA inside the graph); ``embed`` is one pass over the utterance, partials are
+  fixed-length windows (``partial_s``, ``partial_hop_s`` in the manifest) embedded separately.
 """
 
 from __future__ import annotations
@@ -187,7 +188,14 @@ class OnnxEncoder:
         return self._waveform_partials(x)
 
     def embed(self, wav16k: np.ndarray) -> np.ndarray:
-        """The utterance embedding ``(dim,)`` float32, L2-normalised."""
+        """The utterance embedding ``(dim,)`` float32, L2-normalised.
+
+        GE2E: the normalised mean of the partial windows (exactly Resemblyzer's ``embed_utterance``).
+        Waveform graphs (ECAPA): one pass over the whole utterance, as SpeechBrain's ``encode_batch``;
+        the mean of ``embed_partials`` is then a close, not identical, estimate.
+        """
+        if self._fe["type"] == "waveform":
+            return self._run(self._check(wav16k)[None, :])[0]
         partials = self.embed_partials(wav16k)
         mean = partials.mean(axis=0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
