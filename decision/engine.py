@@ -38,7 +38,7 @@ from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select
 
-__all__ = ["ActivePolicy", "DecisionEngine"]
+__all__ = ["ActivePolicy", "DecisionEngine", "load_policy"]
 
 _BAND_TEXT = "Score band {band}: limit = min({mult:g} x disposable income, product cap {cap:,.0f}, requested)"
 
@@ -75,7 +75,7 @@ def _py(v: Any) -> Any:
     return v
 
 
-def _load_policy(name: str, version: int, content: dict[str, Any]) -> ActivePolicy:
+def load_policy(name: str, version: int, content: dict[str, Any]) -> ActivePolicy:
     import zen
 
     decision = zen.ZenEngine().create_decision(json.dumps(content))
@@ -149,7 +149,7 @@ class DecisionEngine:
             for name, (version, content) in active.items():
                 old = self._policies.get(name)
                 fresh[name] = old if old is not None and old.version == version else \
-                    _load_policy(name, version, content)
+                    load_policy(name, version, content)
             self._policies = fresh
             self._stamp = stamp
             self._checked = time.monotonic()

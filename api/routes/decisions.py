@@ -1,7 +1,103 @@
-"""Routes for this part; filled in by the part that owns them."""
+"""``/v1/decisions`` (decide, batch, read back) and ``/v1/policies`` (versions, propose, activate)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-__all__ = ["router"]
+from typing import Any
 
-router = APIRouter()
+from callvet.api.context import AppContext
+from callvet.api.deps import get_ctx, require
+from callvet.core.application import Application
+from callvet.core.auth import Principal, Role
+from callvet.decision import DecisionEngine, Investigation
+from callvet.decision import store as policy_store
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, Field
+
+__all__ = ["DecisionRequest", "engine", "router"]
+
+router = APIRouter(tags=["decisions"])
+
+_DECIDERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER)
+_READERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER, Role.AUDITOR, Role.RISK_OFFICER)
+
+
+class DecisionRequest(BaseModel):
+    application: Application
+    investigation: Investigation | None = None
+
+
+class BatchRequest(BaseModel):
+    items: list[DecisionRequest] = Field(min_length=1, max_length=10_000)
+
+
+def engine(ctx: AppContext) -> DecisionEngine:
+    """The process's engine (model session and compiled policies built once)."""
+    return ctx.service("decision", lambda c: DecisionEngine.from_settings(c.settings, c.db))
+
+
+@router.post("/v1/decisions")
+def decide(req: DecisionRequest, ctx: AppContext = Depends(get_ctx),
+           p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
+    return engine(ctx).decide(req.application, req.investigation, actor=p.actor).to_dict()
+
+
+@router.post("/v1/decisions:batch")
+def decide_batch(req: BatchRequest, ctx: AppContext = Depends(get_ctx),
+                 p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
+    out = engine(ctx).decide_batch([i.application for i in req.items], [i.investigation for i in req.items],
+                                   actor=p.actor)
+    return {"items": [d.to_dict() for d in out]}
+
+
+@router.get("/v1/decisions/{decision_id}")
+def get_decision(decision_id: str, ctx: AppContext = Depends(get_ctx),
+                 _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:
+    return engine(ctx).get(decision_id)
+
+
+@router.get("/v1/policies", tags=["policies"])
+def list_policies(ctx: AppContext = Depends(get_ctx),
+                  _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:
+    policy_store.seed(ctx.db)
+    return {"policies": policy_store.list_policies(ctx.db)}
+
+
+@router.get("/v1/policies/{name}/versions", tags=["policies"])
+def list_versions(name: str, ctx: AppContext = Depends(get_ctx),
+                  _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:
+    policy_store.seed(ctx.db)
+    return {"versions": policy_store.list_versions(ctx.db, name)}
+
+
+@router.get("/v1/policies/{name}/versions/{version}", tags=["policies"])
+def get_version(name: str, version: int, ctx: AppContext = Depends(get_ctx),
+                _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:
+    return policy_store.get_version(ctx.db, name, version)
+
+
+@router.post("/v1/policies/{name}/versions", status_code=201, tags=["policies"])
+def propose(name: str, graph: dict[str, Any] = Body(..., description="the JDM decision graph"),
+            note: str = Query("", max_length=2000), ctx: AppContext = Depends(get_ctx),
+            p: Principal = Depends(require(Role.RISK_OFFICER))) -> dict[str, Any]:
+    policy_store.seed(ctx.db)
+    out = policy_store.propose(ctx.db, name, graph, actor=p.actor, note=note)
+    out.pop("content", None)
+    return out
+
+
+@router.post("/v1/policies/{name}/versions/{version}/activate", tags=["policies"])
+def activate(name: str, version: int, reason: str = Query("", max_length=2000),
+             ctx: AppContext = Depends(get_ctx),
+             p: Principal = Depends(require(Role.APPROVER))) -> dict[str, Any]:
+    out = engine(ctx).activate(name, version, actor=p.actor, reason=reason)
+    out.pop("content", None)
+    return out
+
+
+@router.post("/v1/policies/{name}/versions/{version}/reject", tags=["policies"])
+def reject(name: str, version: int, reason: str = Query("", max_length=2000),
+           ctx: AppContext = Depends(get_ctx),
+           p: Principal = Depends(require(Role.APPROVER, Role.RISK_OFFICER))) -> dict[str, Any]:
+    out = policy_store.reject(ctx.db, name, version, actor=p.actor, reason=reason)
+    out.pop("content", None)
+    return out
