@@ -115,3 +115,17 @@ def test_serving_never_imports_torch(models_dir: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "LOADED []" in out.stdout
+
+
+def test_threads_and_concurrency_give_the_same_embedding(models_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    wav = asterisk_concat(["vm-intro", "vm-login"], sample_rate=16000)
+    one = load_encoder(models_dir, "ge2e", intra_op_threads=1)
+    two = load_encoder(models_dir, "ge2e", intra_op_threads=2)
+    assert one is load_encoder(models_dir, "ge2e", intra_op_threads=1) and one is not two
+    expected = one.embed(wav)
+    assert float(two.embed(wav) @ expected) >= 0.99999
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: one.embed(wav), range(8)))
+    assert all(np.array_equal(r, expected) for r in results)

@@ -19,6 +19,7 @@ Two frontends exist:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -205,11 +206,19 @@ _CACHE: dict[tuple[str, int], OnnxEncoder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_encoder(models_dir: Path, name: str, *, intra_op_threads: int = 1) -> OnnxEncoder:
-    """Load (once per process and directory) the encoder ``name`` built under ``models_dir``.
+def load_encoder(models_dir: Path, name: str, *, intra_op_threads: int | None = None) -> OnnxEncoder:
+    """Load (once per process, directory and thread count) the encoder ``name`` built under ``models_dir``.
 
+    ``intra_op_threads`` defaults to ``CALLVET_ENCODER_THREADS`` or 1: one thread per embedding lets
+    many calls embed in parallel, which matters more for a call centre than one call's latency. The
+    files are re-hashed on every call (about 10 ms), so a model replaced on disk is noticed.
     Raises :class:`Unavailable` when it is not built, or when its files do not match the manifest.
     """
+    if intra_op_threads is None:
+        try:
+            intra_op_threads = int(os.environ.get("CALLVET_ENCODER_THREADS", "1"))
+        except ValueError as exc:
+            raise InvalidInput("CALLVET_ENCODER_THREADS must be an integer", code="bad_threads") from exc
     if not name or "/" in name or name.startswith("."):
         raise InvalidInput(f"bad encoder name {name!r}", code="bad_encoder_name")
     directory = (Path(models_dir) / name).resolve()
