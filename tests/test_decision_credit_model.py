@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from callvet.core.application import Application
+from callvet.decision.features import extract
+from callvet.decision.scoring import CreditScorer
+from callvet.models import credit
+from decision_fixtures import credit_models_dir, example
+
+
+def test_build_writes_card_and_onnx_equals_sklearn() -> None:
+    d = credit_models_dir()
+    assert credit.is_built(d)
+    assert credit.build(d) == []
+    card = json.loads(credit.card_path(d).read_text())
+    assert card["sha256"] and card["version"].startswith("credit-")
+    m = card["metrics"]
+    assert m["split"] == {"train": 600, "validation": 200, "test": 200, "stratified": True,
+                          "seed": credit.SEED}
+    assert m["selected"] == max(m["validation_auc"], key=m["validation_auc"].get)
+    assert 0.70 < m["test_auc"] < 0.95 and 0.3 < m["test_ks"] < 0.8
+    result = credit.train()
+    assert result["metrics"]["test_auc"] == m["test_auc"]
+    scorer = CreditScorer(d)
+    want = result["model"].predict_proba(result["x_test"])[:, 1]
+    got = scorer.predict(result["x_test"])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_missing_model_is_unavailable(tmp_path: Path) -> None:
+    import pytest
+    from callvet.core.errors import Unavailable
+
+    with pytest.raises(Unavailable):
+        CreditScorer(tmp_path)
+
+
+def test_application_mapping_and_neutral_values() -> None:
+    scorer = CreditScorer(credit_models_dir())
+    empty = Application.model_validate({"application_id": "A", "language": "en", "applicant": {"name": "x"}})
+    full = Application.model_validate(example())
+    feats = extract([empty, full], scorer.encoder)
+    ix = scorer.encoder.index
+    mapped = [ix[f] for f in credit.APPLICATION_MAPPING]
+    unmapped = [j for j in range(len(credit.FEATURES)) if j not in mapped]
+    assert np.all(feats.x[:, unmapped] == 0.0)
+    assert np.count_nonzero(feats.x[1, mapped]) >= 5
+    assert feats.rules["age"][0] == 30.0 and feats.rules["has_income"][0] == 0.0
+    assert feats.rules["requested_limit"][1] == 50000
+    risky = Application.model_validate(example(credit_profile={"delinquencies_24m": 2},
+                                               employment={"years_employed": 0.5}))
+    p = scorer.predict(extract([full, risky], scorer.encoder).x)
+    assert p[1] > p[0]
