@@ -2,7 +2,9 @@
 
 Each builder is a module exposing ``is_built(models_dir) -> bool`` and
 ``build(models_dir, *, force=False) -> list[Path]``. A builder module that does not exist yet (another
-part not merged) is reported as skipped; any other import error is a real failure and propagates.
+part not merged) is reported as skipped. Any other error -- a builder that raises, or a builder module
+whose own imports fail -- is reported as failed with its message, the remaining builders still run
+(one part's broken model must not block the others), and the CLI exits non-zero.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Status(StrEnum):
     BUILT = "built"
     UP_TO_DATE = "up-to-date"
     SKIPPED = "skipped"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class BuildOutcome:
             return f"{name}: built {len(self.files)} file(s) in {self.seconds:.1f}s"
         if self.status is Status.UP_TO_DATE:
             return f"{name}: up to date"
+        if self.status is Status.FAILED:
+            return f"{name}: FAILED ({self.note})"
         return f"{name}: skipped ({self.note})"
 
 
@@ -64,18 +69,22 @@ def build_all(models_dir: Path, *, force: bool = False, if_missing: bool = False
     models_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[BuildOutcome] = []
     for module in modules:
-        mod = _import(module)
-        if mod is None:
-            outcome = BuildOutcome(module, Status.SKIPPED, note="module not present")
-        elif if_missing and not force and mod.is_built(models_dir):  # type: ignore[attr-defined]
-            outcome = BuildOutcome(module, Status.UP_TO_DATE)
-        else:
-            if progress is not None:
-                progress(f"{module.rsplit('.', 1)[-1]}: building ...")
-            t0 = time.perf_counter()
-            files = mod.build(models_dir, force=force)  # type: ignore[attr-defined]
-            status = Status.BUILT if files else Status.UP_TO_DATE
-            outcome = BuildOutcome(module, status, time.perf_counter() - t0, list(files))
+        t0 = time.perf_counter()
+        try:
+            mod = _import(module)
+            if mod is None:
+                outcome = BuildOutcome(module, Status.SKIPPED, note="module not present")
+            elif if_missing and not force and mod.is_built(models_dir):  # type: ignore[attr-defined]
+                outcome = BuildOutcome(module, Status.UP_TO_DATE)
+            else:
+                if progress is not None:
+                    progress(f"{module.rsplit('.', 1)[-1]}: building ...")
+                files = mod.build(models_dir, force=force)  # type: ignore[attr-defined]
+                status = Status.BUILT if files else Status.UP_TO_DATE
+                outcome = BuildOutcome(module, status, time.perf_counter() - t0, list(files))
+        except Exception as exc:  # any builder failure is reported, then the others still run
+            outcome = BuildOutcome(module, Status.FAILED, time.perf_counter() - t0,
+                                   note=f"{type(exc).__name__}: {exc}")
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome.line())

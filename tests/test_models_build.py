@@ -46,12 +46,19 @@ def test_if_missing_skips_built_and_absent_modules(built: Path) -> None:
     assert lines == ["ge2e: up to date", "not_written_yet: skipped (module not present)"]
 
 
-def test_broken_builder_import_is_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_builder_is_reported_and_others_still_run(
+        tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "callvet_fake_builder.py").write_text("import callvet_no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError):
-        build_all(tmp_path, modules=("callvet_fake_builder",))
-    sys.modules.pop("callvet_fake_builder", None)
+    monkeypatch.delitem(sys.modules, "callvet_fake_builder", raising=False)
+    out = build_all(built, if_missing=True, modules=("callvet_fake_builder", "callvet.models.ge2e"))
+    assert [o.status for o in out] == [Status.FAILED, Status.UP_TO_DATE]
+    assert "callvet_no_such_dependency" in out[0].note
+
+    monkeypatch.setattr(build_mod, "BUILDERS", ("callvet_fake_builder", "callvet.models.ge2e"))
+    res = CliRunner().invoke(app, ["models", "build", "--if-missing", "--models-dir", str(built)])
+    assert res.exit_code == 1
+    assert "callvet_fake_builder: FAILED" in res.output and "ge2e: up to date" in res.output
 
 
 def test_ge2e_builds_into_empty_dir_and_force_rebuilds(tmp_path: Path, built: Path) -> None:

@@ -27,14 +27,15 @@ def build_cmd(
     models_dir: Path | None = typer.Option(None, "--models-dir", help="default: Settings.models_dir"),
 ) -> None:
     """Build every model artifact (GE2E speaker encoder, sentence model, credit model)."""
-    from callvet.models.build import build_all
+    from callvet.models.build import Status, build_all
 
     target = _models_dir(models_dir)
     typer.echo(f"models dir: {target}")
-    try:
-        build_all(target, force=force, if_missing=if_missing, progress=typer.echo)
-    except CallvetError as exc:
-        raise fail(exc) from exc
+    outcomes = build_all(target, force=force, if_missing=if_missing, progress=typer.echo)
+    failed = [o.module for o in outcomes if o.status is Status.FAILED]
+    if failed:
+        typer.secho(f"{len(failed)} builder(s) failed: {', '.join(failed)}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1)
 
 
 @models_app.command("import-speechbrain")
