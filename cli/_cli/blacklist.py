@@ -1,11 +1,194 @@
-"""CLI commands of this part; filled in by the part that owns them."""
+"""``callvet blacklist add|list|show|remove`` and ``callvet identify``: the blacklist from a terminal.
+
+``add`` checks every file (decodes it and measures net speech) before it creates anything, so a bad file
+in a batch exits 2 with nothing enrolled, rather than leaving a half-built identity behind.
+"""
 
 from __future__ import annotations
 
+import getpass
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+from callvet._cli.common import fail, open_db
+from callvet.core.errors import CallvetError
+from callvet.core.settings import get_settings
+
+if TYPE_CHECKING:
+    from callvet.voice.blacklist import Blacklist
+    from callvet.voice.engine import VoiceEngine
 
 __all__ = ["register"]
 
+blacklist = typer.Typer(help="Fraudster voice blacklist: enrol, list, show and remove identities.",
+                        no_args_is_help=True)
+
+ENCODING_HELP = "auto (WAV) | wav | pcm16 | mulaw; raw pcm16/mulaw need --sample-rate"
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@lru_cache(maxsize=2)
+def _engine(models_dir: Path, encoder: str) -> VoiceEngine:
+    from callvet.voice.engine import VoiceEngine
+
+    return VoiceEngine.from_settings(get_settings())
+
+
+def _service() -> Blacklist:
+    from callvet.voice.blacklist import Blacklist
+
+    settings = get_settings()
+    engine = _engine(settings.models_dir, settings.encoder)
+    return Blacklist.from_settings(settings, open_db(), engine)
+
+
+def _decode_kw(encoding: str, sample_rate: int | None) -> dict[str, Any]:
+    kw: dict[str, Any] = {"encoding": encoding}
+    if sample_rate is not None:
+        kw["sample_rate"] = sample_rate
+    return kw
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True)
+
+
+@blacklist.command("add")
+def add(
+    label: str = typer.Argument(..., help="name analysts use for this fraudster"),
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                       help="recordings of this voice (at least 3 s of speech each)"),
+    notes: str = typer.Option("", "--notes", help="free text kept with the identity"),
+    encoding: str = typer.Option("auto", "--encoding", help=ENCODING_HELP),
+    sample_rate: int | None = typer.Option(None, "--sample-rate", help="rate of raw PCM / mu-law files"),
+) -> None:
+    """Create an identity from one or more recordings (all files are checked before anything is added)."""
+    from callvet.voice.audio import AudioError
+
+    try:
+        bl = _service()
+    except CallvetError as exc:
+        raise fail(exc) from None
+    kw = _decode_kw(encoding, sample_rate)
+    blobs: list[bytes] = []
+    errors: list[tuple[Path, CallvetError]] = []
+    with _progress() as progress:
+        task = progress.add_task("checking audio", total=len(files))
+        for path in files:
+            data = path.read_bytes()
+            try:
+                analysis = bl.engine.analyse(bl.engine.decode(data, **kw))
+                if analysis.net_speech_s + 1e-6 < bl.engine.min_net_speech_s:
+                    raise AudioError(f"only {analysis.net_speech_s:.1f} s of speech; at least "
+                                     f"{bl.engine.min_net_speech_s:.1f} s needed", code="too_little_speech")
+            except CallvetError as exc:
+                errors.append((path, exc))
+            blobs.append(data)
+            progress.advance(task)
+    if errors:
+        for path, exc in errors:
+            typer.secho(f"error [{exc.code}]: {path}: {exc.message}", err=True, fg=typer.colors.RED)
+        typer.secho("nothing was added", err=True)
+        raise typer.Exit(code=2)
+    actor = _actor()
+    try:
+        ident = bl.create_identity(label, notes, actor)
+        typer.echo(f"identity {ident['id']}\t{ident['label']}")
+        with _progress() as progress:
+            task = progress.add_task("enrolling", total=len(files))
+            results = []
+            for path, data in zip(files, blobs, strict=True):
+                res = bl.add_sample(ident["id"], data, actor, **kw)
+                results.append((path, res))
+                progress.advance(task)
+    except CallvetError as exc:
+        raise fail(exc) from None
+    finally:
+        bl.close()
+    for path, res in results:
+        typer.echo(f"sample {res['sample_id']}\t{res['net_speech_s']:.1f} s speech\t{path}")
+        for dup in res["possible_duplicate_of"]:
+            typer.secho(f"warning: {path} also matches identity {dup['identity_id']} ({dup['label']}) "
+                        f"score {dup['score']:.3f}", fg=typer.colors.YELLOW)
+
+
+@blacklist.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List identities with their number of samples."""
+    try:
+        bl = _service()
+    except CallvetError as exc:
+        raise fail(exc) from None
+    rows = bl.list_identities()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']}\t{r['label']}\t{r['samples']} samples\t{r['net_speech_s']:.1f} s\t"
+                   f"{r['created_by']}\t{r['created_at']}")
+
+
+@blacklist.command("show")
+def show(identity_id: int) -> None:
+    """One identity and its prints (never the vectors), as JSON."""
+    try:
+        typer.echo(json.dumps(_service().get_identity(identity_id), indent=2))
+    except CallvetError as exc:
+        raise fail(exc) from None
+
+
+@blacklist.command("remove")
+def remove(
+    identity_id: int,
+    reason: str = typer.Option(..., "--reason", help="why (kept in the audit log)"),
+) -> None:
+    """Delete an identity and all its prints from the database and the search index."""
+    try:
+        bl = _service()
+        out = bl.delete_identity(identity_id, _actor(), reason)
+        bl.close()
+    except CallvetError as exc:
+        raise fail(exc) from None
+    typer.echo(f"removed identity {out['id']} ({out['label']}), {out['samples_removed']} prints")
+
+
+def identify(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    encoding: str = typer.Option("auto", "--encoding", help=ENCODING_HELP),
+    sample_rate: int | None = typer.Option(None, "--sample-rate"),
+    top_k: int = typer.Option(5, "--top-k", min=1, max=50),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Search a recording against the blacklist; prints ALARM when the best match passes the threshold."""
+    try:
+        bl = _service()
+        engine = bl.engine
+        analysis = engine.analyse(engine.decode(file.read_bytes(), **_decode_kw(encoding, sample_rate)))
+        result = bl.identify_voiceprint(engine.voiceprint(analysis.speech), top_k=top_k)
+    except CallvetError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    verdict = "ALARM" if result.alarm else "no match"
+    typer.echo(f"{verdict}\tthreshold {result.threshold:.3f}\t{result.net_speech_s:.1f} s speech\t"
+               f"{result.searched} prints searched")
+    for m in result.matches:
+        typer.echo(f"{m.identity_id}\t{m.label}\t{m.score:.4f}")
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.add_typer(blacklist, name="blacklist")
+    app.command("identify")(identify)
