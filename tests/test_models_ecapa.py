@@ -81,8 +81,15 @@ def classifier(source: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def models_dir(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Imported through the CLI, as an operator would."""
+    from callvet.cli import app
+    from typer.testing import CliRunner
+
     target = tmp_path_factory.mktemp("models")
-    import_speechbrain(source, target, name="ecapa")
+    res = CliRunner().invoke(app, ["models", "import-speechbrain", str(source), "--name", "ecapa",
+                                   "--models-dir", str(target)])
+    assert res.exit_code == 0, res.output
+    assert "embedding size 24" in res.output
     return target
 
 
