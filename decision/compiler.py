@@ -210,14 +210,15 @@ class _Table:
             if not hit.any():
                 continue
             for field_name, fn in outputs:
-                values = _broadcast(fn(cols, n), n)
-                if field_name not in out:
-                    out[field_name] = np.empty(n, dtype=values.dtype if values.dtype != object else object)
-                    if out[field_name].dtype.kind == "f":
-                        out[field_name][:] = np.nan
-                elif out[field_name].dtype != values.dtype and out[field_name].dtype != object:
-                    out[field_name] = out[field_name].astype(object)
-                out[field_name][hit] = values[hit]
+                values = fn(cols, n)
+                scalar = np.ndim(values) == 0
+                is_text = isinstance(values, str) if scalar else np.asarray(values).dtype == object
+                col = out.get(field_name)
+                if col is None:
+                    col = out[field_name] = np.empty(n, dtype=object) if is_text else np.full(n, np.nan)
+                elif is_text and col.dtype != object:
+                    col = out[field_name] = col.astype(object)
+                col[hit] = values if scalar else np.asarray(values)[hit]
             open_rows &= ~hit
             if not open_rows.any():
                 break

@@ -15,9 +15,9 @@ so that other processes' activations take effect.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -219,26 +219,41 @@ class DecisionEngine:
         approved = outcome == Outcome.APPROVE.value
         limit = np.where(approved, np.maximum(np.asarray(lim["credit_limit"], dtype=float), 0.0), 0.0)
         versions = {name: p.version for name, p in pol.items()}
-        band = np.asarray(lim["band"], dtype=object)
-        mult = np.asarray(lim["income_multiple"], dtype=float)
-        cap = np.asarray(lim["product_cap"], dtype=float)
+        band = np.asarray(lim["band"], dtype=object).tolist()
+        mult = np.asarray(lim["income_multiple"], dtype=float).tolist()
+        cap = np.asarray(lim["product_cap"], dtype=float).tolist()
         model_version = self.scorer.version
-        out: list[Decision] = []
+        ids = os.urandom(16 * n).hex()
         outcomes = {o.value: o for o in Outcome}
-        for i in range(n):
-            reasons = [Reason(pre_reason[i], "prescreen", REASON_TEXT.get(pre_reason[i], pre_reason[i]))]
-            if inv_reason[i] is not None:
-                reasons.append(Reason(inv_reason[i], "investigation",
-                                      REASON_TEXT.get(inv_reason[i], inv_reason[i])))
-            if approved[i]:
-                reasons.append(Reason(f"limit_band_{band[i]}", "credit_limit",
-                                      _BAND_TEXT.format(band=band[i], mult=mult[i], cap=cap[i])))
+        reason_cache: dict[tuple[str, str], Reason] = {}
+
+        def reason(code: str, policy: str) -> Reason:
+            r = reason_cache.get((code, policy))
+            if r is None:
+                r = reason_cache[(code, policy)] = Reason(code, policy, REASON_TEXT.get(code, code))
+            return r
+
+        limit_reasons: dict[tuple[str, float, float], Reason] = {}
+        out: list[Decision] = []
+        rows = zip(apps, outcome.tolist(), pre_reason.tolist(), inv_reason.tolist(), approved.tolist(),
+                   limit.tolist(), score.tolist(), band, mult, cap, np.asarray(pre["outcome"]).tolist(),
+                   strict=True)
+        for i, (a, final, pre_code, inv_code, ok, lim_i, sc, b, m, c, first) in enumerate(rows):
+            r0 = reason_cache.get((pre_code, "prescreen")) or reason(pre_code, "prescreen")
+            reasons = [r0]
+            if inv_code is not None:
+                reasons.append(reason_cache.get((inv_code, "investigation"))
+                               or reason(inv_code, "investigation"))
+            if ok:
+                lr = limit_reasons.get((b, m, c))
+                if lr is None:
+                    lr = limit_reasons[(b, m, c)] = Reason(f"limit_band_{b}", "credit_limit",
+                                                           _BAND_TEXT.format(band=b, mult=m, cap=c))
+                reasons.append(lr)
             out.append(Decision(
-                decision_id=uuid.uuid4().hex, application_id=apps[i].application_id,
-                decision=outcomes[outcome[i]], credit_limit=float(limit[i]), score=float(score[i]),
-                score_band=str(band[i]), reasons=reasons, policy_versions=versions,
-                model_version=model_version,
-                details={"instant_decision": pre["outcome"][i]},
+                decision_id=ids[32 * i:32 * i + 32], application_id=a.application_id,
+                decision=outcomes[final], credit_limit=lim_i, score=sc, score_band=b, reasons=reasons,
+                policy_versions=versions, model_version=model_version, details={"instant_decision": first},
             ))
         if store:
             self._store(out, apps, invs, actor)
