@@ -1,0 +1,678 @@
+"""Simulated applicants and a population generator: the evidence that the questionnaire separates owners
+from impostors.
+
+Three kinds of caller answer the real engine through the same fields the API takes:
+
+* ``GenuineApplicant``: answers from their own application, in the many ways people say things
+  ("一万五", "fifteen grand", "my wife", "the second one"), with natural slips (a date off by days, an
+  income rounded too far, "I don't remember" the contact's number) and requests to repeat.
+* ``PartialIdentityFraudster``: holds the stolen name, ID, birth date and mobile, maybe the employer and
+  city, and guesses everything else plausibly from what applicants usually say; some are nervous.
+* ``Guesser``: brute force: quick generic answers, "yes", echoing the question, popular values.
+
+Applications come from :func:`make_application` with a seed; tune on seeds 0-999 and report on an unseen
+range (the benchmark uses 10_000+).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from callvet.core.application import Application
+from callvet.questionnaire.bank import Bank, load_bank
+
+__all__ = [
+    "Caller",
+    "EngineDriver",
+    "GenuineApplicant",
+    "Guesser",
+    "PartialIdentityFraudster",
+    "make_application",
+    "run_interview",
+    "say_number",
+]
+
+_ZH_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘"
+_ZH_GIVEN = "建国秀英伟芳娜敏静丽强磊军洋勇艳杰娟涛明超霞平刚桂英华玉兰文辉鹏飞宇欣怡浩然子涵思雨博文嘉琪"
+_EN_FIRST = [
+    "James",
+    "Oliver",
+    "Harry",
+    "Jack",
+    "George",
+    "Noah",
+    "Charlie",
+    "Thomas",
+    "Oscar",
+    "William",
+    "Amelia",
+    "Olivia",
+    "Isla",
+    "Emily",
+    "Ava",
+    "Lily",
+    "Sophie",
+    "Grace",
+    "Ella",
+    "Chloe",
+    "Daniel",
+    "Priya",
+    "Mohammed",
+    "Aisha",
+    "Lucas",
+    "Hannah",
+    "Ethan",
+    "Zara",
+    "Samuel",
+    "Ruby",
+]
+_EN_LAST = [
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Robinson",
+    "Wright",
+    "Thompson",
+    "Evans",
+    "Walker",
+    "White",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Wood",
+    "Jackson",
+    "Clarke",
+    "Patel",
+    "Khan",
+    "Lewis",
+    "Harris",
+    "Martin",
+    "Cooper",
+    "King",
+    "Lee",
+    "Baker",
+    "Hill",
+]
+_REF_DAY = date(2026, 11, 20)
+_RISKS = ["new_device", "address_mismatch", "income_mismatch", "high_velocity"]
+_HOUSING_W = {"owned": 0.3, "mortgaged": 0.25, "rented": 0.3, "family": 0.1, "company": 0.05}
+_CHANNEL_W = {"mobile_app": 0.5, "website": 0.2, "branch": 0.15, "partner": 0.1, "phone": 0.05}
+_RELATION_W = {
+    "spouse": 0.4,
+    "parent": 0.3,
+    "sibling": 0.15,
+    "friend": 0.08,
+    "colleague": 0.04,
+    "child": 0.03,
+}
+_JOB_PARAPHRASE_EN = {
+    "software engineer": ["I write software", "I'm a developer, I write code", "software engineering"],
+    "accountant": ["I do the accounts for the company", "I'm in accounting", "bookkeeping and accounts"],
+    "teacher": ["I teach at a school", "I'm a school teacher", "teaching"],
+    "nurse": ["I'm a nurse on a hospital ward", "I look after patients, nursing", "nursing"],
+    "sales manager": ["I manage the sales team", "I'm in sales, a manager", "sales management"],
+    "delivery driver": ["I drive deliveries", "I'm a driver, delivering parcels", "driving a van"],
+    "graphic designer": ["I design graphics", "I'm a designer", "graphic design"],
+    "office administrator": ["I run the office admin", "administration in an office", "office admin"],
+    "doctor": ["I'm a doctor", "I work as a GP doctor", "medical doctor"],
+    "electrician": ["I'm an electrician", "electrical work, wiring", "I fix electrics"],
+    "chef": ["I'm a chef in a restaurant", "I cook in a kitchen, chef", "cooking, I'm a chef"],
+    "customer service advisor": [
+        "I work in customer service",
+        "I handle customer calls",
+        "customer service advisor on the phones",
+    ],
+}
+
+
+def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def _zh_name(rng: random.Random) -> str:
+    return rng.choice(_ZH_SURNAMES) + "".join(rng.choice(_ZH_GIVEN) for _ in range(rng.choice([1, 2, 2])))
+
+
+def _en_name(rng: random.Random) -> str:
+    return f"{rng.choice(_EN_FIRST)} {rng.choice(_EN_LAST)}"
+
+
+def _mobile(rng: random.Random, lang: str) -> str:
+    if lang == "zh":
+        return rng.choice(["139", "138", "137", "186", "158", "150"]) + "".join(
+            rng.choice("0123456789") for _ in range(8)
+        )
+    return (
+        "07"
+        + "".join(rng.choice("0123456789") for _ in range(3))
+        + " "
+        + "".join(rng.choice("0123456789") for _ in range(6))
+    )
+
+
+def make_application(seed: int, bank: Bank | None = None) -> Application:
+    """A random, self-consistent application; the same seed always gives the same one."""
+    bank = bank or load_bank()
+    rng = random.Random(seed)
+    lang = rng.choice(["zh", "en"])
+    pools = bank.pools
+    city = rng.choice(pools["city"][lang])
+    work_city = city if rng.random() < 0.8 else rng.choice(pools["city"][lang])
+    income = round(rng.lognormvariate(9.4 if lang == "zh" else 8.0, 0.45) / 500) * 500 or 500
+    name = _zh_name(rng) if lang == "zh" else _en_name(rng)
+    data: dict[str, Any] = {
+        "application_id": f"SIM-{seed}",
+        "language": "zh-CN" if lang == "zh" else "en-GB",
+        "applicant": {
+            "name": name,
+            "id_number": f"{rng.randrange(110000, 660000)}********{rng.randrange(1000, 9999)}",
+            "birth_date": date(1960, 1, 1) + timedelta(days=rng.randrange(0, 43 * 365)),
+            "mobile": _mobile(rng, lang),
+        },
+        "employment": {
+            "employer": rng.choice(pools["employer"][lang]),
+            "job_title": rng.choice(pools["job_title"][lang]),
+            "monthly_income": float(income),
+            "years_employed": float(rng.randrange(0, 21)),
+            "work_city": work_city,
+            "work_district": rng.choice(pools["district"][work_city]),
+        },
+        "home": {
+            "city": city,
+            "district": rng.choice(pools["district"][city]),
+            "housing": _weighted(rng, _HOUSING_W),
+        },
+        "card_product": rng.choice(pools["card_product"][lang]),
+        "channel": _weighted(rng, _CHANNEL_W),
+        "applied_at": datetime.combine(
+            _REF_DAY - timedelta(days=rng.randrange(0, 14)),
+            datetime.min.time(),
+            tzinfo=timezone(timedelta(hours=8)),
+        ).replace(hour=rng.randrange(8, 22)),
+        "requested_limit": float(
+            rng.choice(
+                [10000, 20000, 30000, 50000, 80000, 100000]
+                if lang == "zh"
+                else [1000, 2000, 3000, 5000, 8000, 10000]
+            )
+        ),
+        "emergency_contact": {
+            "name": _zh_name(rng) if lang == "zh" else _en_name(rng),
+            "relation": _weighted(rng, _RELATION_W),
+            "mobile": _mobile(rng, lang),
+        },
+        "credit_profile": {
+            "monthly_obligations": float(round(income * rng.uniform(0.0, 0.4) / 100) * 100),
+            "existing_cards": rng.randrange(0, 6),
+            "delinquencies_24m": rng.randrange(0, 2),
+            "credit_history_months": rng.randrange(6, 240),
+            "inquiries_6m": rng.randrange(0, 5),
+        },
+        "risk_reasons": rng.sample(_RISKS, k=rng.choice([0, 1, 1, 2])),
+    }
+    return Application.model_validate(data)
+
+
+# ---------------------------------------------------------------- saying values
+
+_EN_SMALL = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_EN_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_EN_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_EN_ORD = {1: "first", 2: "second", 3: "third", 5: "fifth", 8: "eighth", 9: "ninth", 12: "twelfth"}
+
+
+def _en_words(n: int) -> str:
+    if n < 20:
+        return _EN_SMALL[n]
+    if n < 100:
+        return _EN_TENS[n // 10] + ("" if n % 10 == 0 else "-" + _EN_SMALL[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _EN_SMALL[n // 100] + " hundred" + ("" if not rest else " and " + _en_words(rest))
+    if n < 1_000_000:
+        rest = n % 1000
+        return (
+            _en_words(n // 1000)
+            + " thousand"
+            + ("" if not rest else (" and " if rest < 100 else " ") + _en_words(rest))
+        )
+    return str(n)
+
+
+def _en_ordinal(n: int) -> str:
+    if n in _EN_ORD:
+        return _EN_ORD[n]
+    if n < 20:
+        return _EN_SMALL[n] + "th"
+    if n % 10 == 0:
+        return _EN_TENS[n // 10][:-1] + "ieth"
+    return _EN_TENS[n // 10] + "-" + _en_ordinal(n % 10)
+
+
+def _en_year(y: int) -> str:
+    if 2000 <= y < 2010:
+        return "two thousand and " + _EN_SMALL[y - 2000] if y > 2000 else "two thousand"
+    return _en_words(y // 100) + " " + (_en_words(y % 100) if y % 100 >= 10 else "oh " + _EN_SMALL[y % 100])
+
+
+def say_number(v: float, lang: str, rng: random.Random) -> str:
+    """A number as people say it: digits, words, 万/k shorthand."""
+    import cn2an
+
+    n = round(v)
+    if lang == "zh":
+        forms = [str(n), cn2an.an2cn(n)]
+        if n >= 10000 and n % 1000 == 0:
+            w, k = divmod(n, 10000)
+            forms.append(f"{w}万" if not k else f"{w}.{k // 1000}万" if k % 1000 == 0 else str(n))
+            if k and k % 1000 == 0:
+                forms.append(cn2an.an2cn(w) + "万" + cn2an.an2cn(k // 1000))
+        return rng.choice(forms)
+    forms = [str(n), f"{n:,}", _en_words(n)]
+    if n >= 1000 and n % 1000 == 0:
+        forms += [f"{n // 1000}k", _en_words(n // 1000) + " grand"]
+    return rng.choice(forms)
+
+
+def _say_date(d: date, lang: str, rng: random.Random, *, with_year: bool = True) -> str:
+    import cn2an
+
+    if lang == "zh":
+        y = rng.choice([f"{d.year}年", f"{str(d.year)[2:]}年", cn2an.an2cn(d.year, "low").replace("千", "")])
+        if y.endswith("五") or not y.endswith("年"):
+            y = "".join("〇一二三四五六七八九"[int(c)] for c in str(d.year)) + "年"
+        if rng.random() < 0.3:
+            y = "".join("〇一二三四五六七八九"[int(c)] for c in str(d.year)[2:]) + "年"
+        md = rng.choice(
+            [
+                f"{d.month}月{d.day}日",
+                f"{d.month}月{d.day}号",
+                f"{cn2an.an2cn(d.month)}月{cn2an.an2cn(d.day)}号",
+            ]
+        )
+        return (y if with_year else "") + md
+    month = _EN_MONTHS[d.month - 1]
+    y = rng.choice([str(d.year), _en_year(d.year)]) if with_year else ""
+    forms = [f"{d.day} {month} {y}", f"{month} {d.day}, {y}", f"the {_en_ordinal(d.day)} of {month} {y}"]
+    return rng.choice(forms).strip().rstrip(",")
+
+
+def _say_digits(s: str, lang: str, rng: random.Random) -> str:
+    if lang == "zh":
+        zh = "".join("零一二三四五六七八九"[int(c)] for c in s)
+        return rng.choice([s, zh, "尾号" + zh, zh.replace("一", "幺")])
+    return rng.choice([s, " ".join(_EN_SMALL[int(c)] for c in s), " ".join(s)])
+
+
+# ---------------------------------------------------------------- callers
+
+
+@dataclass
+class Caller:
+    """Base caller: a voice (baseline timing and prosody) and a way to answer public questions."""
+
+    app: Application
+    rng: random.Random
+    bank: Bank = field(default_factory=load_bank)
+    known: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        r = self.rng
+        self.lang = self.app.lang
+        self.base_delay = r.uniform(0.6, 1.6)
+        self.base_rate = r.uniform(2.8, 4.5)
+        self.base_pitch = r.uniform(100, 240)
+        self.base_energy = r.uniform(0.05, 0.2)
+
+    def speak(self, text: str, *, hesitate: float = 0.0, fast: bool = False) -> dict[str, Any]:
+        r = self.rng
+        delay = (
+            r.uniform(0.05, 0.3)
+            if fast
+            else max(0.15, r.gauss(self.base_delay, 0.25) + hesitate * r.uniform(1.0, 3.0))
+        )
+        pauses = [round(r.uniform(0.2, 0.6), 2) for _ in range(r.choice([0, 0, 1]))]
+        if hesitate > 0:
+            pauses += [round(r.uniform(0.4, 1.5), 2) for _ in range(int(hesitate * r.choice([1, 2, 3])))]
+        syllables = max(1, len(re.findall(r"[\u4e00-\u9fff]|[aeiouy]+", text.lower())))
+        rate = max(1.0, r.gauss(self.base_rate - 0.6 * hesitate, 0.3))
+        return {
+            "transcript": text,
+            "timing": {
+                "delay_s": round(delay, 3),
+                "duration_s": round(syllables / rate + sum(pauses), 3),
+                "pauses": pauses,
+                "speech_rate": round(rate, 3),
+            },
+            "prosody": {
+                "pitch_mean": round(r.gauss(self.base_pitch * (1 + 0.04 * hesitate), 6), 2),
+                "pitch_std": round(abs(r.gauss(20, 4)), 2),
+                "energy_mean": round(abs(r.gauss(self.base_energy, 0.02)), 4),
+                "energy_std": round(abs(r.gauss(0.03, 0.01)), 4),
+            },
+        }
+
+    def respond(self, q: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # Helpers to say the truth about a field in a natural way.
+
+    def _true_answer(self, q: dict[str, Any], value: object) -> str:
+        r, lang = self.rng, self.lang
+        path = q["checks"][0]
+        kind = q["answer_type"]
+        zh = lang == "zh"
+        if kind == "name":
+            return (
+                r.choice([str(value), ("我叫" if zh else "My name is ") + str(value)])
+                if path == "applicant.name"
+                else str(value)
+            )
+        if kind == "date":
+            d = value.date() if isinstance(value, datetime) else value
+            return _say_date(d, lang, r, with_year=path != "applied_at")  # type: ignore[arg-type]
+        if kind == "digits":
+            return _say_digits(re.sub(r"\D", "", str(value))[-4:], lang, r)
+        if kind == "amount":
+            v = float(value)  # type: ignore[arg-type]
+            said = say_number(v, lang, r)
+            if path.endswith(("income", "obligations")) and r.random() < 0.4:
+                return ("大概" + said + "左右") if zh else ("about " + said)
+            unit = {
+                "employment.years_employed": ("年", " years"),
+                "credit_profile.existing_cards": ("张", " cards"),
+            }
+            if path in unit and r.random() < 0.6:
+                return said + (unit[path][0] if zh else unit[path][1])
+            return said
+        if kind == "place":
+            v = str(value)
+            if zh:
+                return r.choice([v, v.rstrip("区"), "在" + v])
+            return (
+                r.choice([v, f"I live in {v}", f"{v}, in {self.app.get_path('home.city')}"])
+                if path.startswith("home")
+                else r.choice([v, f"It's in {v}"])
+            )
+        if kind == "organisation":
+            from callvet.questionnaire.normalize import org_core
+
+            core = org_core(v := str(value))
+            if zh:
+                return r.choice(
+                    [v, core, "在" + core + "上班", str(self.app.get_path("employment.work_city")) + v]
+                )
+            return r.choice([v, core, f"I work for {core}", f"{v}, I've been there a while"])
+        if kind == "free_text":
+            v = str(value)
+            if zh:
+                return r.choice([v, f"我是{v}", f"做{v}的", f"我在单位当{v}"])
+            return r.choice([v, f"I'm a {v}", *_JOB_PARAPHRASE_EN.get(v, [v])])
+        if kind == "yes_no":
+            return r.choice(
+                ["是的，是我自己申请的", "对，是我"] if zh else ["Yes, that was me", "Yes, I applied myself"]
+            )
+        if kind == "choice":
+            return self._choose_truth(q, value)
+        return str(value)
+
+    def _choose_truth(self, q: dict[str, Any], value: object) -> str:
+        r, lang = self.rng, self.lang
+        choices: list[str] = q.get("choices") or []
+        path = q["checks"][0]
+        if path == "employment.monthly_income":
+            if r.random() < 0.5:
+                return say_number(float(value), lang, r)  # type: ignore[arg-type]
+            idx = next((i for i, c in enumerate(choices) if _in_band(c, float(value))), 0)  # type: ignore[arg-type]
+        else:
+            labels = {str(value)}
+            for enum in self.bank.enums.values():
+                if str(value) in enum:
+                    labels |= set(enum[str(value)].get(lang, []))
+            idx = next((i for i, c in enumerate(choices) if c in labels), None)
+            if idx is None:
+                return str(value)
+            if r.random() < 0.3 and path != "card_product":
+                return r.choice(sorted(labels - {str(value)}) or [choices[idx]])
+        how = r.random()
+        if how < 0.5:
+            return choices[idx]
+        if how < 0.75:
+            return "ABCD"[idx] if lang == "en" else f"第{'一二三四'[idx]}个"
+        return (
+            f"the {['first', 'second', 'third', 'fourth'][idx]} one" if lang == "en" else f"是{choices[idx]}"
+        )
+
+
+def _in_band(label: str, v: float) -> bool:
+    nums = [float(x) for x in re.findall(r"\d+", label.replace(",", ""))]
+    return len(nums) == 2 and nums[0] <= v < nums[1]
+
+
+class GenuineApplicant(Caller):
+    """The real owner: knows every fact, slips sometimes, now and then asks to repeat."""
+
+    SLIP: ClassVar[dict[str, float]] = {
+        "applied_at": 0.1,
+        "emergency_contact.mobile": 0.1,
+        "credit_profile.monthly_obligations": 0.12,
+        "employment.years_employed": 0.06,
+        "employment.monthly_income": 0.04,
+        "requested_limit": 0.06,
+    }
+
+    def respond(self, q: dict[str, Any]) -> dict[str, Any]:
+        r, lang = self.rng, self.lang
+        path = q["checks"][0]
+        if r.random() < 0.03:
+            return self.speak("sorry, could you repeat that?" if lang == "en" else "不好意思，你说什么？")
+        value = True if path == "risk_reasons" else self.app.get_path(path)
+        if r.random() < self.SLIP.get(path, 0.02):
+            return self.speak(self._slip(q, value), hesitate=r.choice([0.0, 0.5, 1.0]))
+        text = self._true_answer(q, value)
+        if r.random() < 0.1:
+            text = ("嗯，" if lang == "zh" else "um, ") + text
+        owner_hard = path.startswith(("emergency_contact", "credit_profile")) or path == "applied_at"
+        return self.speak(text, hesitate=0.3 if owner_hard and r.random() < 0.3 else 0.0)
+
+    def _slip(self, q: dict[str, Any], value: object) -> str:
+        r, lang = self.rng, self.lang
+        kind = q["answer_type"]
+        if kind == "amount" and isinstance(value, float | int) and value and r.random() < 0.6:
+            return say_number(float(value) * r.choice([0.7, 1.3, 0.8, 1.25]), lang, r)
+        if kind == "date" and isinstance(value, datetime):
+            return _say_date(
+                value.date() + timedelta(days=r.choice([-3, -2, 2, 3])), lang, r, with_year=False
+            )
+        return "我记不清了" if lang == "zh" else "I'm sorry, I don't remember"
+
+
+class PartialIdentityFraudster(Caller):
+    """Holds name, ID, birth date and mobile; maybe employer and city; guesses the rest plausibly."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        r = self.rng
+        self.known = {"applicant.name", "applicant.id_number", "applicant.birth_date", "applicant.mobile"}
+        if r.random() < 0.5:
+            self.known.add("employment.employer")
+        if r.random() < 0.5:
+            self.known |= {"home.city", "employment.work_city"}
+        if r.random() < 0.15:
+            self.known.add("home.district")
+        self.nervous = r.random() < 0.5
+        self.decoy = make_application(r.randrange(10**9), self.bank)
+
+    def respond(self, q: dict[str, Any]) -> dict[str, Any]:
+        r = self.rng
+        path = q["checks"][0]
+        if path in self.known or path == "risk_reasons":
+            value = True if path == "risk_reasons" else self.app.get_path(path)
+            return self.speak(self._true_answer(q, value))
+        hes = r.uniform(0.5, 1.5) if self.nervous else 0.0
+        if r.random() < 0.12:
+            return self.speak(
+                "我不太记得了" if self.lang == "zh" else "I can't remember exactly", hesitate=hes
+            )
+        if q["answer_type"] == "choice":
+            choices = q.get("choices") or ["A"]
+            return self.speak(r.choice(choices), hesitate=hes)
+        guess = self._guess(path)
+        return self.speak(self._true_answer(q, guess), hesitate=hes)
+
+    def _guess(self, path: str) -> object:
+        """A plausible value: what an applicant of this kind typically has, consistent with known facts."""
+        if path == "home.district":
+            city = str(self.app.get_path("home.city")) if "home.city" in self.known else None
+            pool = self.bank.pools["district"].get(city or "", None)
+            return self.rng.choice(pool) if pool else self.decoy.get_path(path)
+        if path == "employment.work_district":
+            city = (
+                str(self.app.get_path("employment.work_city"))
+                if "employment.work_city" in self.known
+                else None
+            )
+            pool = self.bank.pools["district"].get(city or "", None)
+            return self.rng.choice(pool) if pool else self.decoy.get_path(path)
+        return self.decoy.get_path(path)
+
+
+class Guesser(Caller):
+    """Brute force: fast generic answers, "yes", echoes of the question, popular values."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rng.random() < 0.5:
+            self.known = {"applicant.name"}
+
+    def respond(self, q: dict[str, Any]) -> dict[str, Any]:
+        r, zh = self.rng, self.lang == "zh"
+        path = q["checks"][0]
+        if path in self.known:
+            return self.speak(str(self.app.get_path(path)), fast=True)
+        style = r.random()
+        if style < 0.3:
+            return self.speak(
+                r.choice(["是的", "对", "嗯对"] if zh else ["yes", "yes that's right", "correct"]), fast=True
+            )
+        if style < 0.5:
+            words = re.sub(r"[?？。，,]", " ", q["text"]).split()
+            echo = q["text"][-8:-1] if zh else " ".join(words[-4:])
+            return self.speak(echo, fast=True)
+        if q["answer_type"] == "choice" and q.get("choices"):
+            return self.speak(
+                r.choice(["A", "the first one", q["choices"][0]] if not zh else ["第一个", "A"]), fast=True
+            )
+        popular: dict[str, list[str]] = {
+            "date": ["一九九零年一月一日", "上个月"] if zh else ["the first of January 1990", "last week"],
+            "amount": ["一万", "五千", "两万"]
+            if zh
+            else ["ten thousand", "five thousand", "about two grand"],
+            "name": ["张伟", "王芳"] if zh else ["John Smith", "Sarah Jones"],
+            "place": ["北京", "朝阳区", "市中心"] if zh else ["London", "the city centre", "Manchester"],
+            "organisation": ["一家科技公司", "国企"] if zh else ["a tech company", "the council"],
+            "digits": ["1234", "8888", "6666"] if zh else ["1234", "one two three four", "0000"],
+            "free_text": ["上班", "普通职员"] if zh else ["office work", "normal job"],
+            "yes_no": ["是的"] if zh else ["yes"],
+        }
+        return self.speak(r.choice(popular.get(q["answer_type"], ["yes"])), fast=r.random() < 0.7)
+
+
+def run_interview(service: Any, caller: Caller, *, actor: str = "simulator") -> dict[str, Any]:
+    """Drive one interview through ``service`` (an InterviewService or the engine adapter) to its end."""
+    out = service.create(caller.app, actor=actor)
+    iid = out["interview_id"]
+    for _ in range(40):
+        if out.get("state") != "asking":
+            break
+        q = out["question"]
+        reply = caller.respond(q)
+        out = service.answer(
+            iid,
+            q["question_id"],
+            reply["transcript"],
+            timing=reply["timing"],
+            prosody=reply["prosody"],
+            actor=actor,
+        )
+    return out
+
+
+class EngineDriver:
+    """The engine without storage, for fast population runs; same ``create``/``answer`` as the service."""
+
+    def __init__(self, scorer: Any, bank: Bank | None = None) -> None:
+        from callvet.questionnaire.engine import InterviewEngine
+
+        self._engine_cls = InterviewEngine
+        self.bank = bank or load_bank()
+        self.scorer = scorer
+        self._live: dict[str, Any] = {}
+        self._attempts: dict[str, int] = {}
+
+    def create(self, app: Application, *, actor: str = "") -> dict[str, Any]:
+        attempt = self._attempts.get(app.application_id, 0) + 1
+        self._attempts[app.application_id] = attempt
+        eng = self._engine_cls.new(self.bank, self.scorer, app, attempt=attempt)
+        iid = f"{app.application_id}#{attempt}"
+        self._live[iid] = eng
+        return {"interview_id": iid, **eng.view()}
+
+    def answer(
+        self,
+        iid: str,
+        question_id: str,
+        transcript: str,
+        *,
+        timing: Any = None,
+        prosody: Any = None,
+        actor: str = "",
+    ) -> dict[str, Any]:
+        eng = self._live[iid]
+        out = eng.answer(question_id, transcript, timing, prosody)
+        if out.get("state") != "asking":
+            del self._live[iid]
+        return out
