@@ -1,7 +1,256 @@
-"""Routes for this part; filled in by the part that owns them."""
+"""HTTP surface of the workflow engine: /v1/workflow, /v1/tasks and /v1/supervision.
 
-from fastapi import APIRouter
+Thin by design: every route authenticates, picks the caller's identity and calls
+:class:`callvet.workflow.engine.WorkflowRuntime`; domain errors become HTTP statuses in ``api.app``.
+A human task's reviewer identity is the API key's label (or key id), which is also the ``user_id`` of
+the person in the workflow users table, so authority and segregation-of-duties checks line up.
+"""
 
-__all__ = ["router"]
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Any
+
+from callvet.api.context import AppContext
+from callvet.api.deps import get_ctx, require
+from callvet.core.auth import Principal, Role
+from callvet.core.errors import InvalidInput
+from callvet.workflow.engine import WorkflowRuntime
+from callvet.workflow.supervise import KINDS
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+__all__ = ["router", "runtime"]
+
+router = APIRouter(tags=["workflow"])
+
+ALL_STAFF = (Role.ANALYST, Role.AUDITOR, Role.APPROVER, Role.RISK_OFFICER, Role.ROBOT)
+MANAGERS = (Role.RISK_OFFICER,)
+
+
+def runtime(ctx: AppContext) -> WorkflowRuntime:
+    def build(c: AppContext) -> WorkflowRuntime:
+        rt = WorkflowRuntime(c.db, settings=c.settings)
+        rt.ensure_ready()
+        return rt
+
+    return ctx.service("workflow", build)
+
+
+def _rt(ctx: AppContext = Depends(get_ctx)) -> WorkflowRuntime:
+    return runtime(ctx)
+
+
+def _person(p: Principal) -> str:
+    return p.label or p.key_id
+
+
+class StartBody(BaseModel):
+    process_key: str = Field(min_length=1, max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict)
+    version: int | None = Field(default=None, ge=1)
+
+
+class CompleteBody(BaseModel):
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageBody(BaseModel):
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserBody(BaseModel):
+    role: str
+    skills: list[str] = Field(default_factory=list)
+    name: str = ""
+    max_amount: float | None = Field(default=None, ge=0)
+    active: bool = True
+
+
+class RectifyBody(BaseModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+# ---- definitions -------------------------------------------------------------------------------------
+@router.post("/v1/workflow/definitions", status_code=201)
+async def upload_definition(
+    request: Request, p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
+) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("application/xml", "text/xml", "application/bpmn+xml"):
+        raise InvalidInput(
+            "send the BPMN XML with Content-Type application/xml", code="unsupported_media_type"
+        )
+    body = await request.body()
+    if not body.strip():
+        raise InvalidInput("empty body: send BPMN 2.0 XML", code="invalid_bpmn")
+    d = await run_in_threadpool(rt.definitions.upload, body, actor=p.actor)
+    return {"process_key": d.process_key, "version": d.version, "active": d.active}
+
+
+@router.get("/v1/workflow/definitions")
+def list_definitions(
+    _p: Principal = Depends(require(*ALL_STAFF)), rt: WorkflowRuntime = Depends(_rt)
+) -> dict[str, Any]:
+    return {"definitions": [d.to_dict() for d in rt.definitions.list()]}
+
+
+@router.post("/v1/workflow/definitions/{process_key}/versions/{version}/activate")
+def activate_definition(
+    process_key: str,
+    version: int,
+    p: Principal = Depends(require(*MANAGERS)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return rt.definitions.activate(process_key, version, actor=p.actor).to_dict()
+
+
+# ---- instances -------------------------------------------------------------------------------------------
+@router.post("/v1/workflow/instances", status_code=201)
+def start_instance(
+    body: StartBody,
+    p: Principal = Depends(require(Role.ANALYST, Role.ROBOT, Role.RISK_OFFICER)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return rt.start(body.process_key, body.data, actor=p.actor, version=body.version)
+
+
+@router.get("/v1/workflow/instances/{instance_id}")
+def get_instance(
+    instance_id: str, _p: Principal = Depends(require(*ALL_STAFF)), rt: WorkflowRuntime = Depends(_rt)
+) -> dict[str, Any]:
+    return rt.summary(instance_id, with_events=True)
+
+
+@router.post("/v1/workflow/instances/{instance_id}/messages/{name}")
+def deliver_message(
+    instance_id: str,
+    name: str,
+    body: MessageBody,
+    p: Principal = Depends(require(Role.ROBOT, Role.ANALYST)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return rt.deliver_message(instance_id, name, body.payload, actor=p.actor)
+
+
+@router.post("/v1/workflow/tick")
+def tick(_p: Principal = Depends(require()), rt: WorkflowRuntime = Depends(_rt)) -> dict[str, int]:
+    """One scheduler round (the worker runs these continuously); admin only."""
+    return rt.tick()
+
+
+# ---- people and configuration --------------------------------------------------------------------------
+@router.get("/v1/workflow/users")
+def list_users(
+    _p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
+) -> dict[str, Any]:
+    return {"users": rt.board.list_users()}
+
+
+@router.put("/v1/workflow/users/{user_id}")
+def put_user(
+    user_id: str,
+    body: UserBody,
+    p: Principal = Depends(require(*MANAGERS)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return rt.board.upsert_user(
+        user_id,
+        role=body.role,
+        skills=body.skills,
+        name=body.name,
+        max_amount=body.max_amount,
+        active=body.active,
+        actor=p.actor,
+    )
+
+
+@router.get("/v1/workflow/config/{key}")
+def get_config(
+    key: str, _p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
+) -> dict[str, Any]:
+    version, value = rt.config.get_raw(key)
+    return {"key": key, "version": version, "value": value}
+
+
+@router.put("/v1/workflow/config/{key}")
+def put_config(
+    key: str,
+    value: dict[str, Any],
+    p: Principal = Depends(require(*MANAGERS)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    version = rt.config.set(key, value, actor=p.actor)
+    return {"key": key, "version": version}
+
+
+# ---- human tasks -------------------------------------------------------------------------------------------
+@router.get("/v1/tasks")
+def list_tasks(
+    assignee: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    p: Principal = Depends(require(Role.APPROVER, Role.RISK_OFFICER, Role.ANALYST)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    role = None if p.role is Role.ADMIN else p.role.value
+    return {"tasks": rt.board.list_open(role=role, assignee=assignee, limit=limit)}
+
+
+@router.get("/v1/tasks/{task_id}")
+def get_task(
+    task_id: str,
+    _p: Principal = Depends(require(Role.APPROVER, Role.RISK_OFFICER, Role.ANALYST)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return rt.board.get(task_id)
+
+
+@router.post("/v1/tasks/{task_id}/complete")
+def complete_task(
+    task_id: str,
+    body: CompleteBody,
+    p: Principal = Depends(require(Role.APPROVER, Role.RISK_OFFICER)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    role = None if p.role is Role.ADMIN else p.role.value
+    return rt.complete_task(task_id, body.data, actor=p.actor, role=role, reviewer_id=_person(p))
+
+
+# ---- supervision ------------------------------------------------------------------------------------------
+@router.get("/v1/supervision/rules")
+def list_rules(
+    kind: str | None = Query(None, pattern="^(issuance|limit_adjustment)$"),
+    _p: Principal = Depends(require(Role.AUDITOR, Role.RISK_OFFICER, Role.APPROVER, Role.ANALYST)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    kinds = [kind] if kind else list(KINDS)
+    rules = [r.to_dict() for k in kinds for r in rt.supervisor.catalogue.rules_of(k)]
+    return {"rules": rules, "count": len(rules)}
+
+
+@router.get("/v1/supervision/findings")
+def list_findings(
+    status: str | None = Query(None, pattern="^(open|rectified)$"),
+    instance_id: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    _p: Principal = Depends(require(Role.AUDITOR, Role.RISK_OFFICER)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return {"findings": rt.supervisor.findings(status=status, instance_id=instance_id, limit=limit)}
+
+
+@router.post("/v1/supervision/findings/{finding_id}/rectify")
+def rectify(
+    finding_id: int,
+    body: RectifyBody,
+    p: Principal = Depends(require(Role.RISK_OFFICER)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return rt.supervisor.rectify(finding_id, actor=p.actor, note=body.note)
+
+
+@router.get("/v1/supervision/metrics")
+def metrics(
+    _p: Principal = Depends(require(Role.AUDITOR, Role.RISK_OFFICER)), rt: WorkflowRuntime = Depends(_rt)
+) -> dict[str, Any]:
+    return rt.supervisor.metrics()

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from callvet.workflow.definitions import PROCESSES_DIR
+from callvet.workflow.engine import WorkflowRuntime
+from callvet.workflow.simulate import scripted_decider
+
+APP = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
+Api = tuple[Any, dict[str, dict[str, str]]]
+
+
+@pytest.fixture
+def wapi(api: Api) -> Api:
+    """The app with the workflow runtime deciding by the scripted policy (the decision engine is tested
+    end to end in test_workflow_e2e)."""
+    client, h = api
+    ctx = client.app.state.ctx
+    rt = WorkflowRuntime(ctx.db, settings=ctx.settings, decide=scripted_decider)
+    rt.ensure_ready()
+    ctx._services["workflow"] = rt
+    for role in ("approver", "risk_officer"):
+        label = f"test-{role}"
+        r = client.put(
+            f"/v1/workflow/users/{label}",
+            headers=h["risk_officer"],
+            json={"role": role, "skills": ["card", "instalment", "limit"], "max_amount": 1e6},
+        )
+        assert r.status_code == 200, r.text
+    return client, h
+
+
+def test_definitions_upload_list_activate(wapi: Api) -> None:
+    client, h = wapi
+    xml = (PROCESSES_DIR / "card_issuance.bpmn").read_text().replace("Credit card issuance", "Card v2")
+    xmlh = {**h["risk_officer"], "Content-Type": "application/xml"}
+    r = client.post("/v1/workflow/definitions", content=xml, headers=xmlh)
+    assert r.status_code == 201 and r.json() == {
+        "process_key": "card_issuance",
+        "version": 2,
+        "active": False,
+    }
+    assert (
+        client.post(
+            "/v1/workflow/definitions",
+            content=xml,
+            headers={**h["approver"], "Content-Type": "application/xml"},
+        ).status_code
+        == 403
+    )
+    bad = xml.replace("decision == 'decline'", "__import__('os').system('touch /tmp/pwned')")
+    r = client.post("/v1/workflow/definitions", content=bad, headers=xmlh)
+    assert r.status_code == 422 and r.json()["detail"]["element"].startswith("sequenceFlow#")
+    assert (
+        client.post(
+            "/v1/workflow/definitions",
+            content=xml,
+            headers={**h["risk_officer"], "Content-Type": "application/json"},
+        ).status_code
+        == 422
+    )
+    defs = client.get("/v1/workflow/definitions", headers=h["analyst"]).json()["definitions"]
+    assert {(d["process_key"], d["version"]) for d in defs} >= {("card_issuance", 1), ("card_issuance", 2)}
+    r = client.post("/v1/workflow/definitions/card_issuance/versions/2/activate", headers=h["risk_officer"])
+    assert r.status_code == 200 and r.json()["active"] is True
+    assert (
+        client.post(
+            "/v1/workflow/definitions/card_issuance/versions/7/activate", headers=h["admin"]
+        ).status_code
+        == 404
+    )
+
+
+def test_card_flow_over_http(wapi: Api) -> None:
+    client, h = wapi
+    r = client.post(
+        "/v1/workflow/instances",
+        headers=h["analyst"],
+        json={"process_key": "card_issuance", "data": {"application": APP}},
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "waiting" and body["version"] == 1
+    iid = body["instance_id"]
+    r = client.post(
+        f"/v1/workflow/instances/{iid}/messages/investigation_result",
+        headers=h["robot"],
+        json={
+            "payload": {
+                "investigation": {"questionnaire": {"verdict": "inconclusive"}, "investigator": "robot-1"}
+            }
+        },
+    )
+    assert r.status_code == 200 and r.json()["status"] == "waiting"
+    r = client.post(
+        f"/v1/workflow/instances/{iid}/messages/investigation_result", headers=h["robot"], json={}
+    )
+    assert r.status_code == 409
+    assert client.get("/v1/tasks", headers=h["risk_officer"]).json()["tasks"] == []
+    tasks = client.get("/v1/tasks", headers=h["approver"]).json()["tasks"]
+    assert len(tasks) == 1
+    t = tasks[0]
+    assert set(t) >= {"task_id", "instance_id", "name", "role", "priority", "due_at", "assignee"}
+    assert t["assignee"] == "test-approver"
+    assert client.get("/v1/tasks", headers=h["admin"]).json()["tasks"][0]["task_id"] == t["task_id"]
+    url = f"/v1/tasks/{t['task_id']}/complete"
+    assert client.post(url, headers=h["risk_officer"], json={"data": {}}).status_code == 403
+    r = client.post(
+        url,
+        headers=h["approver"],
+        json={"data": {"review_decision": "approve", "documents": ["id_card", "income_proof"]}},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert client.post(url, headers=h["approver"], json={"data": {}}).status_code == 409
+    full = client.get(f"/v1/workflow/instances/{iid}", headers=h["auditor"]).json()
+    assert full["data"]["review_decision"] == "approve" and full["data"]["outcome"] == "card_issued"
+    assert "task.completed" in [e["kind"] for e in full["events"]]
+    assert client.get("/v1/workflow/instances/nope", headers=h["auditor"]).status_code == 404
+    m = client.get("/v1/supervision/metrics", headers=h["auditor"]).json()
+    assert m["checked"] == 1 and m["coverage"] == 1.0
+    rules = client.get("/v1/supervision/rules", headers=h["auditor"]).json()["rules"]
+    assert rules and set(rules[0]) >= {"id", "kind", "title", "severity"}
+    assert client.get("/v1/supervision/findings", headers=h["auditor"]).status_code == 200
+    audit = client.get("/v1/audit", headers=h["auditor"], params={"target_type": "wf_task"}).json()["entries"]
+    assert [e["action"] for e in audit] == ["workflow.task.complete"]
+
+
+def test_bad_requests(wapi: Api) -> None:
+    client, h = wapi
+    r = client.post(
+        "/v1/workflow/instances",
+        headers=h["analyst"],
+        json={"process_key": "card_issuance", "data": {"application": {"language": "fr"}}},
+    )
+    assert r.status_code == 422 and r.json()["detail"]["code"] == "invalid_application"
+    r = client.post("/v1/workflow/instances", headers=h["analyst"], json={"process_key": "nope", "data": {}})
+    assert r.status_code == 404
+    assert (
+        client.post(
+            "/v1/workflow/instances", headers=h["approver"], json={"process_key": "card_issuance", "data": {}}
+        ).status_code
+        == 403
+    )
+    assert client.post("/v1/tasks/nope/complete", headers=h["approver"], json={"data": {}}).status_code == 404
+    r = client.put("/v1/workflow/config/products", headers=h["risk_officer"], json={"instalment": {"x": {}}})
+    assert r.status_code == 422
+    r = client.get("/v1/workflow/config/priority", headers=h["risk_officer"])
+    assert r.status_code == 200 and r.json()["value"]["risk_weight"] == 40.0

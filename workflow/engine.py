@@ -1,0 +1,738 @@
+"""The durable workflow runtime: SpiffWorkflow instances whose every step is committed to the database.
+
+Durability model
+----------------
+* An instance row holds its SpiffWorkflow state (serialised without the spec, which is cached per
+  definition version) and a revision counter. Every save is ``UPDATE ... WHERE rev = :seen`` in one
+  transaction with the instance's new events and human-task rows, so a save either lands whole or not at
+  all, and two writers cannot both advance one instance (the loser gets :class:`Conflict`).
+* Engine tasks (gateways, events, script tasks) are deterministic, so after a crash they are simply
+  replayed from the last committed state. Service tasks are the side effects: each is run once per
+  *effect key* (instance id + element id + occurrence), its result is stored under that key in the same
+  transaction as the state that follows it, and a replay reuses the stored result instead of calling
+  the handler again.
+* Instances are ``running`` until they reach a wait state, so a process killed with SIGKILL leaves them
+  ``running``; :meth:`WorkflowRuntime.run_due` (the worker loop) resumes them, and also wakes instances
+  whose timer (``next_timer_at``) is due, which is how deadline timers fire after a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copy
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from callvet.core.audit import record
+from callvet.core.db import Database, utcnow
+from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from callvet.workflow import sandbox
+from callvet.workflow.definitions import DefinitionStore, ParsedDefinition
+from callvet.workflow.handlers import Decider, HandlerCall, HandlerRegistry, default_registry
+from callvet.workflow.products import ConfigStore, configure_handler
+from callvet.workflow.tables import wf_effects, wf_events, wf_instances, wf_tasks
+from callvet.workflow.tasks import TaskBoard
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+from SpiffWorkflow.bpmn.serializer import DEFAULT_CONFIG, BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.util import BpmnEvent
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import Connection, insert, select, update
+
+__all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime"]
+
+MAX_DATA_BYTES = 256 * 1024
+SHIPPED_NEEDS_APPLICATION = {"card_issuance", "limit_adjustment", "instalment_loan"}
+
+
+class InstanceStatus(StrEnum):
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+_ALLOWED = {
+    InstanceStatus.RUNNING: {
+        InstanceStatus.RUNNING,
+        InstanceStatus.WAITING,
+        InstanceStatus.COMPLETED,
+        InstanceStatus.FAILED,
+    },
+    InstanceStatus.WAITING: {
+        InstanceStatus.RUNNING,
+        InstanceStatus.WAITING,
+        InstanceStatus.COMPLETED,
+        InstanceStatus.FAILED,
+    },
+    InstanceStatus.COMPLETED: set(),
+    InstanceStatus.FAILED: set(),
+}
+
+
+def _transition(old: InstanceStatus, new: InstanceStatus) -> InstanceStatus:
+    if new not in _ALLOWED[old]:
+        raise Conflict(f"instance is {old.value}; cannot become {new.value}", code="invalid_transition")
+    return new
+
+
+class _SandboxEnvironment(BasePythonScriptEngineEnvironment):
+    """Routes every condition, script and timer expression through :mod:`.sandbox`."""
+
+    def evaluate(self, expression: str, context: dict[str, Any], external_context: Any = None) -> Any:
+        names = dict(external_context or {})
+        names.update(context)
+        return sandbox.evaluate(expression, names)
+
+    def execute(self, script: str, context: dict[str, Any], external_context: Any = None) -> bool:
+        sandbox.execute(script, context)
+        return True
+
+    def call_service(self, context: dict[str, Any], **kwargs: Any) -> Any:
+        raise sandbox.SandboxError("service calls go through callvet handlers")
+
+
+class SandboxScriptEngine(PythonScriptEngine):
+    def __init__(self) -> None:
+        super().__init__(environment=_SandboxEnvironment())
+
+    def validate(self, expression: str) -> None:
+        sandbox.validate(expression)
+
+
+_SPEC: contextvars.ContextVar[ParsedDefinition] = contextvars.ContextVar("callvet_wf_spec")
+
+
+class _Converter(BpmnWorkflowConverter):
+    """Leaves the (large, immutable) spec out of every saved state; restores it from the cache."""
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict[str, Any]) -> BpmnWorkflow:
+        parsed = _SPEC.get()
+        workflow = self.target_class(parsed.spec, parsed.subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], uuid.UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(uuid.UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _make_serializer() -> BpmnWorkflowSerializer:
+    config = dict(DEFAULT_CONFIG)
+    config[BpmnWorkflow] = _Converter
+    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _check_data(data: Any, what: str = "data") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{what} must be a JSON object", code="invalid_data")
+    try:
+        size = len(json.dumps(data))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}", code="invalid_data") from None
+    if size > MAX_DATA_BYTES:
+        raise InvalidInput(f"{what} larger than {MAX_DATA_BYTES} bytes", code="invalid_data")
+    bad = [k for k in data if not isinstance(k, str) or k.startswith("_")]
+    if bad:
+        raise InvalidInput(f"{what} keys must not start with '_': {bad[:5]}", code="invalid_data")
+    return data
+
+
+@dataclass
+class _Loaded:
+    id: str
+    definition_id: int
+    process_key: str
+    version: int
+    status: InstanceStatus
+    rev: int
+    parsed: ParsedDefinition
+    wf: BpmnWorkflow
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class WorkflowRuntime:
+    """Everything the API, the CLI and the worker do with workflows goes through this object."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        decide: Decider | None = None,
+        settings: Any = None,
+        registry: HandlerRegistry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        from callvet.workflow.supervise import Supervisor
+
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.config = ConfigStore(db)
+        self.registry = registry or default_registry(configure_handler(self.config))
+        self.definitions = DefinitionStore(db, self.registry.names())
+        self.board = TaskBoard(db, self.config, clock)
+        self.supervisor = Supervisor(db, clock)
+        self._decide = decide
+        self._engine = SandboxScriptEngine()
+        self._serializer = _make_serializer()
+        self._ready = False
+        self._lock = threading.Lock()
+
+    # ---- setup -------------------------------------------------------------------------------------
+    def ensure_ready(self) -> None:
+        """Write default configuration and load the shipped processes (once per process)."""
+        if self._ready:
+            return
+        with self._lock:
+            if not self._ready:
+                self.config.ensure_defaults()
+                self.definitions.load_shipped()
+                self._ready = True
+
+    def decide(
+        self, application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
+    ) -> dict[str, Any]:
+        if self._decide is None:
+            self._decide = _real_decider(self.db, self.settings)
+        return self._decide(application, investigation, actor)
+
+    # ---- (de)serialisation -----------------------------------------------------------------------
+    def _dump(self, wf: BpmnWorkflow) -> str:
+        return json.dumps(self._serializer.to_dict(wf), separators=(",", ":"))
+
+    def _restore(self, parsed: ParsedDefinition, state: str) -> BpmnWorkflow:
+        token = _SPEC.set(parsed)
+        try:
+            wf = self._serializer.from_dict(json.loads(state))
+        finally:
+            _SPEC.reset(token)
+        wf.script_engine = self._engine
+        return wf
+
+    def _load(self, instance_id: str) -> _Loaded:
+        with self.db.connect() as conn:
+            row = conn.execute(select(wf_instances).where(wf_instances.c.id == instance_id)).first()
+        if row is None:
+            raise NotFound(f"no workflow instance {instance_id!r}")
+        parsed = self.definitions.parsed(row.definition_id)
+        return _Loaded(
+            row.id,
+            row.definition_id,
+            row.process_key,
+            row.version,
+            InstanceStatus(row.status),
+            row.rev,
+            parsed,
+            self._restore(parsed, row.state),
+        )
+
+    # ---- starting ------------------------------------------------------------------------------------
+    def start(
+        self,
+        process_key: str,
+        data: dict[str, Any],
+        *,
+        actor: str,
+        version: int | None = None,
+        run: bool = True,
+        instance_id: str | None = None,
+    ) -> dict[str, Any]:
+        self.ensure_ready()
+        data = _check_data(data)
+        if process_key in SHIPPED_NEEDS_APPLICATION:
+            _validate_application(data)
+        if process_key == "instalment_loan":
+            self._validate_loan(data)
+        definition = self.definitions.get(process_key, version)
+        parsed = self.definitions.parsed(definition.id)
+        wf = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=self._engine)
+        for t in wf.get_tasks(state=TaskState.READY):
+            t.data.update(copy.deepcopy(data))
+        iid = instance_id or str(uuid.uuid4())
+        now = self.clock()
+        with self.db.begin() as conn:
+            if conn.execute(select(wf_instances.c.id).where(wf_instances.c.id == iid)).first() is not None:
+                raise Conflict(f"instance {iid} exists", code="instance_exists")
+            conn.execute(
+                insert(wf_instances).values(
+                    id=iid,
+                    definition_id=definition.id,
+                    process_key=process_key,
+                    version=definition.version,
+                    status=InstanceStatus.RUNNING.value,
+                    state=self._dump(wf),
+                    data=data,
+                    rev=1,
+                    created_by=actor,
+                    subject=_subject(data),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                insert(wf_events).values(
+                    instance_id=iid,
+                    at=now,
+                    kind="instance.started",
+                    element="",
+                    details={"actor": actor, "version": definition.version},
+                )
+            )
+            record(
+                conn,
+                actor,
+                "workflow.instance.start",
+                "wf_instance",
+                iid,
+                details={"process_key": process_key, "version": definition.version},
+            )
+        if run:
+            with contextlib.suppress(Unavailable):
+                self._advance(iid, actor)
+        return self.summary(iid)
+
+    def _validate_loan(self, data: dict[str, Any]) -> None:
+        """Reject an unknown product or an amount outside its bands before anything is stored."""
+        cfg = self.config.get("products")
+        product = data.get("product")
+        if product not in cfg.instalment:
+            raise InvalidInput(
+                f"unknown instalment product {product!r}; one of {', '.join(cfg.instalment)}",
+                code="unknown_product",
+            )
+        amount = data.get("amount")
+        top = cfg.instalment[product].bands[-1].max_amount
+        if not isinstance(amount, int | float) or isinstance(amount, bool) or not 0 < amount <= top:
+            raise InvalidInput(
+                f"amount must be a number in (0, {top}] for {product}", code="amount_out_of_band"
+            )
+
+    # ---- the step loop -------------------------------------------------------------------------------
+    def _advance(
+        self, instance_id: str, actor: str, mutate: Callable[[_Loaded, Connection], None] | None = None
+    ) -> _Loaded:
+        inst = self._load(instance_id)
+        if inst.status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED) and mutate is not None:
+            raise Conflict(f"instance is {inst.status.value}", code="instance_finished")
+        if inst.status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED):
+            return inst
+        if mutate is not None:
+            with self.db.begin() as conn:
+                mutate(inst, conn)
+                self._save(conn, inst, InstanceStatus.RUNNING)
+        try:
+            while True:
+                inst.wf.refresh_timers()
+                ready = inst.wf.get_tasks(state=TaskState.READY, manual=False)
+                if not ready:
+                    break
+                task = ready[0]
+                if isinstance(task.task_spec, ServiceTask):
+                    self._run_service(inst, task, actor)
+                else:
+                    task.run()
+                    self._note(inst, task)
+        except Unavailable:
+            with self.db.begin() as conn:
+                self._save(conn, inst, InstanceStatus.RUNNING)
+            raise
+        except (SpiffWorkflowException, sandbox.SandboxError, CallvetError) as exc:
+            message = str(exc)
+            inst.events.append({"kind": "instance.failed", "element": "", "details": {"error": message}})
+            with self.db.begin() as conn:
+                self._save(conn, inst, InstanceStatus.FAILED, error=message)
+            return inst
+        status = InstanceStatus.COMPLETED if inst.wf.is_completed() else InstanceStatus.WAITING
+        if status is InstanceStatus.COMPLETED:
+            inst.events.append({"kind": "instance.completed", "element": "", "details": {}})
+        with self.db.begin() as conn:
+            self._save(conn, inst, status)
+        return inst
+
+    def _note(self, inst: _Loaded, task: Any) -> None:
+        spec = task.task_spec
+        if spec.bpmn_id is None or type(spec).__name__ in (
+            "ExclusiveGateway",
+            "ParallelGateway",
+            "BoundaryEventSplit",
+            "BoundaryEventJoin",
+        ):
+            return
+        inst.events.append(
+            {
+                "kind": f"{type(spec).__name__}.completed",
+                "element": spec.bpmn_id,
+                "details": {"name": spec.bpmn_name or ""},
+            }
+        )
+
+    def _run_service(self, inst: _Loaded, task: Any, actor: str) -> None:
+        element = task.task_spec.bpmn_id
+        meta = inst.parsed.meta["elements"].get(element) or {}
+        handler_name = meta.get("handler", "")
+        occurrence = 1 + len(inst.wf.get_tasks(state=TaskState.COMPLETED, spec_name=task.task_spec.name))
+        key = f"{inst.id}:{element}:{occurrence}"
+        handler = self.registry.get(handler_name)
+        transactional = self.registry.transactional(handler_name)
+        with self.db.connect() as conn:
+            stored = conn.execute(select(wf_effects.c.result).where(wf_effects.c.effect_key == key)).first()
+        result: dict[str, Any] | None = stored.result if stored is not None else None
+        replayed = result is not None
+        if result is None and not transactional:
+            result = handler(self._call(inst, task, key, None, actor))
+        with self.db.begin() as conn:
+            if result is None:
+                result = handler(self._call(inst, task, key, conn, actor))
+            if not replayed:
+                conn.execute(
+                    insert(wf_effects).values(
+                        effect_key=key,
+                        instance_id=inst.id,
+                        handler=handler_name,
+                        result=result,
+                        at=self.clock(),
+                    )
+                )
+            task.data.update(copy.deepcopy(result))
+            task.run()
+            if task.state == TaskState.STARTED:
+                task.complete()
+            inst.events.append(
+                {
+                    "kind": "service.completed",
+                    "element": element,
+                    "details": {"handler": handler_name, "effect_key": key, "replayed": replayed},
+                }
+            )
+            self._save(conn, inst, InstanceStatus.RUNNING)
+
+    def _call(self, inst: _Loaded, task: Any, key: str, conn: Any, actor: str) -> HandlerCall:
+        return HandlerCall(
+            instance_id=inst.id,
+            process_key=inst.process_key,
+            element=task.task_spec.bpmn_id,
+            effect_key=key,
+            data=copy.deepcopy(task.data),
+            conn=conn,
+            actor=actor,
+            services={"decide": self.decide, "runtime": self},
+        )
+
+    def _save(
+        self, conn: Connection, inst: _Loaded, status: InstanceStatus, error: str | None = None
+    ) -> None:
+        new_status = _transition(inst.status, status) if status is not inst.status else status
+        now = self.clock()
+        next_timer = _next_timer(inst.wf)
+        res = conn.execute(
+            update(wf_instances)
+            .where(wf_instances.c.id == inst.id, wf_instances.c.rev == inst.rev)
+            .values(
+                state=self._dump(inst.wf),
+                rev=inst.rev + 1,
+                status=new_status.value,
+                data=_current_data(inst.wf),
+                updated_at=now,
+                next_timer_at=next_timer,
+                error=error,
+            )
+        )
+        if res.rowcount != 1:
+            raise Conflict(f"instance {inst.id} was changed concurrently; retry", code="stale_instance")
+        inst.rev += 1
+        inst.status = new_status
+        if inst.events:
+            conn.execute(
+                insert(wf_events),
+                [
+                    {
+                        "instance_id": inst.id,
+                        "at": now,
+                        "kind": e["kind"],
+                        "element": e["element"],
+                        "details": e["details"],
+                    }
+                    for e in inst.events
+                ],
+            )
+            inst.events.clear()
+        self.board.sync(
+            conn,
+            inst.id,
+            inst.parsed.meta,
+            inst.wf,
+            finished=new_status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED),
+        )
+
+    # ---- human tasks and messages ----------------------------------------------------------------
+    def complete_task(
+        self,
+        task_id: str,
+        data: dict[str, Any],
+        *,
+        actor: str,
+        role: str | None,
+        reviewer_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Complete an open user task; ``role`` None means admin (may do any task)."""
+        self.ensure_ready()
+        data = _check_data(data)
+        with self.db.connect() as conn:
+            row = conn.execute(select(wf_tasks).where(wf_tasks.c.task_id == task_id)).first()
+        if row is None:
+            raise NotFound(f"no task {task_id!r}")
+        if row.status != "open":
+            raise Conflict(f"task {task_id} is already {row.status}", code="task_not_open")
+        if role is not None and row.role != role:
+            raise Forbidden(f"task {task_id} needs role {row.role!r}")
+
+        def mutate(inst: _Loaded, conn: Connection) -> None:
+            try:
+                task = inst.wf.get_task_from_id(uuid.UUID(task_id))
+            except Exception:
+                task = None
+            if task is None or task.state != TaskState.READY:
+                raise Conflict(f"task {task_id} is not ready", code="task_not_open")
+            reviewer = reviewer_id or actor
+            task.data.update(copy.deepcopy(data))
+            task.data["reviewed_by"] = reviewer
+            task.data.setdefault("reviewers", [])
+            task.data["reviewers"] = [*task.data["reviewers"], reviewer]
+            task.run()
+            done = conn.execute(
+                update(wf_tasks)
+                .where(wf_tasks.c.task_id == task_id, wf_tasks.c.status == "open")
+                .values(status="completed", completed_at=self.clock(), completed_by=actor)
+            )
+            if done.rowcount != 1:
+                raise Conflict(f"task {task_id} is already completed", code="task_not_open")
+            inst.events.append(
+                {
+                    "kind": "task.completed",
+                    "element": task.task_spec.bpmn_id,
+                    "details": {"task_id": task_id, "actor": actor, "data": data},
+                }
+            )
+            meta = inst.parsed.meta["elements"].get(task.task_spec.bpmn_id) or {}
+            if meta.get("supervise"):
+                self.supervisor.check(
+                    conn,
+                    kind=meta["supervise"],
+                    instance_id=inst.id,
+                    task_id=task_id,
+                    data=task.data,
+                    actor=actor,
+                    reviewer_id=reviewer,
+                    assignee=row.assignee,
+                    task_created_at=_aware(row.created_at),
+                )
+            record(
+                conn,
+                actor,
+                "workflow.task.complete",
+                "wf_task",
+                task_id,
+                details={"instance_id": inst.id, "element": task.task_spec.bpmn_id},
+            )
+
+        self._advance(row.instance_id, actor, mutate)
+        return self.summary(row.instance_id)
+
+    def deliver_message(
+        self, instance_id: str, name: str, payload: dict[str, Any], *, actor: str
+    ) -> dict[str, Any]:
+        """Deliver a BPMN message (e.g. ``investigation_result``) to an instance waiting for it."""
+        self.ensure_ready()
+        payload = _check_data(payload, "message payload")
+
+        def mutate(inst: _Loaded, conn: Connection) -> None:
+            waiting = {e.name for e in inst.wf.waiting_events() if e.event_type == "MessageEventDefinition"}
+            if name not in waiting:
+                raise Conflict(
+                    f"instance {instance_id} is not waiting for message {name!r}"
+                    + (f"; waiting for {sorted(waiting)}" if waiting else ""),
+                    code="not_waiting",
+                )
+            inst.wf.send_event(BpmnEvent(MessageEventDefinition(name), payload=copy.deepcopy(payload)))
+            inst.events.append(
+                {
+                    "kind": "message.received",
+                    "element": name,
+                    "details": {"actor": actor, "keys": sorted(payload)},
+                }
+            )
+            record(conn, actor, "workflow.message", "wf_instance", instance_id, details={"name": name})
+
+        self._advance(instance_id, actor, mutate)
+        return self.summary(instance_id)
+
+    # ---- the worker ------------------------------------------------------------------------------
+    def run_due(self, *, limit: int = 200, actor: str = "system:worker") -> int:
+        """Resume ``running`` instances (interrupted by a crash) and wake those with a due timer."""
+        self.ensure_ready()
+        now = self.clock()
+        with self.db.connect() as conn:
+            ids = [
+                r.id
+                for r in conn.execute(
+                    select(wf_instances.c.id)
+                    .where(
+                        (wf_instances.c.status == InstanceStatus.RUNNING.value)
+                        | (
+                            (wf_instances.c.status == InstanceStatus.WAITING.value)
+                            & (wf_instances.c.next_timer_at <= now)
+                        )
+                    )
+                    .order_by(wf_instances.c.updated_at)
+                    .limit(limit)
+                ).all()
+            ]
+        done = 0
+        for iid in ids:
+            try:
+                self._advance(iid, actor)
+                done += 1
+            except (Conflict, Unavailable):
+                continue
+        return done
+
+    def tick(self, *, actor: str = "system:worker") -> dict[str, int]:
+        """One scheduler round: resume/wake instances, reminders, escalations, assignment, priorities."""
+        advanced = self.run_due(actor=actor)
+        stats = self.board.housekeeping()
+        stats["advanced"] = advanced
+        return stats
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def summary(self, instance_id: str, *, with_events: bool = False) -> dict[str, Any]:
+        with self.db.connect() as conn:
+            row = conn.execute(select(wf_instances).where(wf_instances.c.id == instance_id)).first()
+            if row is None:
+                raise NotFound(f"no workflow instance {instance_id!r}")
+            out: dict[str, Any] = {
+                "instance_id": row.id,
+                "process_key": row.process_key,
+                "version": row.version,
+                "status": row.status,
+                "error": row.error,
+                "next_timer_at": _aware(row.next_timer_at).isoformat() if row.next_timer_at else None,
+            }
+            if with_events:
+                out["data"] = row.data
+                out["created_at"] = _aware(row.created_at).isoformat()  # type: ignore[union-attr]
+                out["updated_at"] = _aware(row.updated_at).isoformat()  # type: ignore[union-attr]
+                evs = conn.execute(
+                    select(wf_events).where(wf_events.c.instance_id == instance_id).order_by(wf_events.c.id)
+                ).all()
+                out["events"] = [
+                    {
+                        "at": _aware(e.at).isoformat(),
+                        "kind": e.kind,  # type: ignore[union-attr]
+                        "element": e.element,
+                        "details": e.details,
+                    }
+                    for e in evs
+                ]
+                out["tasks"] = self.board.for_instance(conn, instance_id)
+        return out
+
+
+def _subject(data: dict[str, Any]) -> str | None:
+    """The applicant's id number, indexed so supervision can count repeated applications."""
+    app = data.get("application")
+    if isinstance(app, dict) and isinstance(app.get("applicant"), dict):
+        ident = app["applicant"].get("id_number")
+        return str(ident)[:64] if ident else None
+    return None
+
+
+def _current_data(wf: BpmnWorkflow) -> dict[str, Any]:
+    """The data a person would call "the instance's data": of the last task that ran."""
+    task = wf.last_task
+    if task is None:
+        ready = wf.get_tasks(state=TaskState.READY)
+        task = ready[0] if ready else None
+    data = dict(task.data) if task is not None else {}
+    return json.loads(json.dumps(data, default=str))
+
+
+def _next_timer(wf: BpmnWorkflow) -> datetime | None:
+    times = []
+    for ev in wf.waiting_events():
+        if "Timer" in ev.event_type and isinstance(ev.value, str):
+            try:
+                times.append(datetime.fromisoformat(ev.value))
+            except ValueError:
+                continue
+    if not times:
+        return None
+    return min(_aware(t) for t in times)  # type: ignore[type-var]
+
+
+def _validate_application(data: dict[str, Any]) -> None:
+    from callvet.core.application import Application
+    from pydantic import ValidationError
+
+    app = data.get("application")
+    if not isinstance(app, dict):
+        raise InvalidInput(
+            "data.application (the card application contract) is required", code="no_application"
+        )
+    try:
+        Application.model_validate(app)
+    except ValidationError as exc:
+        errs = [f"application.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]]
+        raise InvalidInput(
+            "invalid application: " + "; ".join(errs), code="invalid_application", errors=errs
+        ) from None
+
+
+def _real_decider(db: Database, settings: Any) -> Decider:
+    """Bind :class:`callvet.decision.DecisionEngine`; 503 until it is importable and its model built."""
+    try:
+        from callvet.decision import DecisionEngine  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise Unavailable(f"decision engine unavailable: {exc}", code="decision_unavailable") from None
+    from callvet.core.application import Application
+    from callvet.core.settings import get_settings
+
+    try:
+        engine = DecisionEngine.from_settings(settings or get_settings(), db)
+    except CallvetError:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"decision engine unavailable: {exc}", code="decision_unavailable") from None
+
+    def decide(
+        application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
+    ) -> dict[str, Any]:
+        app = Application.model_validate(application)
+        result = engine.decide(app, investigation=investigation, actor=actor)
+        return result.to_dict()  # type: ignore[no-any-return]
+
+    return decide

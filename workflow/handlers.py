@@ -1,0 +1,176 @@
+"""Named service-task handlers: the only code a BPMN definition can reach.
+
+A service task names a handler (``callvet:handler="decision.prescreen"``); uploads naming an unknown one
+are rejected. A handler receives a :class:`HandlerCall` and returns a dict merged into the task data.
+
+Idempotency: every call carries ``effect_key`` (instance id + element + occurrence). The runtime stores
+the handler's result under that key in the same transaction as the instance's next state, and replays
+the stored result instead of calling again. A handler that writes to callvet's own tables does so on
+``call.conn`` -- the same transaction -- so its write commits exactly once with the state; the
+issuance handlers below are written that way (``wf_issuances.effect_key`` is unique).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from callvet.core.db import utcnow
+from callvet.core.errors import InvalidInput, Unavailable
+from callvet.workflow.tables import wf_issuances
+from sqlalchemy import Connection, insert, select
+
+__all__ = ["Decider", "HandlerCall", "HandlerRegistry", "default_registry"]
+
+Decider = Callable[[dict[str, Any], dict[str, Any] | None, str], dict[str, Any]]
+"""(application dict, investigation dict or None, actor) -> decision dict (``Decision.to_dict()``)."""
+
+
+@dataclass
+class HandlerCall:
+    instance_id: str
+    process_key: str
+    element: str
+    effect_key: str
+    data: dict[str, Any]
+    conn: Connection | None
+    actor: str
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[HandlerCall], dict[str, Any]]
+
+
+class HandlerRegistry:
+    """Handlers by name. ``transactional`` ones get ``call.conn`` (the runtime's open transaction);
+    the others (e.g. the decision engine, which commits its own records) run before it opens, with
+    ``call.conn`` None, so SQLite never sees two writers in one thread."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._transactional: set[str] = set()
+
+    def register(self, name: str, fn: Handler, *, transactional: bool = True) -> None:
+        self._handlers[name] = fn
+        if transactional:
+            self._transactional.add(name)
+        else:
+            self._transactional.discard(name)
+
+    def transactional(self, name: str) -> bool:
+        return name in self._transactional
+
+    def names(self) -> set[str]:
+        return set(self._handlers)
+
+    def get(self, name: str) -> Handler:
+        try:
+            return self._handlers[name]
+        except KeyError:
+            raise Unavailable(f"no handler {name!r} registered", code="handler_missing") from None
+
+    def copy(self) -> HandlerRegistry:
+        r = HandlerRegistry()
+        r._handlers = dict(self._handlers)
+        r._transactional = set(self._transactional)
+        return r
+
+
+def _application(call: HandlerCall) -> dict[str, Any]:
+    app = call.data.get("application")
+    if not isinstance(app, dict):
+        raise InvalidInput("instance data has no 'application' object", code="no_application")
+    return app
+
+
+def _decision_fields(d: dict[str, Any], stage: str) -> dict[str, Any]:
+    return {
+        stage: d,
+        "decision": d["decision"],
+        "credit_limit": float(d.get("credit_limit") or 0.0),
+        "risk_score": float(d.get("score") or 0.0),
+        "decision_id": d.get("decision_id"),
+    }
+
+
+def _prescreen(call: HandlerCall) -> dict[str, Any]:
+    decide: Decider = call.services["decide"]
+    return _decision_fields(decide(_application(call), None, call.actor), "prescreen")
+
+
+def _final(call: HandlerCall) -> dict[str, Any]:
+    decide: Decider = call.services["decide"]
+    inv = call.data.get("investigation")
+    if not isinstance(inv, dict):
+        inv = {}
+    return _decision_fields(decide(_application(call), inv, call.actor), "final")
+
+
+def _request_call(call: HandlerCall) -> dict[str, Any]:
+    """Asks for an investigation call: the call robot polls for waiting instances via the API."""
+    n = int(call.data.get("call_requests") or 0) + 1
+    return {"call_requests": n, "call_requested_at": utcnow().isoformat(), "awaiting": "investigation_result"}
+
+
+def _issue(kind: str) -> Handler:
+    def run(call: HandlerCall) -> dict[str, Any]:
+        app = call.data.get("application") or {}
+        amount = (
+            call.data.get("approved_amount")
+            or call.data.get("new_limit")
+            or call.data.get("credit_limit")
+            or call.data.get("amount")
+        )
+        conn = call.conn
+        assert conn is not None, "issuance handlers are transactional"
+        existing = conn.execute(
+            select(wf_issuances.c.id).where(wf_issuances.c.effect_key == call.effect_key)
+        ).first()
+        if existing is None:
+            existing_id = conn.execute(
+                insert(wf_issuances).values(
+                    effect_key=call.effect_key,
+                    instance_id=call.instance_id,
+                    application_id=app.get("application_id"),
+                    product=call.data.get("product") or app.get("card_product"),
+                    kind=kind,
+                    amount=float(amount) if amount is not None else None,
+                    at=utcnow(),
+                )
+            ).inserted_primary_key[0]
+        else:
+            existing_id = existing.id
+        if kind == "limit_changed" and not call.data.get("reviewers") and "runtime" in call.services:
+            call.services["runtime"].supervisor.check(
+                conn,
+                kind="limit_adjustment",
+                instance_id=call.instance_id,
+                task_id=f"auto:{call.element}",
+                data=call.data,
+                actor=call.actor,
+                reviewer_id=None,
+                assignee=None,
+                task_created_at=None,
+            )
+        return {"outcome": kind, "issuance_id": int(existing_id)}
+
+    return run
+
+
+def _decline(call: HandlerCall) -> dict[str, Any]:
+    return {"outcome": "declined"}
+
+
+def default_registry(configure: Handler) -> HandlerRegistry:
+    """The built-in handlers; ``configure`` applies product configuration (see :mod:`.products`)."""
+    r = HandlerRegistry()
+    r.register("product.configure", configure)
+    r.register("decision.prescreen", _prescreen, transactional=False)
+    r.register("decision.final", _final, transactional=False)
+    r.register("investigation.request", _request_call)
+    r.register("issuance.issue_card", _issue("card_issued"))
+    r.register("issuance.disburse_loan", _issue("loan_disbursed"))
+    r.register("issuance.apply_limit", _issue("limit_changed"))
+    r.register("notify.decline", _decline)
+    return r
