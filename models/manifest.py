@@ -16,9 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST", "build_versions", "is_complete", "sha256_file", "write_manifest"]
+__all__ = ["FORMAT", "MANIFEST", "build_versions", "is_complete", "sha256_file", "write_manifest"]
 
 MANIFEST = "manifest.json"
+#: Version of the artifact layout the server understands; a builder change that alters what the server
+#: must do bumps it, and ``--if-missing`` then rebuilds older artifacts.
+FORMAT = 1
 
 
 def sha256_file(path: Path) -> str:
@@ -44,7 +47,7 @@ def build_versions() -> dict[str, str]:
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any], files: list[str]) -> Path:
     """Write ``manifest.json`` last and atomically: a directory with a manifest is a finished build."""
-    body = dict(manifest)
+    body = {"format": FORMAT, **manifest}
     body["files"] = {name: sha256_file(out_dir / name) for name in files}
     body["sha256"] = body["files"][body["model_file"]]
     body["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -59,7 +62,7 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any], files: list[str]) ->
 
 
 def is_complete(out_dir: Path) -> bool:
-    """True when the manifest exists and every file it lists is present with the listed size class.
+    """True when the manifest exists, is of the current :data:`FORMAT` and every file it lists exists.
 
     Only presence is checked here (``--if-missing`` runs on every ``./dev`` start and must be quick);
     full digests are verified when the encoder is loaded.
@@ -71,5 +74,7 @@ def is_complete(out_dir: Path) -> bool:
         manifest = json.loads(path.read_text())
         files = manifest["files"]
     except (ValueError, KeyError, TypeError):
+        return False
+    if manifest.get("format") != FORMAT:
         return False
     return all((out_dir / name).is_file() for name in files)

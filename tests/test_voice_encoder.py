@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_missing_encoder_is_unavailable(tmp_path: Path) -> None:
     assert err.value.code == "encoder_missing"
 
 
-@pytest.mark.parametrize("damage", ["tamper", "truncate", "delete"])
+@pytest.mark.parametrize("damage", ["tamper", "truncate", "delete", "old_format", "bad_manifest"])
 def test_damaged_artifact_is_unavailable(models_dir: Path, tmp_path: Path, damage: str) -> None:
     copy = tmp_path / "ge2e"
     shutil.copytree(models_dir / "ge2e", copy)
@@ -95,6 +96,12 @@ def test_damaged_artifact_is_unavailable(models_dir: Path, tmp_path: Path, damag
         model.write_bytes(data[:-10] + bytes(10))
     elif damage == "truncate":
         model.write_bytes(data[: len(data) // 2])
+    elif damage == "old_format":
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["format"] = 0
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+    elif damage == "bad_manifest":
+        (copy / "manifest.json").write_text("{not json")
     else:
         model.unlink()
     with pytest.raises(Unavailable) as err:

@@ -30,6 +30,9 @@ from callvet.core.errors import InvalidInput, Unavailable
 __all__ = ["OnnxEncoder", "load_encoder", "verify_artifact"]
 
 _INT16_MAX = 2**15 - 1
+#: Artifact layout version this module reads (callvet.models.manifest.FORMAT writes it; not imported
+#: from there so that serving does not import the build package).
+_FORMAT = 1
 
 
 def _sha256(path: Path) -> str:
@@ -58,6 +61,8 @@ def verify_artifact(directory: Path) -> dict[str, Any]:
         missing = [k for k in required if k not in manifest]
         if missing:
             raise KeyError(", ".join(missing))
+        if manifest.get("format") != _FORMAT:
+            raise KeyError(f"format {manifest.get('format')!r}, this server reads format {_FORMAT}")
     except (ValueError, KeyError, TypeError) as exc:
         raise Unavailable(f"speaker encoder {name!r}: unreadable manifest ({exc}); {hint} --force",
                           code="encoder_corrupt", encoder=name) from exc
