@@ -128,12 +128,13 @@ def _cosine(a: Any, b: Any) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
-def _export_and_check(hparams: dict[str, Any], out_dir: Path, sample_rate: int) -> int:
+def _export_and_check(hparams: dict[str, Any], out_dir: Path, sample_rate: int) -> tuple[int, int]:
     import numpy as np
     import onnxruntime as ort
     import torch
 
     graph = _graph(hparams)
+    hop = int(hparams["compute_features"].compute_STFT.hop_length)
     example = torch.randn(1, 2 * sample_rate) * 0.1
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about python-side shape arithmetic
@@ -143,6 +144,18 @@ def _export_and_check(hparams: dict[str, Any], out_dir: Path, sample_rate: int) 
     session = ort.InferenceSession(str(out_dir / MODEL_FILE), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(7)
     dim = 0
+    min_samples = 0
+    # The TDNN's reflect padding needs a few frames; find the shortest input the graph accepts so the
+    # server can refuse shorter speech with a typed error (SpeechBrain itself fails there too).
+    for frames in range(1, 200):
+        try:
+            session.run(None, {"wav": rng.normal(0, 0.1, (1, frames * hop)).astype(np.float32)})
+        except Exception:  # onnxruntime's untyped InvalidArgument for a too-short input
+            continue
+        min_samples = frames * hop
+        break
+    if not min_samples:
+        raise InvalidInput("exported ECAPA accepts no input up to 2 s", code="export_mismatch")
     for seconds in (1.3, 3.0):
         wav = (rng.normal(0, 0.1, int(seconds * sample_rate))).astype(np.float32)
         ours = session.run(None, {"wav": wav[None, :]})[0].ravel()
@@ -152,7 +165,7 @@ def _export_and_check(hparams: dict[str, Any], out_dir: Path, sample_rate: int) 
             cos = _cosine(ours, ref)
             raise InvalidInput(f"exported ECAPA disagrees with SpeechBrain (cosine {cos:.6f} on {seconds}s)",
                                code="export_mismatch")
-    return dim
+    return dim, min_samples
 
 
 def import_speechbrain(source: Path, models_dir: Path, *, name: str = "ecapa", force: bool = False) -> Path:
@@ -176,7 +189,7 @@ def import_speechbrain(source: Path, models_dir: Path, *, name: str = "ecapa", f
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{name}."))
     try:
-        dim = _export_and_check(hparams, tmp, sample_rate)
+        dim, min_samples = _export_and_check(hparams, tmp, sample_rate)
         stft, fb, norm = fbank.compute_STFT, fbank.compute_fbanks, hparams["mean_var_norm"]
         manifest = {
             "name": name,
@@ -197,7 +210,7 @@ def import_speechbrain(source: Path, models_dir: Path, *, name: str = "ecapa", f
                 "n_fft": int(stft.n_fft), "win_length": int(stft.win_length),
                 "hop_length": int(stft.hop_length), "window": "hamming", "n_mels": int(fb.n_mels),
                 "log_mel": bool(fb.log_mel), "top_db": float(fb.top_db), "std_norm": bool(norm.std_norm),
-                "partial_s": PARTIAL_S, "partial_hop_s": PARTIAL_HOP_S,
+                "partial_s": PARTIAL_S, "partial_hop_s": PARTIAL_HOP_S, "min_samples": min_samples,
             },
             "versions": {**build_versions(), "hyperpyyaml": version("hyperpyyaml")},
         }

@@ -124,6 +124,18 @@ def test_partials_cover_long_speech(models_dir: Path) -> None:
     assert float(enc.embed(wav) @ (mean / np.linalg.norm(mean))) > 0.9
 
 
+def test_too_short_speech_is_a_typed_error(models_dir: Path) -> None:
+    enc = load_encoder(models_dir, "ecapa")
+    need = enc.manifest["frontend"]["min_samples"]
+    assert 0 < need <= 1600
+    x = np.random.default_rng(0).normal(0, 0.1, need).astype(np.float32)
+    assert enc.embed(x).shape == (24,)
+    for fn in (enc.embed, enc.embed_partials):
+        with pytest.raises(InvalidInput) as err:
+            fn(x[: need - 1])
+        assert err.value.code == "too_little_speech"
+
+
 def test_existing_encoder_needs_force(source: Path, models_dir: Path) -> None:
     with pytest.raises(Conflict):
         import_speechbrain(source, models_dir, name="ecapa")

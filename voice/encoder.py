@@ -163,7 +163,16 @@ class OnnxEncoder:
         return self._run(batch)
 
     # -- waveform graphs (ECAPA) -----------------------------------------------------------------
+    def _min_length(self, x: np.ndarray) -> np.ndarray:
+        need = int(self._fe.get("min_samples", 0))
+        if len(x) < need:
+            raise InvalidInput(f"{len(x) / self.sample_rate:.3f} s of speech is too short for encoder "
+                               f"{self.name!r} (needs {need / self.sample_rate:.3f} s)",
+                               code="too_little_speech")
+        return x
+
     def _waveform_partials(self, x: np.ndarray) -> np.ndarray:
+        x = self._min_length(x)
         win = int(float(self._fe.get("partial_s", 3.0)) * self.sample_rate)
         hop = int(float(self._fe.get("partial_hop_s", 1.5)) * self.sample_rate)
         if len(x) <= win:
@@ -176,7 +185,11 @@ class OnnxEncoder:
         return np.concatenate([self._run(p[None, :].astype(np.float32)) for p in pieces])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        out = self._session.run(None, {self._input: batch})[0]
+        try:
+            out = self._session.run(None, {self._input: batch})[0]
+        except Exception as exc:  # onnxruntime's own exception types are not importable portably
+            raise Unavailable(f"speaker encoder {self.name!r} failed on input {batch.shape}: {exc}",
+                              code="encoder_failed", encoder=self.name) from exc
         out = np.asarray(out, dtype=np.float32).reshape(batch.shape[0], self.dim)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
@@ -201,7 +214,7 @@ class OnnxEncoder:
         the mean of ``embed_partials`` is then a close, not identical, estimate.
         """
         if self._fe["type"] == "waveform":
-            return self._run(self._check(wav16k)[None, :])[0]
+            return self._run(self._min_length(self._check(wav16k))[None, :])[0]
         partials = self.embed_partials(wav16k)
         mean = partials.mean(axis=0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
