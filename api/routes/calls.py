@@ -1,7 +1,129 @@
-"""Routes for this part; filled in by the part that owns them."""
+"""Call server endpoints: the two streaming WebSockets and the call records.
 
-from fastapi import APIRouter
+``/v1/calls/stream`` speaks Twilio Media Streams, ``/v1/calls/fork`` FreeSWITCH mod_audio_fork; both need
+a robot key (``Authorization: Bearer`` or ``?token=``) and close with 1008 before any audio otherwise.
+All call logic is in :mod:`callvet.voice.call`; this module only adapts Starlette's WebSocket to its
+transport and maps roles.
+"""
 
-__all__ = ["router"]
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Any
+
+from callvet.api.context import AppContext
+from callvet.api.deps import get_ctx, principal_from_token, require, token_from
+from callvet.core.auth import Principal, Role
+from callvet.voice.call.session import CallServer
+from fastapi import APIRouter, Depends, Query, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+__all__ = ["StarletteTransport", "call_server", "router"]
+
+router = APIRouter(tags=["calls"])
+
+
+def _engine(ctx: AppContext) -> Any:
+    from callvet.voice.engine import VoiceEngine
+
+    return ctx.service("voice", lambda c: VoiceEngine.from_settings(c.settings))
+
+
+def _blacklist(ctx: AppContext) -> Any:
+    from callvet.voice.blacklist import Blacklist
+
+    engine = _engine(ctx)
+    return ctx.service("blacklist", lambda c: Blacklist.from_settings(c.settings, c.db, engine))
+
+
+def call_server(ctx: AppContext) -> CallServer:
+    """The process's call server (one worker pool for all calls)."""
+
+    def build(c: AppContext) -> CallServer:
+        from callvet.voice.call.scoring import VoiceScoring
+
+        return CallServer(c.db, scoring=lambda: VoiceScoring(_engine(c), _blacklist(c)))
+
+    return ctx.service("calls", build)
+
+
+class StarletteTransport:
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def receive(self) -> str | bytes | None:
+        try:
+            msg = await self.ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return None
+        if msg["type"] == "websocket.disconnect":
+            return None
+        if msg.get("text") is not None:
+            return str(msg["text"])
+        if msg.get("bytes") is not None:
+            return bytes(msg["bytes"])
+        return None
+
+    async def send_text(self, text: str) -> None:
+        await self.ws.send_text(text)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.ws.application_state is WebSocketState.CONNECTED:
+            await self.ws.close(code=code, reason=reason)
+
+
+async def _serve(ws: WebSocket, protocol: str) -> None:
+    ctx: AppContext = ws.app.state.ctx
+    principal = principal_from_token(ctx, token_from(ws))
+    await ws.accept()
+    if principal is None or not principal.has(Role.ROBOT):
+        code = "unauthenticated" if principal is None else "forbidden"
+        await ws.send_json({"event": "callvet.error", "code": code,
+                            "message": "a robot API key is required (Authorization: Bearer or ?token=)"})
+        await ws.close(code=1008, reason=code)
+        return
+    await call_server(ctx).handle(StarletteTransport(ws), protocol, principal.actor)
+
+
+@router.websocket("/v1/calls/stream")
+async def stream(ws: WebSocket) -> None:
+    """Twilio Media Streams (JSON text frames, base64 mu-law 8 kHz)."""
+    await _serve(ws, "twilio")
+
+
+@router.websocket("/v1/calls/fork")
+async def fork(ws: WebSocket) -> None:
+    """FreeSWITCH mod_audio_fork (JSON metadata, then binary 16-bit LE PCM at 8 or 16 kHz)."""
+    await _serve(ws, "fork")
+
+
+@router.get("/v1/calls")
+def list_calls(
+    alarm: bool | None = Query(None, description="only calls that raised (true) or never raised an alarm"),
+    application_id: str | None = Query(None),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    ctx: AppContext = Depends(get_ctx),
+    _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR)),
+) -> dict[str, Any]:
+    calls = call_server(ctx).store.list(alarm=alarm, application_id=application_id, limit=limit,
+                                        offset=offset)
+    return {"calls": calls}
+
+
+@router.get("/v1/calls/{call_id}")
+def get_call(
+    call_id: str,
+    ctx: AppContext = Depends(get_ctx),
+    _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR, Role.ROBOT)),
+) -> dict[str, Any]:
+    return call_server(ctx).store.get(call_id)
+
+
+@router.delete("/v1/calls/{call_id}", status_code=204)
+def delete_call(
+    call_id: str,
+    reason: str = Query(..., min_length=1, max_length=500),
+    ctx: AppContext = Depends(get_ctx),
+    p: Principal = Depends(require(Role.ANALYST)),
+) -> None:
+    call_server(ctx).store.delete(call_id, p.actor, reason)

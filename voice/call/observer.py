@@ -1,0 +1,157 @@
+"""The seam where other parts (the questionnaire first) watch a live call and talk back to the robot.
+
+An observer is built per call by a factory registered with :func:`register_observer`. It hears the
+call's start, the questions the robot reports it asked (``callvet.question`` in), transcripts the robot's
+speech recogniser sends (``callvet.transcript`` in), each answer's start and end (with timing and
+prosody), every voiceprint verdict, and the stop. Each hook may return events: dicts with an ``event``
+name starting ``callvet.`` (e.g. the next ``callvet.question`` to ask); the call server sends them to the
+robot as JSON text frames and writes them to the call's timeline.
+
+Hooks run on the call server's event loop: they must be quick (no model inference, no blocking I/O; a
+hook may be ``async`` and await). A hook that raises is reported as ``callvet.error`` with code
+``observer_failed``, the observer is dropped for that call, and the call goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "AnswerEnd",
+    "AnswerStart",
+    "BaseObserver",
+    "CallInfo",
+    "CallObserver",
+    "ObserverFactory",
+    "ObserverResult",
+    "QuestionAsked",
+    "Transcript",
+    "observer_factories",
+    "register_observer",
+    "unregister_observer",
+]
+
+ObserverResult = list[dict[str, Any]] | None | Awaitable[list[dict[str, Any]] | None]
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    call_id: str
+    protocol: str
+    stream_id: str
+    call_sid: str
+    application_id: str | None
+    language: str | None
+    sample_rate: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuestionAsked:
+    """The robot finished playing a question at call audio time ``ended_at_s``."""
+
+    question_id: str
+    text: str
+    ended_at_s: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    final: bool
+    question_id: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnswerStart:
+    """Speech began at call audio time ``t_s``; ``delay_s`` is measured from the end of the question
+    (when the robot reported one after the previous answer) or else from the previous speech end."""
+
+    index: int
+    t_s: float
+    delay_s: float | None
+    question_id: str | None
+
+
+@dataclass(frozen=True)
+class AnswerEnd:
+    """Speech ended (silence for the configured time); ``prosody`` is
+    :meth:`callvet.voice.call.prosody.ProsodyFeatures.to_dict` plus ``delay_s``."""
+
+    index: int
+    start_s: float
+    end_s: float
+    delay_s: float | None
+    question_id: str | None
+    prosody: dict[str, Any]
+    transcripts: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+            "delay_s": None if self.delay_s is None else round(self.delay_s, 3),
+            "question_id": self.question_id, "prosody": self.prosody, "transcripts": list(self.transcripts),
+        }
+
+
+@runtime_checkable
+class CallObserver(Protocol):
+    def on_start(self, call: CallInfo) -> ObserverResult: ...
+    def on_question(self, call: CallInfo, question: QuestionAsked) -> ObserverResult: ...
+    def on_transcript(self, call: CallInfo, transcript: Transcript) -> ObserverResult: ...
+    def on_answer_start(self, call: CallInfo, answer: AnswerStart) -> ObserverResult: ...
+    def on_answer_end(self, call: CallInfo, answer: AnswerEnd) -> ObserverResult: ...
+    def on_verdict(self, call: CallInfo, verdict: dict[str, Any]) -> ObserverResult: ...
+    def on_stop(self, call: CallInfo, reason: str) -> ObserverResult: ...
+
+
+class BaseObserver:
+    """No-op hooks; subclass and override the ones you need."""
+
+    def on_start(self, call: CallInfo) -> ObserverResult:
+        return None
+
+    def on_question(self, call: CallInfo, question: QuestionAsked) -> ObserverResult:
+        return None
+
+    def on_transcript(self, call: CallInfo, transcript: Transcript) -> ObserverResult:
+        return None
+
+    def on_answer_start(self, call: CallInfo, answer: AnswerStart) -> ObserverResult:
+        return None
+
+    def on_answer_end(self, call: CallInfo, answer: AnswerEnd) -> ObserverResult:
+        return None
+
+    def on_verdict(self, call: CallInfo, verdict: dict[str, Any]) -> ObserverResult:
+        return None
+
+    def on_stop(self, call: CallInfo, reason: str) -> ObserverResult:
+        return None
+
+
+ObserverFactory = Callable[[CallInfo], CallObserver | None]
+
+_lock = threading.Lock()
+_factories: dict[str, ObserverFactory] = {}
+
+
+def register_observer(name: str, factory: ObserverFactory) -> None:
+    """Build an observer for every call started from now on (``factory`` may return None to skip)."""
+    with _lock:
+        _factories[name] = factory
+
+
+def unregister_observer(name: str) -> None:
+    with _lock:
+        _factories.pop(name, None)
+
+
+def observer_factories() -> list[tuple[str, ObserverFactory]]:
+    with _lock:
+        return list(_factories.items())

@@ -1,0 +1,261 @@
+"""The per-call audio pipeline: VAD -> answers (prosody) -> speech -> voiceprint accumulator -> verdict.
+
+:class:`CallProcessor` is synchronous and runs in the call server's shared worker pool, one batch at a
+time per call: the event loop hands it all audio received since the previous batch (normally one 20 ms
+frame, more when the machine is busy, which batches the work by itself). It holds only a short ring of
+recent audio (to back-fill speech that the VAD reports as having started earlier), the current answer's
+frame features, and the voiceprint accumulator's running state; nothing grows with call length.
+
+Speech reaches the accumulator in pieces of ``score_chunk_s`` while the applicant is still talking, so a
+verdict comes as soon as ``min_net_speech_s`` of speech has been heard, not after the answer's closing
+silence; the whole call is never re-embedded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from callvet.core.errors import CallvetError
+from callvet.voice.call.prosody import ProsodyTracker
+from scipy.signal import resample_poly
+
+__all__ = [
+    "AnswerEnded",
+    "AnswerStarted",
+    "CallConfig",
+    "CallProcessor",
+    "Ring",
+    "ScoringFailed",
+    "VerdictReady",
+    "VoiceWatch",
+]
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    """Knobs of the call server; every one has an environment variable (``CALLVET_CALL_*``)."""
+
+    silence_ms: int = field(default_factory=lambda: int(_env_float("CALLVET_CALL_SILENCE_MS", 700)))
+    max_lag_s: float = field(default_factory=lambda: _env_float("CALLVET_MAX_LAG_S", 2.0))
+    workers: int = field(default_factory=lambda: int(_env_float("CALLVET_CALL_WORKERS", os.cpu_count() or 2)))
+    score_chunk_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_SCORE_CHUNK_S", 0.5))
+    rescore_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_RESCORE_S", 1.0))
+    max_scored_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_MAX_SCORED_S", 60.0))
+    max_pending_s: float = 10.0
+    ring_s: float = 6.0
+    jitter_depth: int = 8
+    max_frame_s: float = 1.0
+    max_errors: int = 20
+    idle_timeout_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_IDLE_TIMEOUT_S", 30.0))
+    drain_timeout_s: float = 15.0
+    top_k: int = 5
+
+
+class VoiceWatch(Protocol):
+    """Per-call voiceprint state: speech in, verdicts out (see :mod:`callvet.voice.call.scoring`)."""
+
+    min_net_speech_s: float
+
+    @property
+    def net_speech_s(self) -> float: ...
+
+    def add(self, speech16k: np.ndarray) -> None: ...
+
+    def verdict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class AnswerStarted:
+    index: int
+    t_s: float
+
+
+@dataclass(frozen=True)
+class AnswerEnded:
+    index: int
+    start_s: float
+    end_s: float
+    prosody: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerdictReady:
+    """A verdict that differs from the previous one; ``audio_t_s`` is the call audio time of the last
+    speech sample it used (the latency of the event is measured from there)."""
+
+    verdict: dict[str, Any]
+    audio_t_s: float
+
+
+@dataclass(frozen=True)
+class ScoringFailed:
+    code: str
+    message: str
+
+
+Output = AnswerStarted | AnswerEnded | VerdictReady | ScoringFailed
+
+
+class Ring:
+    """The last ``capacity`` samples of a stream, addressed by absolute sample index."""
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = np.zeros(capacity, dtype=np.float32)
+        self.capacity = capacity
+        self.end = 0
+
+    @property
+    def start(self) -> int:
+        return max(0, self.end - self.capacity)
+
+    def append(self, x: np.ndarray) -> None:
+        n = len(x)
+        if n >= self.capacity:
+            self.end += n - self.capacity
+            x = x[-self.capacity :]
+            n = self.capacity
+        i = self.end % self.capacity
+        k = min(n, self.capacity - i)
+        self.buf[i : i + k] = x[:k]
+        self.buf[: n - k] = x[k:]
+        self.end += n
+
+    def slice(self, a: int, b: int) -> np.ndarray:
+        a, b = max(a, self.start), min(b, self.end)
+        if b <= a:
+            return np.zeros(0, dtype=np.float32)
+        i, j = a % self.capacity, b % self.capacity
+        if i < j or j == 0:
+            return self.buf[i : j or self.capacity].copy()
+        return np.concatenate([self.buf[i:], self.buf[:j]])
+
+
+def _verdict_key(v: dict[str, Any]) -> tuple[bool, Any]:
+    top = v.get("matches") or []
+    return bool(v.get("alarm")), (top[0].get("identity_id") if v.get("alarm") and top else None)
+
+
+class CallProcessor:
+    """One call's CPU work. Not thread-safe: the session runs at most one ``process`` at a time."""
+
+    def __init__(self, sample_rate: int, vad: Any, watch: VoiceWatch | None, cfg: CallConfig) -> None:
+        self.sr = sample_rate
+        self.vad = vad
+        self.watch = watch
+        self.cfg = cfg
+        self.ring = Ring(int(cfg.ring_s * sample_rate))
+        self.fed = 0
+        self.offset_s = 0.0
+        self.answers = 0
+        self._answer_start: int | None = None
+        self._flushed = 0
+        self._tracker: ProsodyTracker | None = None
+        self._speech16k: list[np.ndarray] = []
+        self._speech16k_n = 0
+        self._scored_at = -1.0
+        self._last_key: tuple[bool, Any] | None = None
+        self.last_verdict: dict[str, Any] | None = None
+        self.scoring_failed = False
+        self.speech_s = 0.0
+
+    def _t(self, idx: int) -> float:
+        return self.offset_s + idx / self.sr
+
+    def process(self, chunk: np.ndarray, *, shed_s: float = 0.0) -> list[Output]:
+        """Feed audio received since the last call; ``shed_s`` is audio dropped just before it."""
+        self.offset_s += shed_s
+        outs: list[Output] = []
+        if shed_s and self._answer_start is not None:
+            self._end_answer(self.fed, outs)
+        step = max(1, int(self.cfg.score_chunk_s * self.sr))
+        for i in range(0, len(chunk), step):
+            self._process(chunk[i : i + step], outs)
+        return outs
+
+    def _process(self, chunk: np.ndarray, outs: list[Output]) -> None:
+        """One piece of at most ``score_chunk_s``, so verdicts land at the same speech whatever the
+        batching."""
+        self.ring.append(chunk)
+        self.fed += len(chunk)
+        for ev in self.vad.feed(chunk):
+            idx = round(ev.t_s * self.sr)
+            if ev.kind == "speech_start" and self._answer_start is None:
+                idx = min(max(idx, self.ring.start), self.fed)
+                self.answers += 1
+                self._answer_start = self._flushed = idx
+                self._tracker = ProsodyTracker(self.sr)
+                outs.append(AnswerStarted(self.answers, self._t(idx)))
+            elif ev.kind == "speech_end" and self._answer_start is not None:
+                self._end_answer(min(max(idx, self._answer_start), self.fed), outs)
+        if self._answer_start is not None and self.fed - self._flushed >= self.cfg.score_chunk_s * self.sr:
+            self._flush(self.fed, outs)
+
+    def finish(self) -> list[Output]:
+        """The stream ended: close the answer in progress and score what speech is left."""
+        outs: list[Output] = []
+        flush = getattr(self.vad, "flush", None)
+        if self._answer_start is not None and callable(flush):
+            for ev in flush():
+                idx = round(ev.t_s * self.sr)
+                self._end_answer(min(max(idx, self._answer_start), self.fed), outs)
+        if self._answer_start is not None:
+            self._end_answer(self.fed, outs)
+        if self._speech16k_n >= 0.25 * 16000:
+            self._score(outs, self.fed, final=True)
+        return outs
+
+    def _end_answer(self, idx: int, outs: list[Output]) -> None:
+        assert self._answer_start is not None and self._tracker is not None
+        self._flush(idx, outs)
+        start = self._answer_start
+        duration = (idx - start) / self.sr
+        self.speech_s += duration
+        prosody = self._tracker.finish(duration_s=duration).to_dict()
+        outs.append(AnswerEnded(self.answers, self._t(start), self._t(idx), prosody))
+        self._answer_start = None
+        self._tracker = None
+
+    def _flush(self, idx: int, outs: list[Output]) -> None:
+        seg = self.ring.slice(self._flushed, idx)
+        self._flushed = max(self._flushed, idx)
+        if seg.size == 0:
+            return
+        if self._tracker is not None:
+            self._tracker.feed(seg)
+        if self.watch is None or self.scoring_failed or self.watch.net_speech_s >= self.cfg.max_scored_s:
+            return
+        up = seg if self.sr == 16000 else resample_poly(seg, 16000 // self.sr, 1).astype(np.float32)
+        self._speech16k.append(up)
+        self._speech16k_n += len(up)
+        if self._speech16k_n >= self.cfg.score_chunk_s * 16000:
+            self._score(outs, idx)
+
+    def _score(self, outs: list[Output], idx: int, *, final: bool = False) -> None:
+        assert self.watch is not None
+        speech = np.concatenate(self._speech16k) if self._speech16k else np.zeros(0, np.float32)
+        self._speech16k, self._speech16k_n = [], 0
+        try:
+            if speech.size:
+                self.watch.add(speech)
+            net = self.watch.net_speech_s
+            due = self._scored_at < 0 or net - self._scored_at >= self.cfg.rescore_s or final
+            if net < self.watch.min_net_speech_s or not due:
+                return
+            self._scored_at = net
+            verdict = self.watch.verdict()
+        except CallvetError as exc:
+            self.scoring_failed = True
+            outs.append(ScoringFailed(exc.code, exc.message))
+            return
+        self.last_verdict = verdict
+        key = _verdict_key(verdict)
+        if key != self._last_key:
+            self._last_key = key
+            outs.append(VerdictReady(verdict, self._t(idx)))
