@@ -28,7 +28,7 @@ import numpy as np
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
-from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum
+from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum, set_search_threads
 from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -110,6 +110,7 @@ class Blacklist:
             os.environ.get("CALLVET_ANN_THRESHOLD", "50000"))
         self.nprobe = nprobe if nprobe is not None else int(os.environ.get("CALLVET_ANN_NPROBE", "16"))
         self.search_k = search_k
+        set_search_threads()
         self._sync = threading.RLock()
         self._dirty = False
         self._generation = -1

@@ -34,6 +34,7 @@ __all__ = [
     "RecallReport",
     "VectorIndex",
     "ids_checksum",
+    "set_search_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,19 @@ SIDECAR_FILE = "blacklist.json"
 
 class IndexLoadError(Exception):
     """The persisted index is missing, torn, or does not match its sidecar; the caller rebuilds."""
+
+
+def set_search_threads(n: int | None = None) -> int:
+    """Set FAISS's OpenMP threads (process-wide); default ``CALLVET_FAISS_THREADS`` or 1.
+
+    One thread per search is the right setting for a service: concurrent requests already use the
+    cores, and on a loaded machine OpenMP's barrier waits multiply single-query latency, worst at the
+    tail (bench/search/RESULTS.md compares both in the same run). Index builds raise it temporarily.
+    """
+    threads = n if n is not None else int(os.environ.get("CALLVET_FAISS_THREADS", "1"))
+    threads = max(1, threads)
+    faiss.omp_set_num_threads(threads)
+    return threads
 
 
 def ids_checksum(ids: np.ndarray) -> str:
@@ -192,15 +206,20 @@ class VectorIndex:
                    recall_k: int, recall_queries: int, seed: int) -> VectorIndex:
         n = len(ids)
         rng = np.random.default_rng(seed)
-        nlist = int(min(4096, max(16, round(np.sqrt(n)))))
+        nlist = int(min(4096, max(8, min(round(np.sqrt(n)), n // 39))))
         ntrain = min(n, nlist * 40)
         quantizer = faiss.IndexFlatIP(dim)
         ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = seed
         t0 = time.perf_counter()
-        ivf.train(x[np.sort(rng.choice(n, ntrain, replace=False))])
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        ivf.add_with_ids(x, ids)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        try:
+            ivf.train(x[np.sort(rng.choice(n, ntrain, replace=False))])
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+            ivf.add_with_ids(x, ids)
+        finally:
+            faiss.omp_set_num_threads(threads)
         build_s = time.perf_counter() - t0
 
         nq = min(recall_queries, n)
