@@ -42,6 +42,7 @@ RULES_DIR = Path(__file__).resolve().parent / "supervision"
 KINDS = ("issuance", "limit_adjustment")
 SEVERITIES = ("low", "medium", "high", "critical")
 RECTIFY_DAYS = 3
+UNKNOWN_AGE_DAYS = -999.0
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,24 @@ class Catalogue:
 
     def evaluate(self, kind: str, facts: dict[str, Any]) -> list[Rule]:
         """The rules of ``kind`` that ``facts`` violate."""
-        out = self._decisions[kind].evaluate(facts)["result"]
+        try:
+            out = self._decisions[kind].evaluate(facts)["result"]
+        except RuntimeError:
+            return self._evaluate_one_by_one(kind, facts)
         return [r for r in self._by_kind[kind] if out.get(_key(r.id)) is True]
+
+    def _evaluate_one_by_one(self, kind: str, facts: dict[str, Any]) -> list[Rule]:
+        """Slow path when some fact has a type a rule cannot handle: that rule counts as violated, so a
+        person looks at it, and the other rules still give their own verdicts."""
+        violated = []
+        for r in self._by_kind[kind]:
+            try:
+                hit = zen.evaluate_expression(r.violation, facts) is True
+            except RuntimeError:
+                hit = True
+            if hit:
+                violated.append(r)
+        return violated
 
 
 @lru_cache(maxsize=1)
@@ -186,6 +203,10 @@ _BASE_COMMON: dict[str, Any] = {
     "apps_30d": 0,
     "apps_7d": 0,
     "declines_90d": 0,
+    "approved": True,
+    "applicant_surname": "Wang",
+    "approver_surname": "Reviewer",
+    "initiator": "analyst-1",
 }
 
 _BASE: dict[str, dict[str, Any]] = {
@@ -265,9 +286,19 @@ def _applied_age_days(applied: Any, now: datetime) -> float:
     try:
         t = datetime.fromisoformat(str(applied))
     except ValueError:
-        return -1.0
+        return UNKNOWN_AGE_DAYS
     t = t if t.tzinfo else t.replace(tzinfo=UTC)
     return round((now - t).total_seconds() / 86400.0, 3)
+
+
+def _surname(name: str) -> str:
+    """Family name: the first character of a CJK name, else the last word (for relatives checks)."""
+    name = name.strip()
+    if not name:
+        return ""
+    if any("\u4e00" <= ch <= "\u9fff" for ch in name):
+        return name[0]
+    return name.split()[-1].lower()
 
 
 class Supervisor:
@@ -423,6 +454,15 @@ class Supervisor:
                     "income_verified_days": int(_num(account.get("income_verified_days"), 9999.0)),
                 }
             )
+        facts["approved"] = facts["review_decision"] == "approve" or (
+            kind == "limit_adjustment" and facts["auto"]
+        )
+        facts["applicant_surname"] = _surname(facts["name"])
+        facts["approver_surname"] = _surname(facts["approver_name"])
+        with_actor = conn.execute(
+            select(wf_instances.c.created_by).where(wf_instances.c.id == instance_id)
+        ).scalar()
+        facts["initiator"] = str(with_actor or "").split(":", 1)[-1]
         return facts
 
     def check(
