@@ -16,6 +16,8 @@ comma-separated list of these (any of).
 from __future__ import annotations
 
 import ast
+import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,17 +36,43 @@ class Unsupported(ValueError):
 
 
 _NAMES = {"true": True, "false": False}
-_FUNCS: dict[str, Callable[..., Any]] = {"floor": np.floor, "ceil": np.ceil, "abs": np.abs}
-_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide,
-}
-_CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
-    ast.Eq: np.equal, ast.NotEq: np.not_equal,
-}
 
 
-def _compile_expr(source: str) -> _Fn:
+@dataclass(frozen=True)
+class _Ops:
+    """Arithmetic for one evaluation mode: numpy ufuncs over columns, or plain Python over one row."""
+
+    binops: dict[type, Callable[[Any, Any], Any]]
+    cmpops: dict[str, Callable[[Any, Any], Any]]
+    funcs: dict[str, Callable[..., Any]]
+    neg: Callable[[Any], Any]
+    not_: Callable[[Any], Any]
+    and_: Callable[[Any, Any], Any]
+    or_: Callable[[Any, Any], Any]
+    minimum: Callable[[Any, Any], Any]
+    maximum: Callable[[Any, Any], Any]
+
+
+_VEC = _Ops(
+    binops={ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide},
+    cmpops={"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal,
+            "!=": np.not_equal},
+    funcs={"floor": np.floor, "ceil": np.ceil, "abs": np.abs},
+    neg=np.negative, not_=np.logical_not, and_=np.logical_and, or_=np.logical_or, minimum=np.minimum,
+    maximum=np.maximum,
+)
+_ROW = _Ops(
+    binops={ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv},
+    cmpops={"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+            "!=": operator.ne},
+    funcs={"floor": math.floor, "ceil": math.ceil, "abs": abs},
+    neg=operator.neg, not_=operator.not_, and_=lambda a, b: bool(a) and bool(b),
+    or_=lambda a, b: bool(a) or bool(b), minimum=min, maximum=max,
+)
+_AST_CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+def _compile_expr(source: str, ops: _Ops = _VEC) -> _Fn:
     """Compile a zen expression into a function of (columns, n) -> scalar or array."""
     if "?" in source or "$" in source:
         raise Unsupported(f"expression {source!r} uses syntax outside the vectorised subset")
@@ -52,10 +80,10 @@ def _compile_expr(source: str) -> _Fn:
         tree = ast.parse(source.strip(), mode="eval").body
     except SyntaxError as exc:
         raise Unsupported(f"cannot parse expression {source!r}") from exc
-    return _node(tree, source)
+    return _node(tree, source, ops)
 
 
-def _node(node: ast.AST, source: str) -> _Fn:
+def _node(node: ast.AST, source: str, ops: _Ops) -> _Fn:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str) \
             and not isinstance(node.value, bool):
         value = float(node.value) if isinstance(node.value, int | float) else node.value
@@ -73,18 +101,19 @@ def _node(node: ast.AST, source: str) -> _Fn:
                 raise Unsupported(f"field {name!r} is not in the context") from None
 
         return column
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        op, left, right = _BINOPS[type(node.op)], _node(node.left, source), _node(node.right, source)
+    if isinstance(node, ast.BinOp) and type(node.op) in ops.binops:
+        op = ops.binops[type(node.op)]
+        left, right = _node(node.left, source, ops), _node(node.right, source, ops)
         return lambda cols, n: op(left(cols, n), right(cols, n))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _node(node.operand, source)
-        return lambda cols, n: np.negative(inner(cols, n))
+        neg, inner = ops.neg, _node(node.operand, source, ops)
+        return lambda cols, n: neg(inner(cols, n))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        inner = _node(node.operand, source)
-        return lambda cols, n: np.logical_not(inner(cols, n))
+        not_, inner = ops.not_, _node(node.operand, source, ops)
+        return lambda cols, n: not_(inner(cols, n))
     if isinstance(node, ast.BoolOp):
-        parts = [_node(v, source) for v in node.values]
-        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        parts = [_node(v, source, ops) for v in node.values]
+        combine = ops.and_ if isinstance(node.op, ast.And) else ops.or_
 
         def boolop(cols: Mapping[str, np.ndarray], n: int) -> Any:
             acc = parts[0](cols, n)
@@ -93,17 +122,17 @@ def _node(node: ast.AST, source: str) -> _Fn:
             return acc
 
         return boolop
-    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:
-        cmp, left, right = _CMPOPS[type(node.ops[0])], _node(node.left, source), \
-            _node(node.comparators[0], source)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _AST_CMP:
+        cmp, left, right = ops.cmpops[_AST_CMP[type(node.ops[0])]], _node(node.left, source, ops), \
+            _node(node.comparators[0], source, ops)
         return lambda cols, n: cmp(left(cols, n), right(cols, n))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         fname = node.func.id
         if fname in ("min", "max") and len(node.args) == 1 and isinstance(node.args[0], ast.List):
-            items = [_node(e, source) for e in node.args[0].elts]
+            items = [_node(e, source, ops) for e in node.args[0].elts]
             if not items:
                 raise Unsupported(f"empty list in {source!r}")
-            reduce = np.minimum if fname == "min" else np.maximum
+            reduce = ops.minimum if fname == "min" else ops.maximum
 
             def minmax(cols: Mapping[str, np.ndarray], n: int) -> Any:
                 acc = items[0](cols, n)
@@ -112,8 +141,8 @@ def _node(node: ast.AST, source: str) -> _Fn:
                 return acc
 
             return minmax
-        if fname in _FUNCS and len(node.args) == 1:
-            fn, arg = _FUNCS[fname], _node(node.args[0], source)
+        if fname in ops.funcs and len(node.args) == 1:
+            fn, arg = ops.funcs[fname], _node(node.args[0], source, ops)
             return lambda cols, n: fn(arg(cols, n))
     raise Unsupported(f"{ast.dump(node)[:60]} in {source!r} is outside the vectorised subset")
 
@@ -146,7 +175,7 @@ def _split_top(cell: str) -> list[str]:
     return parts
 
 
-def _compile_unary(cell: str) -> _Fn | None:
+def _compile_unary(cell: str, ops: _Ops = _VEC) -> _Fn | None:
     """A unary test against the column value; None means "any" (an empty cell)."""
     cell = (cell or "").strip()
     if cell in ("", "-"):
@@ -156,9 +185,9 @@ def _compile_unary(cell: str) -> _Fn | None:
         m = _RANGE.match(item)
         if m:
             lo_b, lo_s, hi_s, hi_b = m.groups()
-            lo, hi = _compile_expr(lo_s), _compile_expr(hi_s)
-            lo_op = np.greater_equal if lo_b == "[" else np.greater
-            hi_op = np.less_equal if hi_b == "]" else np.less
+            lo, hi = _compile_expr(lo_s, ops), _compile_expr(hi_s, ops)
+            lo_op = ops.cmpops[">=" if lo_b == "[" else ">"]
+            hi_op = ops.cmpops["<=" if hi_b == "]" else "<"]
 
             def in_range(v: Any, cols: Mapping[str, np.ndarray], n: int, lo: _Fn = lo, hi: _Fn = hi,
                          lo_op: Any = lo_op, hi_op: Any = hi_op) -> Any:
@@ -168,13 +197,12 @@ def _compile_unary(cell: str) -> _Fn | None:
             continue
         m = _CMP.match(item)
         if m:
-            op = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
-                  "==": np.equal, "!=": np.not_equal}[m.group(1)]
-            rhs = _compile_expr(m.group(2))
+            op = ops.cmpops[m.group(1)]
+            rhs = _compile_expr(m.group(2), ops)
             tests.append(lambda v, cols, n, op=op, rhs=rhs: op(v, rhs(cols, n)))
             continue
-        lit = _compile_expr(item)
-        tests.append(lambda v, cols, n, lit=lit: np.equal(v, lit(cols, n)))
+        lit, eq = _compile_expr(item, ops), ops.cmpops["=="]
+        tests.append(lambda v, cols, n, lit=lit, eq=eq: eq(v, lit(cols, n)))
 
     def unary_any(v: Any, cols: Mapping[str, np.ndarray], n: int) -> Any:
         acc = tests[0](v, cols, n)
@@ -192,11 +220,23 @@ def _broadcast(value: Any, n: int) -> np.ndarray:
     return arr
 
 
+_Rules = list[tuple[list[tuple[str, Any]], list[tuple[str, _Fn]]]]
+
+
 @dataclass
 class _Table:
     pass_through: bool
     fields: list[str]
-    rules: list[tuple[list[tuple[str, Any]], list[tuple[str, _Fn]]]]
+    rules: _Rules
+    row_rules: _Rules
+
+    def run_row(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for conds, outputs in self.row_rules:
+            if all(test(ctx[f], ctx, 1) for f, test in conds):
+                out = {f: fn(ctx, 1) for f, fn in outputs}
+                break
+        return {**ctx, **out} if self.pass_through else out
 
     def run(self, cols: Columns, n: int) -> Columns:
         out: Columns = {}
@@ -229,6 +269,11 @@ class _Table:
 class _Expressions:
     pass_through: bool
     items: list[tuple[str, _Fn]]
+    row_items: list[tuple[str, _Fn]]
+
+    def run_row(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        out = {key: fn(ctx, 1) for key, fn in self.row_items}
+        return {**ctx, **out} if self.pass_through else out
 
     def run(self, cols: Columns, n: int) -> Columns:
         out = {key: _broadcast(fn(cols, n), n) for key, fn in self.items}
@@ -247,6 +292,13 @@ class CompiledGraph:
         for step in self.steps:
             cols = step.run(cols, n)
         return cols
+
+    def evaluate_row(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        """One row with plain Python arithmetic: cheaper than numpy for single decisions."""
+        ctx = dict(context)
+        for step in self.steps:
+            ctx = step.run_row(ctx)
+        return ctx
 
 
 def _chain(graph: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -289,10 +341,12 @@ def compile_graph(graph: Mapping[str, Any]) -> CompiledGraph:
         kind = node["type"]
         if kind == "expressionNode":
             _no_path(content)
-            items = [(e["key"], _compile_expr(e["value"])) for e in content.get("expressions", [])]
+            exprs = content.get("expressions", [])
+            items = [(e["key"], _compile_expr(e["value"])) for e in exprs]
             if any("." in k for k, _ in items):
                 raise Unsupported("nested expression keys are outside the vectorised subset")
-            steps.append(_Expressions(bool(content.get("passThrough")), items))
+            row_items = [(e["key"], _compile_expr(e["value"], _ROW)) for e in exprs]
+            steps.append(_Expressions(bool(content.get("passThrough")), items, row_items))
         elif kind == "decisionTableNode":
             _no_path(content)
             if content.get("hitPolicy", "first") != "first":
@@ -300,21 +354,23 @@ def compile_graph(graph: Mapping[str, Any]) -> CompiledGraph:
             inputs, outputs = content.get("inputs", []), content.get("outputs", [])
             if any("." in (c.get("field") or "") or not c.get("field") for c in [*inputs, *outputs]):
                 raise Unsupported("table columns need plain, non-nested field names")
-            rules = []
+            rules, row_rules = [], []
             for row in content.get("rules", []):
-                conds = []
-                for col in inputs:
-                    test = _compile_unary(row.get(col["id"], ""))
-                    if test is not None:
-                        conds.append((col["field"], test))
-                outs = [(col["field"], _compile_expr(row[col["id"]])) for col in outputs
-                        if (row.get(col["id"]) or "").strip() not in ("", "null")]
-                if len(outs) != len(outputs):
-                    raise Unsupported("empty or null output cells are outside the vectorised subset")
-                rules.append((conds, outs))
+                for ops, target in ((_VEC, rules), (_ROW, row_rules)):
+                    conds = []
+                    for col in inputs:
+                        test = _compile_unary(row.get(col["id"], ""), ops)
+                        if test is not None:
+                            conds.append((col["field"], test))
+                    outs = [(col["field"], _compile_expr(row[col["id"]], ops)) for col in outputs
+                            if (row.get(col["id"]) or "").strip() not in ("", "null")]
+                    if len(outs) != len(outputs):
+                        raise Unsupported("empty or null output cells are outside the vectorised subset")
+                    target.append((conds, outs))
             if not rules or rules[-1][0]:
                 raise Unsupported("the table's last rule must match everything (a catch-all row)")
-            steps.append(_Table(bool(content.get("passThrough")), [c["field"] for c in outputs], rules))
+            steps.append(_Table(bool(content.get("passThrough")), [c["field"] for c in outputs], rules,
+                                row_rules))
         else:
             raise Unsupported(f"node type {kind!r} is outside the vectorised subset")
     return CompiledGraph(steps)

@@ -38,8 +38,9 @@ from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select
 
-__all__ = ["ActivePolicy", "DecisionEngine", "load_policy"]
+__all__ = ["ROW_MODE_MAX", "ActivePolicy", "DecisionEngine", "load_policy"]
 
+ROW_MODE_MAX = 16
 _BAND_TEXT = "Score band {band}: limit = min({mult:g} x disposable income, product cap {cap:,.0f}, requested)"
 
 
@@ -53,14 +54,17 @@ class ActivePolicy:
 
     def evaluate(self, columns: Mapping[str, np.ndarray], n: int, *, vectorised: bool = True
                  ) -> dict[str, np.ndarray]:
-        """Outputs as columns; the numpy path when compiled, else zen row by row (the reference)."""
-        if vectorised and self.compiled is not None:
-            return self.compiled.evaluate(columns)
-        rows: list[dict[str, Any]] = []
+        """Outputs as columns: numpy over columns when compiled, plain Python per row for small batches
+        (numpy's per-call overhead dominates there), else zen row by row (the reference)."""
+        compiled = self.compiled if vectorised else None
+        if compiled is not None and n > ROW_MODE_MAX:
+            return compiled.evaluate(columns)
         keys = list(columns)
-        for i in range(n):
-            rows.append({k: _py(columns[k][i]) for k in keys})
-        results = [self.zen.evaluate(r)["result"] for r in rows]
+        rows = [{k: _py(columns[k][i]) for k in keys} for i in range(n)]
+        if compiled is not None:
+            results = [compiled.evaluate_row(r) for r in rows]
+        else:
+            results = [self.zen.evaluate(r)["result"] for r in rows]
         fields = {k for r in results for k in r}
         return {f: np.asarray([r.get(f) for r in results],
                               dtype=object if any(isinstance(r.get(f), str) for r in results) else float)

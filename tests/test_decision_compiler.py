@@ -55,6 +55,12 @@ def _random_columns(name: str, rng: np.random.Generator) -> dict[str, np.ndarray
     }
 
 
+def _same(got: Any, want: Any) -> bool:
+    if isinstance(want, int | float) and not isinstance(want, bool):
+        return bool(got == pytest.approx(float(want), rel=1e-9))
+    return bool(got == want)
+
+
 def _py(v: Any) -> Any:
     if isinstance(v, np.bool_):
         return bool(v)
@@ -66,17 +72,18 @@ def _py(v: Any) -> Any:
 @pytest.mark.parametrize("name", POLICY_NAMES)
 def test_compiled_equals_zen_on_random_inputs(name: str) -> None:
     graph = shipped_graph(name)
-    compiled = compile_graph(graph).evaluate(cols := _random_columns(name, np.random.default_rng(3)))
+    program = compile_graph(graph)
+    compiled = program.evaluate(cols := _random_columns(name, np.random.default_rng(3)))
     ref = zen.ZenEngine().create_decision(json.dumps(graph))
-    differences = 0
+    differences = row_differences = 0
     for i in range(N):
-        expected = ref.evaluate({k: _py(v[i]) for k, v in cols.items()})["result"]
+        ctx = {k: _py(v[i]) for k, v in cols.items()}
+        expected = ref.evaluate(ctx)["result"]
+        by_row = program.evaluate_row(ctx)
         for key, want in expected.items():
-            got = compiled[key][i]
-            same = got == pytest.approx(float(want), rel=1e-9) if isinstance(want, int | float) \
-                and not isinstance(want, bool) else got == want
-            differences += not same
-    assert differences == 0
+            differences += not _same(compiled[key][i], want)
+            row_differences += not _same(by_row[key], want)
+    assert differences == 0 and row_differences == 0
 
 
 def test_unsupported_constructs_are_refused() -> None:
