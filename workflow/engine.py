@@ -51,7 +51,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import Connection, insert, select, update
 
-__all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime"]
+__all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime", "engine_decider"]
 
 MAX_DATA_BYTES = 256 * 1024
 SHIPPED_NEEDS_APPLICATION = {"card_issuance", "limit_adjustment", "instalment_loan"}
@@ -713,26 +713,26 @@ def _validate_application(data: dict[str, Any]) -> None:
 
 
 def _real_decider(db: Database, settings: Any) -> Decider:
-    """Bind :class:`callvet.decision.DecisionEngine`; 503 until it is importable and its model built."""
-    try:
-        from callvet.decision import DecisionEngine  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise Unavailable(f"decision engine unavailable: {exc}", code="decision_unavailable") from None
-    from callvet.core.application import Application
+    """Bind :class:`callvet.decision.DecisionEngine`; 503 until it can be built (e.g. model missing)."""
     from callvet.core.settings import get_settings
 
     try:
+        from callvet.decision import DecisionEngine
+
         engine = DecisionEngine.from_settings(settings or get_settings(), db)
     except CallvetError:
         raise
     except Exception as exc:
         raise Unavailable(f"decision engine unavailable: {exc}", code="decision_unavailable") from None
+    return engine_decider(engine)
+
+
+def engine_decider(engine: Any) -> Decider:
+    """Adapt a :class:`callvet.decision.DecisionEngine` to the handlers' ``Decider`` signature."""
 
     def decide(
         application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
     ) -> dict[str, Any]:
-        app = Application.model_validate(application)
-        result = engine.decide(app, investigation=investigation, actor=actor)
-        return result.to_dict()  # type: ignore[no-any-return]
+        return engine.decide(application, investigation, actor=actor).to_dict()  # type: ignore[no-any-return]
 
     return decide
