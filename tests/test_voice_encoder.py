@@ -32,8 +32,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference():  # type: ignore[no-untyped-def]
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return ge2e.resemblyzer_encoder()
+    yield ge2e.resemblyzer_encoder()
+    torch.set_num_threads(before)
 
 
 def _speech() -> dict[str, np.ndarray]:
