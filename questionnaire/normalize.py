@@ -11,6 +11,7 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 __all__ = [
     "PartialDate",
@@ -206,6 +207,7 @@ _ZH_DIGIT = {
 }
 
 
+@lru_cache(maxsize=8192)
 def _zh_to_arabic(text: str) -> str:
     """Chinese numerals to digits inside a sentence, with cn2an ("一万五" -> "15000")."""
     import cn2an
@@ -398,6 +400,7 @@ def yes_no(text: str) -> bool | None:
 # ---------------------------------------------------------------- names, places, organisations
 
 
+@lru_cache(maxsize=8192)
 def pinyin(text: str) -> str:
     """Toneless pinyin without spaces ("王建国" -> "wangjianguo"); other characters pass through."""
     from pypinyin import lazy_pinyin

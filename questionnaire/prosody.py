@@ -49,8 +49,22 @@ def features_of(timing: dict[str, Any] | None, prosody: dict[str, Any] | None) -
         out["pause_count"] = float(len(vals))
     if timing.get("speech_rate") is not None:
         out["speech_rate"] = float(timing["speech_rate"])
-    for k in ("pitch_mean", "pitch_std", "energy_mean", "energy_std"):
-        if prosody.get(k) is not None:
+    # The call server reports pitch in Hz and semitones and energy in dB (voice/call/prosody.py); both
+    # that and plain linear values are accepted, each compared only with itself.
+    for k in (
+        "pitch_mean",
+        "pitch_std",
+        "energy_mean",
+        "energy_std",
+        "pitch_mean_hz",
+        "pitch_std_st",
+        "energy_mean_db",
+        "energy_std_db",
+    ):
+        if isinstance(prosody.get(k), int | float):
+            out[k] = float(prosody[k])
+    for k in ("pause_count", "pause_total_s", "speech_rate"):
+        if k not in out and isinstance(prosody.get(k), int | float):
             out[k] = float(prosody[k])
     return {k: v for k, v in out.items() if math.isfinite(v)}
 
@@ -80,7 +94,8 @@ def hesitation(current: dict[str, float], history: list[dict[str, float]]) -> di
     score = 1.0 / (1.0 + math.exp(-(raw - 2.0) * 1.5))
     if raw >= 2.0:
         flags.append("hesitant")
-    tone = max((abs(z[k]) for k in ("pitch_mean", "energy_mean", "pitch_std") if k in z), default=0.0)
+    tone_keys = ("pitch_mean", "energy_mean", "pitch_std", "pitch_mean_hz", "energy_mean_db", "pitch_std_st")
+    tone = max((abs(z[k]) for k in tone_keys if k in z), default=0.0)
     if tone >= 3.0:
         flags.append("tone_shift")
     if delay is not None and delay < 0.25:

@@ -39,10 +39,13 @@ class Timing(BaseModel):
 
 
 class Prosody(BaseModel):
+    """Pitch and energy of the answer; extra keys (the call server's ``pitch_mean_hz``, ``energy_mean_db``,
+    ``pitch_std_st`` ...) are kept and used as features in their own right."""
+
     model_config = ConfigDict(extra="allow")
     pitch_mean: float | None = Field(default=None, ge=0, le=2000)
     pitch_std: float | None = Field(default=None, ge=0, le=2000)
-    energy_mean: float | None = Field(default=None, ge=0)
+    energy_mean: float | None = Field(default=None, allow_inf_nan=False)
     energy_std: float | None = Field(default=None, ge=0)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "EngineDriver",
     "GenuineApplicant",
     "Guesser",
+    "InformedFraudster",
     "PartialIdentityFraudster",
     "make_application",
     "run_interview",
@@ -578,6 +579,22 @@ class PartialIdentityFraudster(Caller):
             pool = self.bank.pools["district"].get(city or "", None)
             return self.rng.choice(pool) if pool else self.decoy.get_path(path)
         return self.decoy.get_path(path)
+
+
+class InformedFraudster(PartialIdentityFraudster):
+    """Beyond the brief's threat: also knows what social media and a stolen payslip tell (employer, job,
+    home and office districts); still guesses the emergency contact, money and application details."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.known |= {
+            "employment.employer",
+            "employment.job_title",
+            "employment.work_city",
+            "employment.work_district",
+            "home.city",
+            "home.district",
+        }
 
 
 class Guesser(Caller):
