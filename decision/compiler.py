@@ -281,10 +281,44 @@ class _Expressions:
 
 
 @dataclass
+class _Switch:
+    """First-hit switch: rows go to the first branch whose condition holds (the last is the default)."""
+
+    branches: list[tuple[_Fn | None, _Fn | None, CompiledGraph]]
+
+    def run(self, cols: Columns, n: int) -> Columns:
+        open_rows = np.ones(n, dtype=bool)
+        parts: list[tuple[np.ndarray, Columns]] = []
+        for cond, _row_cond, program in self.branches:
+            hit = open_rows.copy() if cond is None else open_rows & np.asarray(cond(cols, n), dtype=bool)
+            open_rows &= ~hit
+            if hit.any():
+                idx = np.flatnonzero(hit)
+                parts.append((idx, program.evaluate({k: v[idx] for k, v in cols.items()})))
+        out: Columns = {}
+        for idx, res in parts:
+            for key, values in res.items():
+                col = out.get(key)
+                text = values.dtype == object or values.dtype.kind in "UO"
+                if col is None:
+                    col = out[key] = np.empty(n, dtype=object) if text else np.full(n, np.nan)
+                elif text and col.dtype != object:
+                    col = out[key] = col.astype(object)
+                col[idx] = values
+        return out
+
+    def run_row(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        for _cond, row_cond, program in self.branches:
+            if row_cond is None or row_cond(ctx, 1):
+                return program.evaluate_row(ctx)
+        return {}
+
+
+@dataclass
 class CompiledGraph:
     """A graph compiled to column operations; ``evaluate`` maps input columns to output columns."""
 
-    steps: list[_Table | _Expressions]
+    steps: list[_Table | _Expressions | _Switch]
 
     def evaluate(self, columns: Mapping[str, Any]) -> Columns:
         cols: Columns = {k: np.asarray(v) for k, v in columns.items()}
@@ -301,31 +335,37 @@ class CompiledGraph:
         return ctx
 
 
-def _chain(graph: Mapping[str, Any]) -> list[dict[str, Any]]:
-    nodes = {n["id"]: n for n in graph.get("nodes", [])}
-    edges = graph.get("edges", [])
-    nexts: dict[str, list[str]] = {}
-    indeg: dict[str, int] = dict.fromkeys(nodes, 0)
-    for e in edges:
-        if e.get("sourceHandle"):
-            raise Unsupported("switch edges are outside the vectorised subset")
-        nexts.setdefault(e["sourceId"], []).append(e["targetId"])
-        indeg[e["targetId"]] = indeg.get(e["targetId"], 0) + 1
-    starts = [n for n in nodes.values() if n["type"] == "inputNode"]
-    if len(starts) != 1:
-        raise Unsupported("the graph needs exactly one input node")
-    order, cur = [], starts[0]
-    while True:
-        order.append(cur)
-        succ = nexts.get(cur["id"], [])
-        if not succ:
-            break
-        if len(succ) > 1 or indeg.get(succ[0], 0) > 1:
-            raise Unsupported("only linear chains of nodes are vectorised")
-        cur = nodes[succ[0]]
-    if order[-1]["type"] != "outputNode" or len(order) != len(nodes):
-        raise Unsupported("the chain must end in the output node and cover every node")
-    return order[1:-1]
+class _Graph:
+    """Nodes and edges of a JDM graph, with the shape checks of the vectorised subset."""
+
+    def __init__(self, graph: Mapping[str, Any]) -> None:
+        self.nodes = {n["id"]: n for n in graph.get("nodes", [])}
+        self.nexts: dict[str, list[tuple[str, str | None]]] = {}
+        self.indeg: dict[str, int] = dict.fromkeys(self.nodes, 0)
+        for e in graph.get("edges", []):
+            if e.get("sourceId") not in self.nodes or e.get("targetId") not in self.nodes:
+                raise Unsupported("an edge points at a node that does not exist")
+            self.nexts.setdefault(e["sourceId"], []).append((e["targetId"], e.get("sourceHandle")))
+            self.indeg[e["targetId"]] += 1
+        self.visited: set[str] = set()
+
+    def start(self) -> dict[str, Any]:
+        starts = [n for n in self.nodes.values() if n["type"] == "inputNode"]
+        if len(starts) != 1:
+            raise Unsupported("the graph needs exactly one input node")
+        self.visited.add(starts[0]["id"])
+        return starts[0]
+
+    def follow(self, node: dict[str, Any]) -> dict[str, Any]:
+        """The single plain successor of a non-switch node."""
+        succ = self.nexts.get(node["id"], [])
+        if len(succ) != 1 or succ[0][1]:
+            raise Unsupported(f"node {node['id']!r} must have exactly one plain successor")
+        nxt = self.nodes[succ[0][0]]
+        if nxt["type"] != "outputNode" and self.indeg[nxt["id"]] > 1:
+            raise Unsupported("branches may only join at the output node")
+        self.visited.add(nxt["id"])
+        return nxt
 
 
 def _no_path(content: Mapping[str, Any]) -> None:
@@ -335,10 +375,22 @@ def _no_path(content: Mapping[str, Any]) -> None:
 
 
 def compile_graph(graph: Mapping[str, Any]) -> CompiledGraph:
-    steps: list[_Table | _Expressions] = []
-    for node in _chain(graph):
+    g = _Graph(graph)
+    program = _compile_from(g, g.follow(g.start()))
+    if g.visited != set(g.nodes):
+        raise Unsupported("every node must be reachable from the input node")
+    return program
+
+
+def _compile_from(g: _Graph, node: dict[str, Any]) -> CompiledGraph:
+    """Steps from ``node`` to the output node; a switch ends the chain with one sub-program per branch."""
+    steps: list[_Table | _Expressions | _Switch] = []
+    while node["type"] != "outputNode":
         content = node.get("content") or {}
         kind = node["type"]
+        if kind == "switchNode":
+            steps.append(_compile_switch(g, node))
+            return CompiledGraph(steps)
         if kind == "expressionNode":
             _no_path(content)
             exprs = content.get("expressions", [])
@@ -373,4 +425,32 @@ def compile_graph(graph: Mapping[str, Any]) -> CompiledGraph:
                                 row_rules))
         else:
             raise Unsupported(f"node type {kind!r} is outside the vectorised subset")
+        node = g.follow(node)
     return CompiledGraph(steps)
+
+
+def _compile_switch(g: _Graph, node: dict[str, Any]) -> _Switch:
+    content = node.get("content") or {}
+    if content.get("hitPolicy", "first") != "first":
+        raise Unsupported("only first-hit switches are vectorised")
+    statements = content.get("statements") or []
+    if not statements or (statements[-1].get("condition") or "").strip():
+        raise Unsupported("the switch's last statement must be the default (an empty condition)")
+    succ = g.nexts.get(node["id"], [])
+    branches = []
+    for st in statements:
+        targets = [t for t, handle in succ if handle == st["id"]]
+        if len(targets) != 1:
+            raise Unsupported(f"switch statement {st['id']!r} needs exactly one outgoing edge")
+        target = g.nodes[targets[0]]
+        if g.indeg[target["id"]] > 1 and target["type"] != "outputNode":
+            raise Unsupported("switch branches may only join at the output node")
+        g.visited.add(target["id"])
+        cond = (st.get("condition") or "").strip()
+        branches.append((
+            _compile_expr(cond) if cond else None, _compile_expr(cond, _ROW) if cond else None,
+            _compile_from(g, target),
+        ))
+    if len(succ) != len(statements):
+        raise Unsupported("every switch edge must belong to one statement")
+    return _Switch(branches)

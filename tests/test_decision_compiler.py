@@ -96,6 +96,10 @@ def test_unsupported_constructs_are_refused() -> None:
     ternary["nodes"][1]["content"]["expressions"][0]["value"] = "monthly_income > 0 ? 1 : 0"
     with pytest.raises(Unsupported):
         compile_graph(ternary)
+    no_default = shipped_graph("investigation")
+    no_default["nodes"][1]["content"]["statements"][-1]["condition"] = "voiceprint_alarm == false"
+    with pytest.raises(Unsupported):
+        compile_graph(no_default)
     no_catch_all = json.loads(json.dumps(graph))
     no_catch_all["nodes"][2]["content"]["rules"].pop()
     with pytest.raises(Unsupported):
