@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from callvet.core.settings import Settings
 from callvet.voice.audio import mulaw_encode
 from callvet.voice.engine import VoiceEngine
-from speech import espeak, phone_channel, to_wav_bytes
+from speech import asterisk_concat, espeak, phone_channel, to_wav_bytes
 
 TEXTS = [
     "My name is John and I would like to apply for a credit card today please.",
@@ -71,6 +72,9 @@ def test_enrol_identify_alarm_and_genuine_caller(bapi: tuple[Any, dict[str, dict
     miss = r.json()
     assert r.status_code == 200 and miss["alarm"] is False
     assert miss["matches"][0]["score"] < miss["threshold"]
+    human = to_wav_bytes(asterisk_concat(["vm-intro", "vm-options"]), 8000)
+    r = client.post(IDENTIFY, headers=h["robot"], **upload(human))
+    assert r.status_code == 200 and r.json()["alarm"] is False and r.json()["net_speech_s"] > 10
     phone = phone_channel(espeak(TEXTS[2], FRAUD_B, sample_rate=8000), 8000, snr_db=25)
     # G.711 bytes from the engine's encoder: tests/speech.py's to_mulaw is not bit-compatible with G.711.
     r = client.post(IDENTIFY, headers=h["robot"],
@@ -186,3 +190,15 @@ def test_openapi_documents_models(bapi: tuple[Any, dict[str, dict[str, str]]]) -
     assert ok.endswith("/IdentifyOut")
     assert "multipart/form-data" in paths[f"{IDS}/{{identity_id}}/samples"]["post"]["requestBody"]["content"]
     assert {"413", "422", "404"} <= set(paths[IDENTIFY]["post"]["responses"])
+
+
+def test_models_missing_is_503_and_nothing_is_written(api: tuple[Any, dict[str, dict[str, str]]],
+                                                      tmp_path: Path) -> None:
+    client, h = api
+    ctx = client.app.state.ctx
+    ctx.settings = dataclasses.replace(ctx.settings, models_dir=tmp_path / "no-models")
+    r = client.post(IDENTIFY, headers=h["robot"], **upload(wav(FRAUD_A, 0)))
+    assert r.status_code == 503 and r.json()["detail"]["code"] == "encoder_missing"
+    assert client.post(IDS, json={"label": "x"}, headers=h["analyst"]).status_code == 503
+    assert client.get("/v1/audit", params={"target_type": "blacklist_identity"},
+                      headers=h["auditor"]).json()["entries"] == []
