@@ -46,7 +46,11 @@ class CallConfig:
     max_lag_s: float = field(default_factory=lambda: _env_float("CALLVET_MAX_LAG_S", 2.0))
     workers: int = field(default_factory=lambda: int(_env_float("CALLVET_CALL_WORKERS", os.cpu_count() or 2)))
     score_chunk_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_SCORE_CHUNK_S", 0.5))
-    rescore_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_RESCORE_S", 1.0))
+    #: Re-identify after this much more speech; 3 s matches the accumulator's embedding chunk, so a
+    #: re-score never embeds the same speech twice.
+    rescore_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_RESCORE_S", 3.0))
+    #: Audio gathered before a batch goes to the pool (fewer thread hops; adds at most this latency).
+    min_batch_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_MIN_BATCH_S", 0.06))
     max_scored_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_MAX_SCORED_S", 60.0))
     max_pending_s: float = 10.0
     ring_s: float = 6.0

@@ -379,12 +379,13 @@ class CallSession:
             self._shed_next += shed / self.sample_rate
             self.shed_s += shed / self.sample_rate
             self._lag(lag)
-        self._wake.set()
+        if self._pending_n >= self.cfg.min_batch_s * self.sample_rate:
+            self._wake.set()
 
     @property
     def processed_s(self) -> float:
-        return (self.processed + self._shed_next * self.sample_rate) / self.sample_rate \
-            if self.sample_rate else 0.0
+        """Audio dealt with so far: processed, or shed (shed audio is not waited for)."""
+        return self.processed / self.sample_rate + self.shed_s if self.sample_rate else 0.0
 
     def _lag(self, lag_s: float) -> None:
         if self.audio_s - self._last_lag_t < 1.0:

@@ -149,6 +149,7 @@ async def stream_call(
                 rng.shuffle(block)
                 order[i : i + reorder] = block
         pending = dict(sorted((at_audio_s or {}).items()))
+        encoded = [encode(k, frames[k]) for k in order]
         t0 = time.perf_counter()
         res.send_times = [0.0] * len(frames)
         aborted = False
@@ -163,7 +164,7 @@ async def stream_call(
             while pending and next(iter(pending)) <= pos * FRAME_S:
                 for m in pending.pop(next(iter(pending))):
                     await ws.send(m)
-            await ws.send(encode(k, frames[k]))
+            await ws.send(encoded[pos])
             res.send_times[k] = time.perf_counter()
             if disconnect_after_s is not None and (pos + 1) * FRAME_S >= disconnect_after_s:
                 aborted = True
