@@ -212,7 +212,7 @@ def _zh_to_arabic(text: str) -> str:
     """Chinese numerals to digits inside a sentence, with cn2an ("一万五" -> "15000")."""
     import cn2an
 
-    t = re.sub(r"(\d+(?:\.\d+)?)\s*万", lambda m: str(int(float(m.group(1)) * 10000)), text)
+    t = _wan(text)
     t = re.sub(
         r"([一二两三四五六七八九])点([一二三四五六七八九])万",
         lambda m: str(int(_ZH_DIGIT[m.group(1)]) * 10000 + int(_ZH_DIGIT[m.group(2)]) * 1000),
@@ -224,6 +224,15 @@ def _zh_to_arabic(text: str) -> str:
             t = cn2an.transform(t, "cn2an")
         except Exception:
             t = "".join(_ZH_DIGIT.get(ch, ch) for ch in t)
+    return _wan(t)
+
+
+def _wan(t: str) -> str:
+    """Digit forms with 万 (ten thousand): "1万5" and "1万5千" are 15000, "1.5万" is 15000."""
+    t = re.sub(r"(\d+)\s*万\s*(\d+)\s*千", lambda m: str(int(m.group(1)) * 10000 + int(m.group(2)) * 1000), t)
+    t = re.sub(
+        r"(\d+)\s*万\s*(\d)(?![\d.])", lambda m: str(int(m.group(1)) * 10000 + int(m.group(2)) * 1000), t
+    )
     return re.sub(r"(\d+(?:\.\d+)?)\s*万", lambda m: str(int(float(m.group(1)) * 10000)), t)
 
 
@@ -337,8 +346,17 @@ def _year(v: int) -> int:
 def parse_dates(text: str, lang: str | None = None) -> list[PartialDate]:
     """Dates in an answer: ISO and numeric forms, "1985年3月12日", "八五年三月", "12th of March 1985"."""
     found: list[PartialDate] = []
-    for m in re.finditer(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", clean(text)):
+    raw = unicodedata.normalize("NFKC", text or "")
+    for m in re.finditer(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", raw):
         found.append(PartialDate(int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    for m in re.finditer(r"(?<!\d)(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?!\d)", raw):
+        a, b, y = int(m.group(1)), int(m.group(2)), _year(int(m.group(3)))
+        # Day-first (UK, most of the world) and month-first (US) readings are both kept.
+        for day, month in ((a, b), (b, a)):
+            if 1 <= month <= 12 and 1 <= day <= 31:
+                found.append(PartialDate(y, month, day))
+    if found:
+        return found
     t = _arabic(text, lang)
     for m in re.finditer(r"(?:(\d{2,4})\s*年)?\s*(?:(\d{1,2})\s*月)\s*(?:(\d{1,2})\s*[日号])?", t):
         y, mo, d = m.group(1), m.group(2), m.group(3)
@@ -389,7 +407,12 @@ def yes_no(text: str) -> bool | None:
         if re.search(r"(是|对|有|嗯|没错|好的|当然)", t):
             return True
         return None
-    words = set(t.replace("'", "'").split())
+    words = set(t.split())
+    if (
+        re.search(r"\b(it was me|i did|that's me|that was me|of course|i applied)\b", t)
+        and not words & _NO_EN
+    ):
+        return True
     if words & _NO_EN:
         return False
     if words & _YES_EN:

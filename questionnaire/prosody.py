@@ -32,6 +32,10 @@ _FLOOR = {
     "pitch_std": 4.0,
     "energy_mean": 0.05,
     "energy_std": 0.03,
+    "pitch_mean_hz": 8.0,
+    "pitch_std_st": 0.5,
+    "energy_mean_db": 1.5,
+    "energy_std_db": 1.0,
 }
 _MIN_BASELINE = 2
 
@@ -78,7 +82,7 @@ def hesitation(current: dict[str, float], history: list[dict[str, float]]) -> di
             continue
         mean = sum(prev) / len(prev)
         sd = math.sqrt(sum((x - mean) ** 2 for x in prev) / (len(prev) - 1))
-        z[k] = (v - mean) / max(sd, _FLOOR[k])
+        z[k] = (v - mean) / max(sd, _FLOOR.get(k, 1.0))
     flags: list[str] = []
     delay = current.get("delay_s")
     score_parts: list[float] = []

@@ -16,6 +16,9 @@ from callvet.questionnaire import normalize as nz
         ("三千二", "zh", 3200),
         ("六年了", "zh", 6),
         ("两张", "zh", 2),
+        ("月薪1万5", "zh", 15000),
+        ("1万5千块", "zh", 15000),
+        ("15000元", "zh", 15000),
         ("fifteen thousand", "en", 15000),
         ("about 15,000 a month", "en", 15000),
         ("15k", "en", 15000),
@@ -44,6 +47,9 @@ def test_numbers(text: str, lang: str, expected: float) -> None:
         ("1985-03-12", "en", (1985, 3, 12)),
         ("on the 20th of November", "en", (None, 11, 20)),
         ("two thousand and three, June the first", "en", (2003, 6, 1)),
+        ("12/03/1985", "en", (1985, 3, 12)),
+        ("3/12/85", "en", (1985, 3, 12)),
+        ("1985/3/12", "zh", (1985, 3, 12)),
     ],
 )
 def test_dates(text: str, lang: str, ymd: tuple[int | None, int | None, int | None]) -> None:
