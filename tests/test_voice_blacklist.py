@@ -151,3 +151,57 @@ def test_other_process_changes_and_stale_or_foreign_index(bl: Blacklist, db: Dat
     assert foreign.index_status["state"] == "rebuilt"
     assert "some-other-encoder" in foreign.index_status["reason"]
     assert len(foreign.index) == 1 and foreign.identify(wav(FRAUD_A, 1)).alarm
+
+
+def _random_prints(db: Database, engine: VoiceEngine, n: int) -> None:
+    """Prints written straight to the database the way another process would (generation bumped)."""
+    from callvet.core.db import utcnow
+    from callvet.voice.tables import blacklist_identities, blacklist_state
+    from sqlalchemy import insert, update
+
+    x = np.random.default_rng(3).standard_normal((n, engine.dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    with db.begin() as conn:
+        ident = conn.execute(insert(blacklist_identities).values(
+            label="synthetic", notes="", created_by="test", created_at=utcnow())
+            .returning(blacklist_identities.c.id)).scalar_one()
+        conn.execute(insert(blacklist_samples), [
+            {"identity_id": ident, "backend_id": engine.backend_id, "dim": engine.dim,
+             "vector": x[i].astype("<f4").tobytes(), "stats_mean": 0.0, "stats_std": 1.0,
+             "net_speech_s": 3.0, "sha256": f"{i:064x}", "created_by": "test", "created_at": utcnow()}
+            for i in range(n)])
+        conn.execute(update(blacklist_state).where(blacklist_state.c.id == 1)
+                     .values(generation=blacklist_state.c.generation + 1))
+
+
+def test_crossing_the_threshold_switches_to_a_measured_ivf_index(db: Database, engine: VoiceEngine,
+                                                                  tmp_path: Path) -> None:
+    small = Blacklist(db, engine, tmp_path / "ivf", ann_threshold=1000)
+    a = enrol(small, "fraudster A", FRAUD_A)
+    assert small.index.kind == "exact"
+    _random_prints(db, engine, 1200)
+    hit = small.identify(wav(FRAUD_A, 1))
+    assert small.index.kind == "ivf" and len(small.index) == 1201
+    assert hit.alarm and hit.matches[0].identity_id == a and hit.searched == 1201
+    recall = small.index_status["recall"]
+    assert recall["recall_at_1"] >= 0.98 and recall["queries"] == 200
+    small.delete_identity(a, "analyst:test", "test")
+    assert len(small.index) == 1200
+    assert all(m.identity_id != a for m in small.identify(wav(FRAUD_A, 1)).matches)
+    reopened = Blacklist(db, engine, tmp_path / "ivf", ann_threshold=1000)
+    assert reopened.index_status["state"] == "loaded" and reopened.index.kind == "ivf"
+
+
+def test_concurrent_adds_and_searches_keep_index_equal_to_db(bl: Blacklist, db: Database) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    idents = [bl.create_identity(f"f{i}", "", "analyst:test")["id"] for i in range(4)]
+    voices = [FRAUD_A, FRAUD_B, GENUINE, "en-us+m7"]
+    clips = [(idents[i], wav(voices[i], t)) for i in range(4) for t in range(2)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        adds = [pool.submit(bl.add_sample, ident, clip, "analyst:test") for ident, clip in clips]
+        searches = [pool.submit(bl.identify, wav(FRAUD_A, 2)) for _ in range(4)]
+        sample_ids = sorted(f.result()["sample_id"] for f in adds)
+        assert all(s.result().net_speech_s >= 3.0 for s in searches)
+    assert sorted(bl.index.ids().tolist()) == sample_ids
+    assert bl.identify(wav(FRAUD_A, 2)).matches[0].identity_id == idents[0]
