@@ -50,6 +50,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 __all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime", "engine_decider"]
 
@@ -160,6 +161,13 @@ def _check_data(data: Any, what: str = "data") -> dict[str, Any]:
     if bad:
         raise InvalidInput(f"{what} keys must not start with '_': {bad[:5]}", code="invalid_data")
     return data
+
+
+@dataclass
+class _Fresh:
+    """A handler result computed before the transaction (non-transactional handler), not yet stored."""
+
+    value: dict[str, Any]
 
 
 @dataclass
@@ -345,6 +353,12 @@ class WorkflowRuntime:
             with self.db.begin() as conn:
                 mutate(inst, conn)
                 self._save(conn, inst, InstanceStatus.RUNNING)
+        # Conflict: another runner (worker or API) advanced this instance first and carries on from there.
+        with contextlib.suppress(Conflict):
+            self._run_engine(inst, actor)
+        return inst
+
+    def _run_engine(self, inst: _Loaded, actor: str) -> None:
         try:
             while True:
                 inst.wf.refresh_timers()
@@ -357,6 +371,8 @@ class WorkflowRuntime:
                 else:
                     task.run()
                     self._note(inst, task)
+        except Conflict:
+            raise
         except Unavailable:
             with self.db.begin() as conn:
                 self._save(conn, inst, InstanceStatus.RUNNING)
@@ -366,13 +382,12 @@ class WorkflowRuntime:
             inst.events.append({"kind": "instance.failed", "element": "", "details": {"error": message}})
             with self.db.begin() as conn:
                 self._save(conn, inst, InstanceStatus.FAILED, error=message)
-            return inst
+            return
         status = InstanceStatus.COMPLETED if inst.wf.is_completed() else InstanceStatus.WAITING
         if status is InstanceStatus.COMPLETED:
             inst.events.append({"kind": "instance.completed", "element": "", "details": {}})
         with self.db.begin() as conn:
             self._save(conn, inst, status)
-        return inst
 
     def _note(self, inst: _Loaded, task: Any) -> None:
         spec = task.task_spec
@@ -402,9 +417,19 @@ class WorkflowRuntime:
         with self.db.connect() as conn:
             stored = conn.execute(select(wf_effects.c.result).where(wf_effects.c.effect_key == key)).first()
         result: dict[str, Any] | None = stored.result if stored is not None else None
-        replayed = result is not None
         if result is None and not transactional:
-            result = handler(self._call(inst, task, key, None, actor))
+            result = _Fresh(handler(self._call(inst, task, key, None, actor)))
+        try:
+            self._commit_service(inst, task, key, handler_name, handler, result, actor)
+        except IntegrityError:
+            raise Conflict(f"instance {inst.id} was advanced concurrently", code="stale_instance") from None
+
+    def _commit_service(
+        self, inst: _Loaded, task: Any, key: str, handler_name: str, handler: Any, result: Any, actor: str
+    ) -> None:
+        replayed = result is not None and not isinstance(result, _Fresh)
+        if isinstance(result, _Fresh):
+            result = result.value
         with self.db.begin() as conn:
             if result is None:
                 result = handler(self._call(inst, task, key, conn, actor))
@@ -425,7 +450,7 @@ class WorkflowRuntime:
             inst.events.append(
                 {
                     "kind": "service.completed",
-                    "element": element,
+                    "element": task.task_spec.bpmn_id,
                     "details": {"handler": handler_name, "effect_key": key, "replayed": replayed},
                 }
             )
