@@ -266,14 +266,22 @@ class DecisionEngine:
     def _store(self, decisions: list[Decision], apps: list[Application], invs: list[Investigation | None],
                actor: str) -> None:
         now = utcnow()
-        rows = [{
-            "decision_id": d.decision_id, "application_id": d.application_id, "decision": d.decision.value,
-            "credit_limit": d.credit_limit, "score": d.score, "reasons": [r.to_dict() for r in d.reasons],
-            "policy_versions": d.policy_versions, "model_version": d.model_version,
-            "application": a.model_dump(mode="json"),
-            "investigation": v.model_dump(mode="json") if v is not None else None,
-            "details": {**d.details, "score_band": d.score_band}, "actor": actor, "created_at": now,
-        } for d, a, v in zip(decisions, apps, invs, strict=True)]
+        versions_json = json.dumps(decisions[0].policy_versions)
+        reasons_json: dict[tuple[int, ...], str] = {}
+        rows = []
+        for d, a, v in zip(decisions, apps, invs, strict=True):
+            key = tuple(id(r) for r in d.reasons)
+            rj = reasons_json.get(key)
+            if rj is None:
+                rj = reasons_json[key] = json.dumps([r.to_dict() for r in d.reasons], ensure_ascii=False)
+            rows.append({
+                "decision_id": d.decision_id, "application_id": d.application_id,
+                "decision": d.decision.value, "credit_limit": d.credit_limit, "score": d.score,
+                "reasons": rj, "policy_versions": versions_json, "model_version": d.model_version,
+                "application": a.model_dump_json(),
+                "investigation": v.model_dump_json() if v is not None else None,
+                "details": {**d.details, "score_band": d.score_band}, "actor": actor, "created_at": now,
+            })
         with self.db.begin() as conn:
             conn.execute(insert(decision_records), rows)
             target = decisions[0].decision_id if len(decisions) == 1 else f"batch:{decisions[0].decision_id}"

@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
-from callvet.core.db import JSONText, metadata
-from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, Text, UniqueConstraint
+import json
+from typing import Any
 
-__all__ = ["decision_records", "policy_versions"]
+from callvet.core.db import JSONText, metadata
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+__all__ = ["SerializedJSON", "decision_records", "policy_versions"]
+
+
+class SerializedJSON(TypeDecorator[Any]):
+    """JSON stored as text that also accepts text already serialized.
+
+    Batches serialize each application once with pydantic's Rust serializer and share the JSON of
+    repeated values (policy versions, reasons); going through ``JSON`` would re-encode every value with
+    the stdlib encoder, which was most of the time of storing a batch.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
 policy_versions = Table(
     "decision_policy_versions",
@@ -34,12 +68,12 @@ decision_records = Table(
     Column("decision", String(32), nullable=False),
     Column("credit_limit", Float, nullable=False),
     Column("score", Float, nullable=False),
-    Column("reasons", JSONText, nullable=False),
-    Column("policy_versions", JSONText, nullable=False),
+    Column("reasons", SerializedJSON, nullable=False),
+    Column("policy_versions", SerializedJSON, nullable=False),
     Column("model_version", String(80), nullable=False),
-    Column("application", JSONText, nullable=False),
-    Column("investigation", JSONText, nullable=True),
-    Column("details", JSONText, nullable=True),
+    Column("application", SerializedJSON, nullable=False),
+    Column("investigation", SerializedJSON, nullable=True),
+    Column("details", SerializedJSON, nullable=True),
     Column("actor", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_decision_application", "application_id"),
