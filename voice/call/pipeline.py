@@ -174,10 +174,10 @@ class CallProcessor:
 
     def process(self, chunk: np.ndarray, *, shed_s: float = 0.0) -> list[Output]:
         """Feed audio received since the last call; ``shed_s`` is audio dropped just before it."""
-        self.offset_s += shed_s
         outs: list[Output] = []
         if shed_s and self._answer_start is not None:
             self._end_answer(self.fed, outs)
+        self.offset_s += shed_s
         step = max(1, int(self.cfg.score_chunk_s * self.sr))
         for i in range(0, len(chunk), step):
             self._process(chunk[i : i + step], outs)
