@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from callvet.api.context import AppContext
@@ -14,7 +16,25 @@ from pydantic import BaseModel, Field
 
 __all__ = ["interview_service", "router"]
 
-router = APIRouter(tags=["interviews"])
+
+@asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """Hook the questionnaire into live calls while this app runs (the call server asks every
+    registered observer factory at each call start)."""
+    from callvet.questionnaire.call_adapter import OBSERVER_NAME, interview_observer_factory
+    from callvet.voice.call.observer import observer_factories, register_observer, unregister_observer
+
+    ctx: AppContext = app.state.ctx
+    factory = interview_observer_factory(lambda: interview_service(ctx))
+    register_observer(OBSERVER_NAME, factory)
+    try:
+        yield
+    finally:
+        if dict(observer_factories()).get(OBSERVER_NAME) is factory:
+            unregister_observer(OBSERVER_NAME)
+
+
+router = APIRouter(tags=["interviews"], lifespan=_lifespan)
 
 
 def interview_service(ctx: AppContext) -> InterviewService:
