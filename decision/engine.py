@@ -14,6 +14,7 @@ so that other processes' activations take effect.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -186,7 +187,24 @@ class DecisionEngine:
                      investigations: Sequence[Investigation | Mapping[str, Any] | None] | None = None, *,
                      actor: str, store: bool = True, vectorised: bool = True,
                      today: date | None = None) -> list[Decision]:
-        """Decide many applications at once (batched ONNX inference and vectorised rules)."""
+        """Decide many applications at once (batched ONNX inference and vectorised rules).
+
+        The cyclic garbage collector is paused for the call: a batch allocates hundreds of thousands of
+        small acyclic objects, and the collections they trigger re-scan every live object (the whole
+        batch of applications) -- measured as more than half of the batch time.
+        """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._decide_batch(applications, investigations, actor=actor, store=store,
+                                      vectorised=vectorised, today=today)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
+                      investigations: Sequence[Investigation | Mapping[str, Any] | None] | None, *,
+                      actor: str, store: bool, vectorised: bool, today: date | None) -> list[Decision]:
         apps = [_as_application(a, i if len(applications) > 1 else None) for i, a in enumerate(applications)]
         if investigations is not None and len(investigations) != len(apps):
             raise InvalidInput("investigations must be None or one per application",
@@ -257,7 +275,8 @@ class DecisionEngine:
             out.append(Decision(
                 decision_id=ids[32 * i:32 * i + 32], application_id=a.application_id,
                 decision=outcomes[final], credit_limit=lim_i, score=sc, score_band=b, reasons=reasons,
-                policy_versions=versions, model_version=model_version, details={"instant_decision": first},
+                policy_versions=versions, model_version=model_version,
+                details={"instant_decision": first},
             ))
         if store:
             self._store(out, apps, invs, actor)
