@@ -14,11 +14,11 @@ from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.core.settings import Settings
 from callvet.voice.audio import AudioError
 from callvet.voice.blacklist import Blacklist
-from callvet.voice.engine import VoiceEngine
+from callvet.voice.engine import VoiceEngine, Voiceprint
 from callvet.voice.index import SIDECAR_FILE
 from callvet.voice.tables import blacklist_samples
 from speech import espeak, to_wav_bytes
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 TEXTS = [
     "My name is John and I would like to apply for a credit card today please.",
@@ -205,3 +205,46 @@ def test_concurrent_adds_and_searches_keep_index_equal_to_db(bl: Blacklist, db: 
         assert all(s.result().net_speech_s >= 3.0 for s in searches)
     assert sorted(bl.index.ids().tolist()) == sample_ids
     assert bl.identify(wav(FRAUD_A, 2)).matches[0].identity_id == idents[0]
+
+
+def test_trained_backend_uses_print_stats_and_a_backend_change_rebuilds(
+        sqlite_db: Database, engine: VoiceEngine, tmp_path: Path) -> None:
+    """A back end fitted here on other espeak speakers: AS-norm needs each print's cohort stats, and
+    prints of the old (cosine) back end stop being searched until re-enrolled."""
+    from callvet.voice.audio import Audio
+    from callvet.voice.backend import BackendConfig, TrainingSet, fit_backend
+
+    train_voices = ["en-us+m1", "en-us+m5", "en-us+f1", "en-us+f4", "en+klatt2", "en-gb+m2", "en-us+m7"]
+    cosine = VoiceEngine(engine.encoder, backend=None, vad=engine.vad)
+    emb = np.array([cosine.embedding(cosine.analyse(Audio(espeak(t, v), 16000)).speech)
+                    for v in train_voices for t in TEXTS], dtype=np.float32)
+    spk = np.repeat(train_voices, len(TEXTS))
+    data = TrainingSet(emb, spk, np.zeros((len(emb), 0, emb.shape[1]), np.float32))
+    backend = fit_backend(data, BackendConfig(nap_dim=0, asnorm_top_n=10, enrol_augment=False),
+                          encoder_name=engine.encoder_name, encoder_sha256=engine.encoder.manifest["sha256"])
+    trained = VoiceEngine(engine.encoder, backend=backend, vad=engine.vad)
+    vecs = [backend.project_mean(e[None, :]) for e in emb]
+    vps = [Voiceprint(v, backend.cohort_stats(v), 4.0) for v in vecs]
+    same = [trained.score(vps[i], vps[j]) for i in range(len(vps)) for j in range(i) if spk[i] == spk[j]]
+    diff = [trained.score(vps[i], vps[j]) for i in range(len(vps)) for j in range(i) if spk[i] != spk[j]]
+    backend.threshold = float((np.mean(same) + np.mean(diff)) / 2)
+    trained = VoiceEngine(engine.encoder, backend=backend, vad=engine.vad)
+    assert trained.backend_id != cosine.backend_id
+
+    old = Blacklist(sqlite_db, cosine, tmp_path / "faiss")
+    a = enrol(old, "fraudster A", FRAUD_A)
+    bl = Blacklist(sqlite_db, trained, tmp_path / "faiss")
+    assert bl.index_status["state"] == "rebuilt" and cosine.backend_id in bl.index_status["reason"]
+    assert len(bl.index) == 0 and bl.identify(wav(FRAUD_A, 1)).matches == []
+    assert [p["searchable"] for p in bl.get_identity(a)["prints"]] == [False]
+    bl.add_sample(a, wav(FRAUD_A, 0), "analyst:test")
+    b = enrol(bl, "fraudster B", FRAUD_B)
+    hit = bl.identify(wav(FRAUD_A, 1))
+    assert hit.alarm and hit.matches[0].identity_id == a and hit.threshold == backend.threshold
+    assert bl.identify(wav(FRAUD_B, 2)).matches[0].identity_id == b
+    miss = bl.identify(wav(GENUINE, 1))
+    assert not miss.alarm
+    with sqlite_db.connect() as conn:
+        stats = conn.execute(select(blacklist_samples.c.stats_mean, blacklist_samples.c.stats_std)
+                             .where(blacklist_samples.c.backend_id == trained.backend_id)).all()
+    assert len(stats) == 2 and all(s.stats_std != 1.0 and s.stats_mean != 0.0 for s in stats)

@@ -339,7 +339,11 @@ class Blacklist:
     # -- prints -------------------------------------------------------------------------------------------
 
     def add_sample(self, identity_id: int, data: bytes, actor: str, **decode_kw: Any) -> dict[str, Any]:
-        """Enrol one recording; warns (never refuses) when it matches another identity above threshold."""
+        """Enrol one recording; warns (never refuses) when it matches another identity above threshold.
+
+        The same bytes twice for one identity is a ``Conflict`` only within one back end: after an
+        encoder/back-end change the original recordings must be re-enrolled (audio is not kept).
+        """
         with self.db.connect() as conn:
             self._identity(conn, identity_id)
         audio = self.engine.decode(data, **decode_kw)
@@ -356,7 +360,8 @@ class Blacklist:
         with self.db.begin() as conn:
             self._identity(conn, identity_id)
             same = conn.execute(select(blacklist_samples.c.id).where(
-                blacklist_samples.c.identity_id == identity_id, blacklist_samples.c.sha256 == digest)).first()
+                blacklist_samples.c.identity_id == identity_id, blacklist_samples.c.sha256 == digest,
+                blacklist_samples.c.backend_id == self.engine.backend_id)).first()
             if same is not None:
                 raise Conflict(f"this recording is already sample {same.id} of identity {identity_id}",
                                code="duplicate_sample", sample_id=int(same.id))
