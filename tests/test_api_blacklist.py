@@ -91,6 +91,10 @@ def test_enrol_identify_alarm_and_genuine_caller(bapi: tuple[Any, dict[str, dict
 
     listed = client.get(IDS, headers=h["auditor"]).json()["identities"]
     assert [(i["id"], i["samples"]) for i in listed] == [(a, 1), (b, 1), (alias, 1)]
+    st = client.get("/v1/blacklist/status", headers=h["auditor"]).json()
+    assert st["kind"] == "exact" and st["searchable_prints"] == 3
+    assert st["unsearchable_prints_by_backend"] == {}
+    assert client.get("/v1/blacklist/status", headers=h["robot"]).status_code == 403
     detail = client.get(f"{IDS}/{a}", headers=h["auditor"]).json()
     assert detail["label"] == "fraudster A" and len(detail["prints"]) == 1
     assert detail["prints"][0]["searchable"]

@@ -50,6 +50,8 @@ def test_add_list_identify_remove(env: Path) -> None:
     assert r.exit_code == 0 and rows[0]["id"] == ident and rows[0]["samples"] == 2
     assert rows[0]["notes"] == "case 9" and rows[0]["created_by"].startswith("cli:")
 
+    r = runner.invoke(app, ["blacklist", "status"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["searchable_prints"] == 2
     r = runner.invoke(app, ["identify", str(probe), "--json"])
     res = json.loads(r.stdout)
     assert r.exit_code == 0 and res["alarm"] and res["matches"][0]["identity_id"] == ident

@@ -237,6 +237,7 @@ def test_trained_backend_uses_print_stats_and_a_backend_change_rebuilds(
     assert bl.index_status["state"] == "rebuilt" and cosine.backend_id in bl.index_status["reason"]
     assert len(bl.index) == 0 and bl.identify(wav(FRAUD_A, 1)).matches == []
     assert [p["searchable"] for p in bl.get_identity(a)["prints"]] == [False]
+    assert bl.status()["unsearchable_prints_by_backend"] == {cosine.backend_id: 1}
     bl.add_sample(a, wav(FRAUD_A, 0), "analyst:test")
     b = enrol(bl, "fraudster B", FRAUD_B)
     hit = bl.identify(wav(FRAUD_A, 1))

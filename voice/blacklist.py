@@ -252,6 +252,21 @@ class Blacklist:
                 if remove:
                     self._persist(force=True)
 
+    def status(self) -> dict[str, Any]:
+        """The index as this process sees it, and prints of other back ends that are not searched."""
+        self.refresh()
+        with self.db.connect() as conn:
+            by_backend = conn.execute(select(blacklist_samples.c.backend_id, func.count())
+                                      .group_by(blacklist_samples.c.backend_id)).all()
+        other = {str(b): int(n) for b, n in by_backend if b != self.engine.backend_id}
+        return {
+            "backend_id": self.engine.backend_id, "threshold": float(self.engine.threshold),
+            "kind": self.index.kind, "searchable_prints": len(self.index), "nprobe": self.index.nprobe,
+            "recall": asdict(self.index.recall) if self.index.recall else None,
+            "generation": self._generation, "ann_threshold": self.ann_threshold,
+            "opened": dict(self.index_status), "unsearchable_prints_by_backend": other,
+        }
+
     def close(self) -> None:
         with self._sync:
             if self._dirty:

@@ -208,6 +208,37 @@ def list_identities(
     return {"identities": blacklist_service(ctx).list_identities()}
 
 
+class RecallOut(BaseModel):
+    k: int
+    queries: int
+    nprobe: int
+    recall_at_1: float
+    recall_at_k: float
+
+
+class StatusOut(BaseModel):
+    backend_id: str
+    threshold: float
+    kind: str = Field(description="exact or ivf")
+    searchable_prints: int
+    nprobe: int
+    recall: RecallOut | None = Field(description="measured when the approximate index was built")
+    generation: int
+    ann_threshold: int
+    opened: dict[str, Any] = Field(description="how this process opened the index (loaded or rebuilt, why)")
+    unsearchable_prints_by_backend: dict[str, int] = Field(
+        description="prints made by another encoder/back end: re-enrol them to make them searchable")
+
+
+@router.get("/v1/blacklist/status", response_model=StatusOut, responses=ERRORS)
+def status(
+    ctx: AppContext = Depends(get_ctx),
+    _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR)),
+) -> dict[str, Any]:
+    """The search index as this worker sees it."""
+    return blacklist_service(ctx).status()
+
+
 @router.get("/v1/blacklist/identities/{identity_id}", response_model=IdentityDetail, responses=ERRORS)
 def get_identity(
     identity_id: int,

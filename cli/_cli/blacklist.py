@@ -149,6 +149,15 @@ def show(identity_id: int) -> None:
         raise fail(exc) from None
 
 
+@blacklist.command("status")
+def status() -> None:
+    """The search index: back end, kind, size, measured recall, prints of other back ends."""
+    try:
+        typer.echo(json.dumps(_service().status(), indent=2))
+    except CallvetError as exc:
+        raise fail(exc) from None
+
+
 @blacklist.command("remove")
 def remove(
     identity_id: int,
