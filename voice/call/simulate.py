@@ -72,6 +72,7 @@ async def stream_call(
     *,
     protocol: str = "twilio",
     realtime: bool = False,
+    speed: float | None = None,
     params: dict[str, str] | None = None,
     token: str | None = None,
     reorder: int = 0,
@@ -85,7 +86,8 @@ async def stream_call(
 ) -> SimResult:
     """Stream ``samples`` as one call and collect what the server sends back.
 
-    ``reorder`` shuffles media frames within windows of that many frames (Telnyx-style disorder);
+    ``speed`` paces at that many times real time (``realtime`` is speed 1); ``reorder`` shuffles
+    media frames within windows of that many frames (Telnyx-style disorder);
     ``disconnect_after_s`` drops the connection abruptly after that much audio; ``before_audio`` and
     ``at_audio_s`` inject raw messages (bad input, callvet.question ...) at those points.
     """
@@ -153,9 +155,10 @@ async def stream_call(
         t0 = time.perf_counter()
         res.send_times = [0.0] * len(frames)
         aborted = False
+        pace = speed or (1.0 if realtime else None)
         for pos, k in enumerate(order):
-            if realtime:
-                target = t0 + FRAME_S * (pos + 1)
+            if pace:
+                target = t0 + FRAME_S * (pos + 1) / pace
                 delay = target - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
