@@ -24,6 +24,7 @@ __all__ = [
     "parse_dates",
     "pinyin",
     "place_core",
+    "stem",
     "tokens",
     "yes_no",
 ]
@@ -44,6 +45,14 @@ def clean(text: str) -> str:
     t = re.sub(r"(?<!\w)'|'(?!\w)", " ", t)
     t = re.sub(r"(?<!\d)[.](?!\d)", " ", t)
     return re.sub(r"\s+", " ", t).strip()
+
+
+def stem(word: str) -> str:
+    """A crude English stem, enough for "mortgaged"/"mortgage", "nursing"/"nurse", "cards"/"card"."""
+    for suf in ("ing", "ed", "es", "s", "d", "e"):
+        if word.endswith(suf) and len(word) - len(suf) >= 4:
+            return word[: -len(suf)]
+    return word
 
 
 def tokens(text: str) -> list[str]:
@@ -247,6 +256,8 @@ def numbers_in(text: str, lang: str | None = None) -> list[float]:
     """Every number the answer says, words and digits alike, in order."""
     t = _arabic(text, lang)
     t = re.sub(r"(\d),(\d{3})", r"\1\2", t)
+    # A recogniser that drops the comma leaves "1 500": a 1-3 digit group then exactly three digits.
+    t = re.sub(r"(?<![\d.])(\d{1,3}) (\d{3})(?![\d.])", r"\1\2", t)
     out: list[float] = []
     for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(k|千)?", t):
         v = float(m.group(1))

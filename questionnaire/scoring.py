@@ -140,6 +140,9 @@ _GENERIC = {
     "就那样",
 }
 _FILLERS = re.compile(r"\b(um+|uh+|er+|erm|hmm+|let me think|well)\b|嗯+|呃+|那个|让我想想|这个嘛")
+_PLACE_LEAD = re.compile(
+    r"^(i live in|i live at|i'm in|it's in|it is in|we live in|in|at|the|我住在|住在|我家在|在|就在|是)\s*"
+)
 _NAME_PREFIX = re.compile(
     r"^(my name is|my name's|i am|i'm|it's|it is|this is|我叫|我是|我的名字是|名字是|叫)\s*"
 )
@@ -173,8 +176,8 @@ def _overlap(truth: str, answer: str) -> float:
             pt, pa = nz.pinyin(truth), nz.clean(answer).replace(" ", "")
             return _lcs(pt, pa) / max(len(pt), 1) if pt in pa else 0.0
         return _lcs(t, a) / max(len(t), 1)
-    tt = [w for w in nz.clean(truth).split() if len(w) > 1]
-    aa = set(nz.clean(answer).split())
+    tt = [nz.stem(w) for w in nz.clean(truth).split() if len(w) > 1]
+    aa = {nz.stem(w) for w in nz.clean(answer).split()}
     return sum(w in aa for w in tt) / max(len(tt), 1)
 
 
@@ -251,6 +254,9 @@ class Scorer:
 
     def _m_place(self, q: RenderedQuestion, text: str, truth: object, p: dict[str, Any]):
         core = nz.place_core(str(truth))
+        said = _PLACE_LEAD.sub("", text).strip()
+        if not said:
+            return None, {"reason": "no place heard"}
         heard = text.replace(" ", "") if nz.has_cjk(text) else text
         if core and core in heard:
             return Outcome.CORRECT, {"heard": text, "method": "core"}

@@ -14,7 +14,7 @@ from typing import Any
 from callvet.core import audit
 from callvet.core.application import Application
 from callvet.core.db import Database, utcnow
-from callvet.core.errors import InvalidInput, NotFound
+from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.questionnaire.bank import Bank, load_bank
 from callvet.questionnaire.engine import InterviewEngine, InterviewState
 from callvet.questionnaire.scoring import Scorer
@@ -175,6 +175,25 @@ class InterviewService:
             raise InvalidInput("question_id is required", code="invalid_field", field="question_id")
         if not isinstance(transcript, str):
             raise InvalidInput("transcript must be a string", code="invalid_field", field="transcript")
+        try:
+            return self._answer(interview_id, question_id, transcript, timing_d, prosody_d, actor)
+        except IntegrityError as exc:
+            # Two answers raced for the same question (SQLite has no row lock): the loser is told so and
+            # the winner's answer stands.
+            raise Conflict(
+                "another answer to this interview was stored at the same time; reload it",
+                code="concurrent_answer",
+            ) from exc
+
+    def _answer(
+        self,
+        interview_id: str,
+        question_id: str,
+        transcript: str,
+        timing_d: dict[str, Any] | None,
+        prosody_d: dict[str, Any] | None,
+        actor: str,
+    ) -> dict[str, Any]:
         with self.db.begin() as conn:
             stmt = select(interviews).where(interviews.c.id == interview_id)
             if self.db.dialect != "sqlite":

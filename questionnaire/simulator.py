@@ -31,6 +31,7 @@ __all__ = [
     "GenuineApplicant",
     "Guesser",
     "InformedFraudster",
+    "NoisyGenuineApplicant",
     "PartialIdentityFraudster",
     "make_application",
     "run_interview",
@@ -529,6 +530,47 @@ class GenuineApplicant(Caller):
                 value.date() + timedelta(days=r.choice([-3, -2, 2, 3])), lang, r, with_year=False
             )
         return "我记不清了" if lang == "zh" else "I'm sorry, I don't remember"
+
+
+_COMMON_ZH = (
+    _ZH_SURNAMES + _ZH_GIVEN + "国果郭锅过建见件健剑英鹰应营华化话花明名鸣铭伟为位维文闻问稳"
+    "海害亥区曲去趣阳洋杨养东冬动懂西希喜习南男难楠京经晶精州周洲舟"
+)
+
+
+def _homophones() -> dict[str, list[str]]:
+    from pypinyin import lazy_pinyin
+
+    groups: dict[str, list[str]] = {}
+    for ch in dict.fromkeys(_COMMON_ZH):
+        groups.setdefault(lazy_pinyin(ch)[0], []).append(ch)
+    return {ch: [o for o in g if o != ch] for g in groups.values() for ch in g if len(g) > 1}
+
+
+class NoisyGenuineApplicant(GenuineApplicant):
+    """Beyond the brief: the genuine owner heard through an imperfect recogniser: a Chinese character
+    replaced by a homophone, English lower-cased without punctuation and now and then a word lost."""
+
+    _HOMO: ClassVar[dict[str, list[str]]] = {}
+
+    def respond(self, q: dict[str, Any]) -> dict[str, Any]:
+        out = super().respond(q)
+        r, text = self.rng, out["transcript"]
+        if not NoisyGenuineApplicant._HOMO:
+            NoisyGenuineApplicant._HOMO = _homophones()
+        if r.random() < 0.3:
+            if self.lang == "zh":
+                spots = [i for i, ch in enumerate(text) if ch in self._HOMO]
+                if spots:
+                    i = r.choice(spots)
+                    text = text[:i] + r.choice(self._HOMO[text[i]]) + text[i + 1 :]
+            else:
+                words = re.sub(r"[^\w\s']", " ", text).lower().split()
+                keep = [w for w in words if not w.isdigit()]
+                if len(words) > 2 and keep and r.random() < 0.5:
+                    words.remove(r.choice(keep))
+                text = " ".join(words)
+        return {**out, "transcript": text}
 
 
 class PartialIdentityFraudster(Caller):

@@ -27,6 +27,7 @@ from callvet.questionnaire import normalize as nz
         ("twenty five", "en", 25),
         ("three thousand two hundred", "en", 3200),
         ("six years", "en", 6),
+        ("1 500", "en", 1500),
     ],
 )
 def test_numbers(text: str, lang: str, expected: float) -> None:
@@ -114,3 +115,17 @@ def test_organisations(raw: str, core: str) -> None:
 )
 def test_yes_no(text: str, value: bool | None) -> None:
     assert nz.yes_no(text) is value
+
+
+@pytest.mark.parametrize(
+    ("word", "stem"),
+    [
+        ("mortgaged", "mortgag"),
+        ("mortgage", "mortgag"),
+        ("nursing", "nurs"),
+        ("cards", "card"),
+        ("card", "card"),
+    ],
+)
+def test_stem(word: str, stem: str) -> None:
+    assert nz.stem(word) == stem

@@ -45,6 +45,7 @@ def _q(
         ("place", "place", "en", {}, "Haidian district", "海淀区", Outcome.CORRECT),
         ("place", "place", "zh", {}, "朝阳区", "海淀区", Outcome.WRONG),
         ("place", "place", "en", {}, "I live in Camden", "Camden", Outcome.CORRECT),
+        ("place", "place", "en", {}, "i live in", "Camden", Outcome.NO_ANSWER),
         (
             "organisation",
             "organisation",

@@ -95,3 +95,31 @@ def test_abort_keeps_scored_answers_and_delete_erases(db: Database) -> None:
         svc.get(out["interview_id"])
     actions = [e["action"] for e in audit.query(db, target_type="interview", target_id=out["interview_id"])]
     assert actions[0] == "interview.delete"
+
+
+def test_concurrent_answers_to_one_question_store_one(db: Database) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    svc = InterviewService(db)
+    out = svc.create(EXAMPLE)
+    qid = out["question"]["question_id"]
+
+    def go(_: int) -> str:
+        try:
+            svc.answer(out["interview_id"], qid, "王建国")
+            return "ok"
+        except (Conflict, InvalidInput):
+            return "rejected"
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(go, range(4)))
+    assert results.count("ok") == 1
+    assert len(svc.get(out["interview_id"])["answers"]) == 1
+
+
+def test_application_with_too_few_facts_is_inconclusive(db: Database) -> None:
+    svc = InterviewService(db)
+    out = svc.create({"application_id": "THIN-1", "language": "en", "applicant": {"name": "Ann Lee"}})
+    out = svc.answer(out["interview_id"], out["question"]["question_id"], "Ann Lee")
+    assert out["result"]["verdict"] == "inconclusive"
+    assert "insufficient_evidence" in out["result"]["reasons"]
