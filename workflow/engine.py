@@ -50,7 +50,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 __all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime", "engine_decider"]
 
@@ -164,13 +164,6 @@ def _check_data(data: Any, what: str = "data") -> dict[str, Any]:
 
 
 @dataclass
-class _Fresh:
-    """A handler result computed before the transaction (non-transactional handler), not yet stored."""
-
-    value: dict[str, Any]
-
-
-@dataclass
 class _Loaded:
     id: str
     definition_id: int
@@ -181,6 +174,54 @@ class _Loaded:
     parsed: ParsedDefinition
     wf: BpmnWorkflow
     events: list[dict[str, Any]] = field(default_factory=list)
+    committed_rev: int = 0
+    mutation_committed: bool = False
+    had_human: bool = True
+
+    def __post_init__(self) -> None:
+        self.committed_rev = self.rev
+        self.had_human = bool(self.wf.get_tasks(state=TaskState.READY, manual=True))
+
+
+class _UnitOfWork:
+    """One lazily opened write transaction spanning consecutive steps of one instance."""
+
+    def __init__(self, db: Database, inst: _Loaded) -> None:
+        self.db = db
+        self.inst = inst
+        self._conn: Connection | None = None
+        self._tx: Any = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.db.engine.connect()
+            self._tx = self._conn.begin()
+        return self._conn
+
+    def commit(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._tx.commit()
+        finally:
+            self._conn.close()
+            self._conn = None
+        self.inst.committed_rev = self.inst.rev
+        self.inst.mutation_committed = True
+
+    def rollback(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._tx.rollback()
+        finally:
+            self._conn.close()
+            self._conn = None
+        self.inst.rev = self.inst.committed_rev
 
 
 class WorkflowRuntime:
@@ -283,9 +324,26 @@ class WorkflowRuntime:
             t.data.update(copy.deepcopy(data))
         iid = instance_id or str(uuid.uuid4())
         now = self.clock()
+        try:
+            self._insert_instance(iid, definition, data, wf, actor, now, process_key)
+        except IntegrityError:
+            raise Conflict(f"instance {iid} exists", code="instance_exists") from None
+        if run:
+            with contextlib.suppress(Unavailable):
+                self._advance(iid, actor)
+        return self.summary(iid)
+
+    def _insert_instance(
+        self,
+        iid: str,
+        definition: Any,
+        data: dict[str, Any],
+        wf: BpmnWorkflow,
+        actor: str,
+        now: datetime,
+        process_key: str,
+    ) -> None:
         with self.db.begin() as conn:
-            if conn.execute(select(wf_instances.c.id).where(wf_instances.c.id == iid)).first() is not None:
-                raise Conflict(f"instance {iid} exists", code="instance_exists")
             conn.execute(
                 insert(wf_instances).values(
                     id=iid,
@@ -319,10 +377,6 @@ class WorkflowRuntime:
                 iid,
                 details={"process_key": process_key, "version": definition.version},
             )
-        if run:
-            with contextlib.suppress(Unavailable):
-                self._advance(iid, actor)
-        return self.summary(iid)
 
     def _validate_loan(self, data: dict[str, Any]) -> None:
         """Reject an unknown product or an amount outside its bands before anything is stored."""
@@ -344,21 +398,36 @@ class WorkflowRuntime:
     def _advance(
         self, instance_id: str, actor: str, mutate: Callable[[_Loaded, Connection], None] | None = None
     ) -> _Loaded:
+        """Run the instance until it waits or ends; ``mutate`` (complete a task, deliver a message) is
+        applied first, inside the same unit of work as the steps it triggers."""
         inst = self._load(instance_id)
         if inst.status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED) and mutate is not None:
             raise Conflict(f"instance is {inst.status.value}", code="instance_finished")
         if inst.status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED):
             return inst
-        if mutate is not None:
-            with self.db.begin() as conn:
-                mutate(inst, conn)
-                self._save(conn, inst, InstanceStatus.RUNNING)
-        # Conflict: another runner (worker or API) advanced this instance first and carries on from there.
-        with contextlib.suppress(Conflict):
-            self._run_engine(inst, actor)
+        uow = _UnitOfWork(self.db, inst)
+        try:
+            if mutate is not None:
+                mutate(inst, uow.conn())
+            self._run_engine(inst, actor, uow)
+        except (Conflict, Unavailable, IntegrityError) as exc:
+            uow.rollback()
+            if isinstance(exc, IntegrityError):
+                exc = Conflict(f"instance {inst.id} was advanced concurrently; retry", code="stale_instance")
+            if mutate is not None and not inst.mutation_committed:
+                raise exc from None  # the caller's change did not land: 409/503, and they may retry
+            if mutate is None and isinstance(exc, Unavailable):
+                raise
+            # Otherwise the caller's change is committed and the instance stays ``running``: another
+            # runner advanced it first (Conflict), or the worker resumes it when the engine is back.
+        except BaseException:
+            uow.rollback()
+            raise
         return inst
 
-    def _run_engine(self, inst: _Loaded, actor: str) -> None:
+    def _run_engine(self, inst: _Loaded, actor: str, uow: _UnitOfWork) -> None:
+        """Steps until a wait state. Writes accumulate in ``uow`` and commit with the state they lead to;
+        it is committed early only before a non-transactional handler (see :meth:`_run_service`)."""
         try:
             while True:
                 inst.wf.refresh_timers()
@@ -367,27 +436,54 @@ class WorkflowRuntime:
                     break
                 task = ready[0]
                 if isinstance(task.task_spec, ServiceTask):
-                    self._run_service(inst, task, actor)
+                    self._run_service(inst, task, actor, uow)
                 else:
                     task.run()
                     self._note(inst, task)
-        except Conflict:
-            raise
-        except Unavailable:
-            with self.db.begin() as conn:
-                self._save(conn, inst, InstanceStatus.RUNNING)
-            raise
+        except (Conflict, Unavailable):
+            raise  # nothing uncommitted is kept: the last committed state is resumed later
         except (SpiffWorkflowException, sandbox.SandboxError, CallvetError) as exc:
-            message = str(exc)
-            inst.events.append({"kind": "instance.failed", "element": "", "details": {"error": message}})
-            with self.db.begin() as conn:
-                self._save(conn, inst, InstanceStatus.FAILED, error=message)
+            uow.rollback()
+            self._mark_failed(inst, str(exc))
             return
         status = InstanceStatus.COMPLETED if inst.wf.is_completed() else InstanceStatus.WAITING
         if status is InstanceStatus.COMPLETED:
             inst.events.append({"kind": "instance.completed", "element": "", "details": {}})
+        self._save(uow.conn(), inst, status)
+        uow.commit()
+
+    def _mark_failed(self, inst: _Loaded, message: str) -> None:
+        """Fail the instance on its last committed state (uncommitted progress is discarded)."""
+        now = self.clock()
         with self.db.begin() as conn:
-            self._save(conn, inst, status)
+            res = conn.execute(
+                update(wf_instances)
+                .where(wf_instances.c.id == inst.id, wf_instances.c.rev == inst.committed_rev)
+                .values(
+                    status=InstanceStatus.FAILED.value,
+                    rev=inst.committed_rev + 1,
+                    error=message,
+                    updated_at=now,
+                    next_timer_at=None,
+                )
+            )
+            if res.rowcount != 1:
+                raise Conflict(f"instance {inst.id} was changed concurrently", code="stale_instance")
+            conn.execute(
+                insert(wf_events).values(
+                    instance_id=inst.id,
+                    at=now,
+                    kind="instance.failed",
+                    element="",
+                    details={"error": message},
+                )
+            )
+            conn.execute(
+                update(wf_tasks)
+                .where(wf_tasks.c.instance_id == inst.id, wf_tasks.c.status == "open")
+                .values(status="cancelled", completed_at=now)
+            )
+        inst.status = InstanceStatus.FAILED
 
     def _note(self, inst: _Loaded, task: Any) -> None:
         spec = task.task_spec
@@ -406,55 +502,62 @@ class WorkflowRuntime:
             }
         )
 
-    def _run_service(self, inst: _Loaded, task: Any, actor: str) -> None:
+    def _run_service(self, inst: _Loaded, task: Any, actor: str, uow: _UnitOfWork) -> None:
+        """Run a service task once per effect key (instance, element, occurrence).
+
+        A transactional handler writes on the unit of work, so its effect commits with the state that
+        follows it. A non-transactional one (the decision engine commits its own records) runs with no
+        write transaction open -- on SQLite a second writer in the same thread would deadlock -- and its
+        result is stored at once under the effect key, so a crash before the state commit replays the
+        stored result instead of deciding twice.
+        """
         element = task.task_spec.bpmn_id
         meta = inst.parsed.meta["elements"].get(element) or {}
         handler_name = meta.get("handler", "")
         occurrence = 1 + len(inst.wf.get_tasks(state=TaskState.COMPLETED, spec_name=task.task_spec.name))
         key = f"{inst.id}:{element}:{occurrence}"
         handler = self.registry.get(handler_name)
-        transactional = self.registry.transactional(handler_name)
-        with self.db.connect() as conn:
-            stored = conn.execute(select(wf_effects.c.result).where(wf_effects.c.effect_key == key)).first()
-        result: dict[str, Any] | None = stored.result if stored is not None else None
-        if result is None and not transactional:
-            result = _Fresh(handler(self._call(inst, task, key, None, actor)))
+        lookup = select(wf_effects.c.result).where(wf_effects.c.effect_key == key)
+        if uow.is_open:
+            stored = uow.conn().execute(lookup).first()
+        else:
+            with self.db.connect() as c:
+                stored = c.execute(lookup).first()
+        replayed = stored is not None
+        if stored is not None:
+            result = stored.result
+        elif self.registry.transactional(handler_name):
+            conn = uow.conn()
+            result = handler(self._call(inst, task, key, conn, actor))
+            self._store_effect(conn, inst, key, handler_name, result)
+        else:
+            if uow.is_open:
+                self._save(uow.conn(), inst, InstanceStatus.RUNNING)
+                uow.commit()
+            result = handler(self._call(inst, task, key, None, actor))
+            with self.db.begin() as c:
+                self._store_effect(c, inst, key, handler_name, result)
+        task.data.update(copy.deepcopy(result))
+        task.run()
+        if task.state == TaskState.STARTED:
+            task.complete()
+        inst.events.append(
+            {
+                "kind": "service.completed",
+                "element": element,
+                "details": {"handler": handler_name, "effect_key": key, "replayed": replayed},
+            }
+        )
+
+    def _store_effect(self, conn: Connection, inst: _Loaded, key: str, handler: str, result: Any) -> None:
         try:
-            self._commit_service(inst, task, key, handler_name, handler, result, actor)
+            conn.execute(
+                insert(wf_effects).values(
+                    effect_key=key, instance_id=inst.id, handler=handler, result=result, at=self.clock()
+                )
+            )
         except IntegrityError:
             raise Conflict(f"instance {inst.id} was advanced concurrently", code="stale_instance") from None
-
-    def _commit_service(
-        self, inst: _Loaded, task: Any, key: str, handler_name: str, handler: Any, result: Any, actor: str
-    ) -> None:
-        replayed = result is not None and not isinstance(result, _Fresh)
-        if isinstance(result, _Fresh):
-            result = result.value
-        with self.db.begin() as conn:
-            if result is None:
-                result = handler(self._call(inst, task, key, conn, actor))
-            if not replayed:
-                conn.execute(
-                    insert(wf_effects).values(
-                        effect_key=key,
-                        instance_id=inst.id,
-                        handler=handler_name,
-                        result=result,
-                        at=self.clock(),
-                    )
-                )
-            task.data.update(copy.deepcopy(result))
-            task.run()
-            if task.state == TaskState.STARTED:
-                task.complete()
-            inst.events.append(
-                {
-                    "kind": "service.completed",
-                    "element": task.task_spec.bpmn_id,
-                    "details": {"handler": handler_name, "effect_key": key, "replayed": replayed},
-                }
-            )
-            self._save(conn, inst, InstanceStatus.RUNNING)
 
     def _call(self, inst: _Loaded, task: Any, key: str, conn: Any, actor: str) -> HandlerCall:
         return HandlerCall(
@@ -506,13 +609,16 @@ class WorkflowRuntime:
                 ],
             )
             inst.events.clear()
-        self.board.sync(
-            conn,
-            inst.id,
-            inst.parsed.meta,
-            inst.wf,
-            finished=new_status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED),
-        )
+        has_human = bool(inst.wf.get_tasks(state=TaskState.READY, manual=True))
+        if has_human or inst.had_human:
+            self.board.sync(
+                conn,
+                inst.id,
+                inst.parsed.meta,
+                inst.wf,
+                finished=new_status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED),
+            )
+        inst.had_human = has_human
 
     # ---- human tasks and messages ----------------------------------------------------------------
     def complete_task(
@@ -642,8 +748,8 @@ class WorkflowRuntime:
             try:
                 self._advance(iid, actor)
                 done += 1
-            except (Conflict, Unavailable):
-                continue
+            except (Conflict, Unavailable, OperationalError):
+                continue  # raced, engine down or database busy: the next round retries it
         return done
 
     def tick(self, *, actor: str = "system:worker") -> dict[str, int]:

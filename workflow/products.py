@@ -187,21 +187,24 @@ class ConfigStore:
         return int(row.version), row.value
 
     def get(self, key: str, conn: Connection | None = None) -> Any:
+        return self.get_versioned(key, conn)[1]
+
+    def get_versioned(self, key: str, conn: Connection | None = None) -> tuple[int, Any]:
+        """(version, validated model); the model is re-validated only when the version changed."""
         version, value = self.get_raw(key, conn)
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:
-            return hit[1]
+            return version, hit[1]
         model = self.validate(key, value)
         self._cache[key] = (version, model)
-        return model
+        return version, model
 
 
 def configure_handler(store: ConfigStore) -> Any:
     """The ``product.configure`` service-task handler bound to ``store``."""
 
     def run(call: HandlerCall) -> dict[str, Any]:
-        cfg: ProductsConfig = store.get("products", call.conn)
-        version = store.get_raw("products", call.conn)[0]
+        version, cfg = store.get_versioned("products", call.conn)
         data = call.data
         app = data.get("application") or {}
         out: dict[str, Any] = {"config_version": version}
