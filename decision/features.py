@@ -9,6 +9,7 @@ WoE 0 ("no evidence") for every German-credit feature the application cannot sup
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -26,6 +27,10 @@ RULE_FIELDS = (
 NEUTRAL_AGE = 30.0
 NO_REQUESTED_LIMIT = 1e12
 
+_PHONE_YES = "yes, registered under the customers name"
+_DELAYED = "delay in paying off in the past"
+_NO_CREDITS = "no credits taken/ all credits paid back duly"
+_PAID_DULY = "existing credits paid back duly till now"
 _HOUSING = {"owned": "own", "mortgaged": "own", "rented": "rent", "family": "for free",
             "company": "for free"}
 
@@ -40,12 +45,6 @@ def _employment_since(years: float | None, income: float) -> str | None:
     if years < 7:
         return "4 <= ... < 7 years"
     return "... >= 7 years"
-
-
-def _age(birth: date | None, at: date) -> float | None:
-    if birth is None:
-        return None
-    return float(at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day)))
 
 
 class WoeEncoder:
@@ -82,51 +81,64 @@ class Features:
 
 
 def extract(apps: Sequence[Application], encoder: WoeEncoder, today: date | None = None) -> Features:
-    n = len(apps)
     today = today or date.today()
-    age = np.full(n, np.nan)
-    income = np.zeros(n)
-    oblig = np.zeros(n)
-    delinq = np.zeros(n)
-    inq = np.zeros(n)
-    flags = np.zeros(n)
-    req = np.full(n, NO_REQUESTED_LIMIT)
-    existing = np.full(n, np.nan)
-    product: list[str] = [""] * n
-    emp: list[str | None] = [None] * n
-    housing: list[str | None] = [None] * n
-    history: list[str | None] = [None] * n
-    phone: list[str | None] = [None] * n
-    for i, a in enumerate(apps):
+    nan = math.nan
+    age_l: list[float] = []
+    income_l: list[float] = []
+    oblig_l: list[float] = []
+    delinq_l: list[float] = []
+    inq_l: list[float] = []
+    flags_l: list[int] = []
+    req_l: list[float] = []
+    existing_l: list[float] = []
+    product: list[str] = []
+    emp: list[str | None] = []
+    housing: list[str | None] = []
+    history: list[str | None] = []
+    phone: list[str] = []
+    for a in apps:
         ap = a.applicant
-        at = a.applied_at.date() if a.applied_at is not None else today
-        v = _age(ap.birth_date, at)
-        if v is not None:
-            age[i] = v
-        phone[i] = "yes, registered under the customers name" if ap.mobile else "none"
+        birth = ap.birth_date
+        if birth is None:
+            age_l.append(nan)
+        else:
+            at = a.applied_at.date() if a.applied_at is not None else today
+            age_l.append(float(at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day))))
+        phone.append(_PHONE_YES if ap.mobile else "none")
         e = a.employment
-        inc = e.monthly_income if e is not None and e.monthly_income is not None else 0.0
-        income[i] = inc
-        emp[i] = _employment_since(e.years_employed if e is not None else None, inc)
-        if a.home is not None and a.home.housing is not None:
-            housing[i] = _HOUSING.get(a.home.housing)
+        inc = (e.monthly_income or 0.0) if e is not None else 0.0
+        income_l.append(inc)
+        emp.append(_employment_since(e.years_employed if e is not None else None, inc))
+        home = a.home
+        housing.append(_HOUSING.get(home.housing) if home is not None and home.housing is not None else None)
         cp = a.credit_profile
-        if cp is not None:
-            oblig[i] = cp.monthly_obligations or 0.0
-            delinq[i] = cp.delinquencies_24m or 0
-            inq[i] = cp.inquiries_6m or 0
-            if cp.existing_cards is not None:
-                existing[i] = min(max(cp.existing_cards, 1), 4)
-            if cp.delinquencies_24m:
-                history[i] = "delay in paying off in the past"
-            elif cp.credit_history_months == 0:
-                history[i] = "no credits taken/ all credits paid back duly"
-            elif cp.credit_history_months is not None:
-                history[i] = "existing credits paid back duly till now"
-        flags[i] = len(a.risk_reasons)
-        if a.requested_limit is not None:
-            req[i] = a.requested_limit
-        product[i] = a.card_product or ""
+        if cp is None:
+            oblig_l.append(0.0)
+            delinq_l.append(0.0)
+            inq_l.append(0.0)
+            existing_l.append(nan)
+            history.append(None)
+        else:
+            oblig_l.append(cp.monthly_obligations or 0.0)
+            delinq_l.append(cp.delinquencies_24m or 0)
+            inq_l.append(cp.inquiries_6m or 0)
+            cards = cp.existing_cards
+            existing_l.append(nan if cards is None else min(max(cards, 1), 4))
+            months = cp.credit_history_months
+            history.append(_DELAYED if cp.delinquencies_24m else _NO_CREDITS if months == 0
+                           else _PAID_DULY if months is not None else None)
+        flags_l.append(len(a.risk_reasons))
+        req_l.append(NO_REQUESTED_LIMIT if a.requested_limit is None else a.requested_limit)
+        product.append(a.card_product or "")
+    age = np.asarray(age_l, dtype=float)
+    income = np.asarray(income_l, dtype=float)
+    oblig = np.asarray(oblig_l, dtype=float)
+    delinq = np.asarray(delinq_l, dtype=float)
+    inq = np.asarray(inq_l, dtype=float)
+    flags = np.asarray(flags_l, dtype=float)
+    req = np.asarray(req_l, dtype=float)
+    existing = np.asarray(existing_l, dtype=float)
+    n = len(age)
     dti = oblig / np.maximum(income, 1.0)
     rate = np.where(income > 0, 1.0 + (dti >= 0.1) + (dti >= 0.2) + (dti >= 0.35), np.nan)
     x = np.zeros((n, len(encoder.features)), dtype=np.float32)
