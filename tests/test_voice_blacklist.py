@@ -249,3 +249,18 @@ def test_trained_backend_uses_print_stats_and_a_backend_change_rebuilds(
         stats = conn.execute(select(blacklist_samples.c.stats_mean, blacklist_samples.c.stats_std)
                              .where(blacklist_samples.c.backend_id == trained.backend_id)).all()
     assert len(stats) == 2 and all(s.stats_std != 1.0 and s.stats_mean != 0.0 for s in stats)
+
+
+def test_own_commit_already_picked_up_by_a_resync_is_not_added_twice(
+        bl: Blacklist, db: Database, engine: VoiceEngine, tmp_path: Path) -> None:
+    """Race: a resync read generation G, then ids that already include this thread's print of G+1."""
+    enrol(bl, "fraudster A", FRAUD_A)
+    other = Blacklist(db, engine, tmp_path / "other")
+    b = enrol(other, "fraudster B", FRAUD_B)
+    sample_id = other.get_identity(b)["prints"][0]["sample_id"]
+    generation = bl._read_generation()
+    bl._generation = generation - 1
+    bl.index.add([sample_id], other.index.reconstruct(sample_id))
+    bl._apply(generation, add=(sample_id, other.index.reconstruct(sample_id)))
+    assert len(bl.index) == 2 and bl._generation == generation
+    assert bl.identify(wav(FRAUD_B, 1)).matches[0].identity_id == b

@@ -48,7 +48,9 @@ def test_add_remove_and_duplicates() -> None:
         idx.add([99], np.ones((1, DIM + 1), dtype=np.float32))
     with pytest.raises(ValueError, match="NaN"):
         idx.add([99], np.full((1, DIM), np.nan, dtype=np.float32))
+    assert 3 in idx and 10 not in idx and "3" not in idx
     assert idx.remove([3, 4, 12345]) == 2
+    assert 3 not in idx and 5 in idx
     assert len(idx) == 8 and 3 not in idx.ids()
     _, f = idx.search(x[3], 8)
     assert 3 not in f[0] and 4 not in f[0]

@@ -46,7 +46,7 @@ TARGET = "blacklist_identity"
 MAX_LABEL = 200
 MAX_NOTES = 10_000
 #: Above this many prints a persisted save is deferred to ``close()`` (deletions always save at once).
-SYNC_SAVE_LIMIT = 100_000
+SYNC_SAVE_LIMIT = 20_000
 _IN_CHUNK = 900
 
 
@@ -243,7 +243,8 @@ class Blacklist:
             if remove:
                 self.index.remove(remove)
             if self._generation == generation - 1:
-                if add is not None:
+                # A resync that read the generation just before this commit may already hold the print.
+                if add is not None and add[0] not in self.index:
                     self.index.add([add[0]], add[1])
                 self._generation = generation
                 self._persist(force=bool(remove))

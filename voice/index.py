@@ -254,6 +254,13 @@ class VectorIndex:
         with self._lock:
             return self._ids.copy()
 
+    def __contains__(self, id_: object) -> bool:
+        if not isinstance(id_, int | np.integer):
+            return False
+        with self._lock:
+            pos = int(np.searchsorted(self._ids, id_))
+            return pos < len(self._ids) and int(self._ids[pos]) == int(id_)
+
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
         id_arr = _as_ids(ids)
         x = _as_matrix(vectors, self.dim)
