@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 __all__ = ["ARTIFACT_DIR", "artifact_paths", "build", "is_built", "source_dir"]
@@ -67,7 +68,10 @@ def build(models_dir: Path, *, force: bool = False) -> list[Path]:
     wrapper = _TokenEmbeddings(model)
     ids = torch.ones((2, 8), dtype=torch.long)
     tmp = out_dir / "model.onnx.tmp"
-    with torch.no_grad():
+    # The tracer warns about Python conditionals in the attention code that are constant for this
+    # model; pytest runs with warnings as errors, so the known export chatter is silenced here only.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
             (ids, torch.ones_like(ids), torch.zeros_like(ids)),

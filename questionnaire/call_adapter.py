@@ -55,9 +55,13 @@ class InterviewObserver(BaseObserver):
     """One interview on one call; pairs transcripts with the call server's answer timing."""
 
     def __init__(
-        self, service: InterviewService, interview_id: str | None = None, *, actor: str = "robot:call"
+        self,
+        service: InterviewService | Callable[[], InterviewService],
+        interview_id: str | None = None,
+        *,
+        actor: str = "robot:call",
     ) -> None:
-        self.service = service
+        self._service = service
         self.interview_id = interview_id
         self.actor = actor
         self.pending: dict[str, Any] | None = None
@@ -66,7 +70,15 @@ class InterviewObserver(BaseObserver):
         self._end: AnswerEnd | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def service(self) -> InterviewService:
+        if not isinstance(self._service, InterviewService):
+            self._service = self._service()
+        return self._service
+
     async def on_start(self, call: CallInfo) -> list[dict[str, Any]] | None:
+        # Building the service may load the sentence encoder: never on the call's event loop.
+        await asyncio.to_thread(lambda: self.service)
         if self.interview_id is None:
             self.interview_id = await asyncio.to_thread(find_interview, self.service, call)
         if self.interview_id is None:
@@ -190,8 +202,7 @@ def interview_observer_factory(service: InterviewService | Callable[[], Intervie
     def factory(call: CallInfo) -> InterviewObserver | None:
         if not (call.params.get("interview_id") or call.application_id):
             return None
-        svc = service if isinstance(service, InterviewService) else service()
-        return InterviewObserver(svc)
+        return InterviewObserver(service)
 
     return factory
 
