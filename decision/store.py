@@ -19,6 +19,7 @@ from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from callvet.decision.tables import policy_versions
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 __all__ = [
     "POLICY_NAMES",
@@ -72,6 +73,47 @@ def _check_name(name: str) -> None:
                        code="policy_not_found")
 
 
+_PROBE_APPLICANT = {"age": 40.0, "has_income": 1.0, "monthly_income": 10000.0, "monthly_obligations": 1000.0,
+                    "delinquencies_24m": 0.0, "inquiries_6m": 1.0, "risk_reason_count": 0.0,
+                    "requested_limit": 20000.0, "card_product": "gold", "score": 0.1}
+PROBES: dict[str, list[dict[str, Any]]] = {
+    "prescreen": [_PROBE_APPLICANT, {**_PROBE_APPLICANT, "score": 0.9, "risk_reason_count": 2.0}],
+    "investigation": [
+        {"voiceprint_alarm": flag, "questionnaire_verdict": verdict, "questionnaire_risk": 0.1,
+         "instant_outcome": instant}
+        for flag in (False, True) for verdict in ("pass", "none")
+        for instant in ("approve", "refer_investigation")
+    ],
+    "credit_limit": [_PROBE_APPLICANT, {**_PROBE_APPLICANT, "score": 0.9}],
+}
+REQUIRED_OUTPUTS = {
+    "prescreen": ("outcome", "reason"),
+    "investigation": ("outcome", "reason"),
+    "credit_limit": ("credit_limit", "band", "income_multiple", "product_cap"),
+}
+_OUTCOMES = {"approve", "decline", "refer_investigation", "refer_human"}
+
+
+def _probe(name: str, content: dict[str, Any]) -> None:
+    """Evaluate a proposed graph on probe inputs: it must produce the outputs the engine reads."""
+    import zen
+
+    decision = zen.ZenEngine().create_decision(json.dumps(content))
+    for ctx in PROBES[name]:
+        try:
+            result = decision.evaluate(ctx)["result"]
+        except Exception as exc:
+            raise InvalidInput(f"the graph fails on a probe input: {str(exc).splitlines()[0][:300]}",
+                               code="invalid_policy") from None
+        missing = [k for k in REQUIRED_OUTPUTS[name] if k not in result]
+        if missing:
+            raise InvalidInput(f"a {name} graph must output {', '.join(REQUIRED_OUTPUTS[name])}; "
+                               f"missing {', '.join(missing)} for input {ctx}", code="invalid_policy")
+        if "outcome" in REQUIRED_OUTPUTS[name] and result["outcome"] not in _OUTCOMES:
+            raise InvalidInput(f"outcome {result['outcome']!r} is not one of {sorted(_OUTCOMES)}",
+                               code="invalid_policy")
+
+
 def validate_graph(content: Any) -> None:
     """Reject a graph zen-engine cannot load, with a message naming what is wrong."""
     import zen
@@ -100,7 +142,17 @@ def _row(r: Any) -> dict[str, Any]:
 
 def seed(db: Database) -> list[str]:
     """Load each shipped graph as version 1 (active) for any policy that has no versions yet."""
-    seeded = []
+    seeded: list[str] = []
+    try:
+        _seed(db, seeded)
+    except IntegrityError:
+        return []
+    return seeded
+
+
+def _seed(db: Database, seeded: list[str]) -> None:
+    """Another process seeding at the same moment makes this transaction fail on the unique version
+    constraint; :func:`seed` then treats the policies as seeded."""
     with db.begin() as conn:
         existing = set(conn.execute(select(policy_versions.c.name).distinct()).scalars())
         for name in POLICY_NAMES:
@@ -116,7 +168,6 @@ def seed(db: Database) -> list[str]:
             audit.record(conn, SEED_ACTOR, "policy.activate", "policy", f"{name}@1",
                          reason="shipped default loaded at first start")
             seeded.append(name)
-    return seeded
 
 
 def active_versions(db: Database) -> dict[str, tuple[int, dict[str, Any]]]:
@@ -164,17 +215,22 @@ def propose(db: Database, name: str, content: Any, *, actor: str, note: str = ""
     """Store a new version with status proposed; it changes nothing until someone else activates it."""
     _check_name(name)
     validate_graph(content)
-    with db.begin() as conn:
-        last = conn.execute(select(func.max(policy_versions.c.version))
-                            .where(policy_versions.c.name == name)).scalar() or 0
-        version = int(last) + 1
-        conn.execute(insert(policy_versions).values(
-            name=name, version=version, status=PolicyStatus.PROPOSED.value, content=content,
-            sha256=_sha(content), note=note, expected_effect=expected_effect, created_by=actor,
-            created_at=utcnow(),
-        ))
-        audit.record(conn, actor, "policy.propose", "policy", f"{name}@{version}", reason=note,
-                     details={"expected_effect": expected_effect, "sha256": _sha(content)})
+    _probe(name, content)
+    try:
+        with db.begin() as conn:
+            last = conn.execute(select(func.max(policy_versions.c.version))
+                                .where(policy_versions.c.name == name)).scalar() or 0
+            version = int(last) + 1
+            conn.execute(insert(policy_versions).values(
+                name=name, version=version, status=PolicyStatus.PROPOSED.value, content=content,
+                sha256=_sha(content), note=note, expected_effect=expected_effect, created_by=actor,
+                created_at=utcnow(),
+            ))
+            audit.record(conn, actor, "policy.propose", "policy", f"{name}@{version}", reason=note,
+                         details={"expected_effect": expected_effect, "sha256": _sha(content)})
+    except IntegrityError:
+        raise Conflict(f"another version of {name!r} was proposed at the same moment; retry",
+                       code="concurrent_proposal") from None
     return get_version(db, name, version)
 
 

@@ -67,6 +67,12 @@ def test_bad_graphs_and_names(db: Any) -> None:
         store.propose(db, "prescreen", {"nodes": [{"id": "a", "type": "inputNode"}], "edges": []}, actor="a")
     with pytest.raises(NotFound):
         store.propose(db, "nope", store.shipped_graph("prescreen"), actor="a")
+    with pytest.raises(InvalidInput, match="must output"):
+        store.propose(db, "credit_limit", store.shipped_graph("prescreen"), actor="a")
+    wrong = store.shipped_graph("prescreen")
+    wrong["nodes"][2]["content"]["rules"][-1]["screen_o0"] = '"maybe"'
+    with pytest.raises(InvalidInput, match="not one of"):
+        store.propose(db, "prescreen", wrong, actor="a")
     with pytest.raises(NotFound):
         store.activate(db, "prescreen", 9, actor="b")
     row = store.propose(db, "prescreen", store.shipped_graph("prescreen"), actor="a")
