@@ -149,3 +149,38 @@ def test_bad_requests(wapi: Api) -> None:
     assert r.status_code == 422
     r = client.get("/v1/workflow/config/priority", headers=h["risk_officer"])
     assert r.status_code == 200 and r.json()["value"]["risk_weight"] == 40.0
+
+
+def test_supervision_rectify_and_admin_tick(wapi: Api) -> None:
+    client, h = wapi
+    app = {**APP, "risk_reasons": [], "employment": {**APP["employment"], "monthly_income": 0}}
+    r = client.post(
+        "/v1/workflow/instances",
+        headers=h["analyst"],
+        json={"process_key": "card_issuance", "data": {"application": app}},
+    )
+    assert r.status_code == 201 and r.json()["status"] == "waiting"
+    task = client.get("/v1/tasks", headers=h["approver"]).json()["tasks"][0]
+    r = client.post(
+        f"/v1/tasks/{task['task_id']}/complete",
+        headers=h["approver"],
+        json={"data": {"review_decision": "approve", "documents": ["id_card"]}},
+    )
+    assert r.status_code == 200
+    findings = client.get("/v1/supervision/findings", headers=h["auditor"], params={"status": "open"}).json()
+    ids = {f["rule_id"] for f in findings["findings"]}
+    assert {"ISS-INC-001", "ISS-ID-002"} <= ids or "ISS-INC-001" in ids
+    fid = findings["findings"][0]["id"]
+    url = f"/v1/supervision/findings/{fid}/rectify"
+    assert client.post(url, headers=h["auditor"], json={"note": "x"}).status_code == 403
+    assert (
+        client.post(url, headers=h["risk_officer"], json={"note": "Income proof obtained"}).status_code == 200
+    )
+    assert client.post(url, headers=h["risk_officer"], json={"note": "again"}).status_code == 409
+    m = client.get("/v1/supervision/metrics", headers=h["risk_officer"]).json()
+    assert m["rectified"] == 1 and m["rectified_within_3_days"] == 1 and m["coverage"] == 1.0
+    assert client.post("/v1/workflow/tick", headers=h["risk_officer"]).status_code == 403
+    stats = client.post("/v1/workflow/tick", headers=h["admin"]).json()
+    assert set(stats) >= {"advanced", "reminded", "escalated", "assigned"}
+    users = client.get("/v1/workflow/users", headers=h["risk_officer"]).json()["users"]
+    assert {u["user_id"] for u in users} == {"test-approver", "test-risk_officer"}
