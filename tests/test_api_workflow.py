@@ -85,6 +85,10 @@ def test_card_flow_over_http(wapi: Api) -> None:
     body = r.json()
     assert body["status"] == "waiting" and body["version"] == 1
     iid = body["instance_id"]
+    listed = client.get("/v1/workflow/instances", headers=h["robot"], params={"status": "waiting"}).json()
+    assert [i["instance_id"] for i in listed["instances"]] == [iid]
+    got = client.get(f"/v1/workflow/instances/{iid}", headers=h["robot"]).json()
+    assert got["waiting_for"] == ["investigation_result"]
     r = client.post(
         f"/v1/workflow/instances/{iid}/messages/investigation_result",
         headers=h["robot"],

@@ -760,6 +760,47 @@ class WorkflowRuntime:
         return stats
 
     # ---- reading ---------------------------------------------------------------------------------
+    def list_instances(
+        self, *, status: str | None = None, process_key: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Newest first; ``status`` one of running, waiting, completed, failed."""
+        if status is not None and status not in {s.value for s in InstanceStatus}:
+            raise InvalidInput(f"unknown status {status!r}", code="invalid_status")
+        stmt = (
+            select(
+                wf_instances.c.id,
+                wf_instances.c.process_key,
+                wf_instances.c.version,
+                wf_instances.c.status,
+                wf_instances.c.created_at,
+                wf_instances.c.updated_at,
+            )
+            .order_by(wf_instances.c.created_at.desc())
+            .limit(max(1, min(limit, 1000)))
+        )
+        if status is not None:
+            stmt = stmt.where(wf_instances.c.status == status)
+        if process_key is not None:
+            stmt = stmt.where(wf_instances.c.process_key == process_key)
+        with self.db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            {
+                "instance_id": r.id,
+                "process_key": r.process_key,
+                "version": r.version,
+                "status": r.status,
+                "created_at": _aware(r.created_at).isoformat(),  # type: ignore[union-attr]
+                "updated_at": _aware(r.updated_at).isoformat(),
+            }  # type: ignore[union-attr]
+            for r in rows
+        ]
+
+    def waiting_for(self, instance_id: str) -> list[str]:
+        """Names of the messages the instance waits for (e.g. ``investigation_result``)."""
+        inst = self._load(instance_id)
+        return sorted({e.name for e in inst.wf.waiting_events() if e.event_type == "MessageEventDefinition"})
+
     def summary(self, instance_id: str, *, with_events: bool = False) -> dict[str, Any]:
         with self.db.connect() as conn:
             row = conn.execute(select(wf_instances).where(wf_instances.c.id == instance_id)).first()
@@ -790,6 +831,8 @@ class WorkflowRuntime:
                     for e in evs
                 ]
                 out["tasks"] = self.board.for_instance(conn, instance_id)
+        if with_events and out["status"] == InstanceStatus.WAITING.value:
+            out["waiting_for"] = self.waiting_for(instance_id)
         return out
 
 

@@ -115,6 +115,18 @@ def start_instance(
     return rt.start(body.process_key, body.data, actor=p.actor, version=body.version)
 
 
+@router.get("/v1/workflow/instances")
+def list_instances(
+    status: str | None = Query(None, pattern="^(running|waiting|completed|failed)$"),
+    process_key: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    _p: Principal = Depends(require(*ALL_STAFF)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    """Newest first; the call robot polls ``?status=waiting`` and reads ``waiting_for`` per instance."""
+    return {"instances": rt.list_instances(status=status, process_key=process_key, limit=limit)}
+
+
 @router.get("/v1/workflow/instances/{instance_id}")
 def get_instance(
     instance_id: str, _p: Principal = Depends(require(*ALL_STAFF)), rt: WorkflowRuntime = Depends(_rt)
