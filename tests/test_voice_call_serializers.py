@@ -53,6 +53,7 @@ def test_twilio_messages_become_frames() -> None:
     assert (start.application_id, start.language) == ("app-1", "ro")
     (audio,) = s.text(_media(1))
     assert isinstance(audio, AudioFrame) and audio.sample_rate == 8000 and len(audio.samples) == 160
+    assert audio.samples[0] == pytest.approx(1 / 1000, abs=2e-4) and audio.n_samples == 160
     assert s.text(_media(2, track="outbound")) == [] and s.outbound_frames == 1
     assert s.text(json.dumps({"event": "mark", "mark": {"name": "q1"}})) == [MarkFrame("q1")]
     assert s.text(json.dumps({"event": "dtmf", "dtmf": {"digit": "5"}})) == [DtmfFrame("5")]
@@ -114,7 +115,7 @@ def test_twilio_reorders_within_jitter_window() -> None:
 
 def test_jitter_buffer_gives_up_on_lost_frames_and_drops_late_ones() -> None:
     jb = JitterBuffer(depth=3)
-    frame = np.ones(160, np.float32)
+    frame = b"\x11" * 160
     got = []
     for seq in [1, 2, 4, 5, 6]:  # 3 never comes
         got += jb.push(seq, frame)
@@ -122,7 +123,7 @@ def test_jitter_buffer_gives_up_on_lost_frames_and_drops_late_ones() -> None:
     assert jb.push(6, frame) == [] and jb.duplicates == 1
     got += jb.push(7, frame)  # a fourth frame held: 3 is given up
     assert [s for s, _, _ in got] == [1, 2, 3, 4, 5, 6, 7]
-    assert got[2][2] is True and not got[2][1].any()  # filled with silence, audio time stays true
+    assert got[2][2] is True and got[2][1] == b"\xff" * 160  # mu-law silence: audio time stays true
     assert jb.push(3, frame) == [] and jb.late == 1
     assert jb.lost == 1 and jb.flush() == []
 

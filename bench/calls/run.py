@@ -161,7 +161,7 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "callvet.api.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--ws", "websockets-sansio", "--log-level", "warning",
-         "--ws-max-size", "1048576"],
+         "--ws-max-size", "1048576", "--ws-per-message-deflate", "false"],
         env=env, cwd=str(tmp),
     )
     url = f"ws://127.0.0.1:{port}/v1/calls/stream"

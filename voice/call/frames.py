@@ -19,6 +19,7 @@ __all__ = [
     "MarkFrame",
     "StartFrame",
     "StopFrame",
+    "decode_payload",
 ]
 
 
@@ -47,12 +48,50 @@ class StartFrame:
 
 @dataclass(frozen=True)
 class AudioFrame:
-    """Mono float32 samples in [-1, 1]; ``seq`` is the protocol's chunk number (0 when it has none)."""
+    """Audio still in its wire encoding (``mulaw`` bytes or ``pcm16`` little-endian bytes).
 
-    samples: np.ndarray
+    Decoding to float is left to the worker pool: numpy on the event loop thread would hand the GIL to
+    busy workers on every frame, and the loop of a busy server would then wait on them.
+    ``seq`` is the protocol's chunk number (0 when it has none); ``filled`` marks silence standing in
+    for a lost frame.
+    """
+
+    data: bytes
+    encoding: str
     sample_rate: int
     seq: int = 0
     filled: bool = False
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.data) if self.encoding == "mulaw" else len(self.data) // 2
+
+    @property
+    def samples(self) -> np.ndarray:
+        return decode_payload(self.data, self.encoding)
+
+
+def _mulaw_table() -> np.ndarray:
+    """G.711 mu-law expansion of all 256 codes to float32 in [-1, 1]."""
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    sign = u & 0x80
+    exponent = (u >> 4) & 0x07
+    mantissa = u & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    pcm = np.where(sign != 0, -magnitude, magnitude)
+    return (pcm / 32768.0).astype(np.float32)
+
+
+_MULAW = _mulaw_table()
+SILENCE_BYTE = {"mulaw": b"\xff", "pcm16": b"\x00"}
+BYTES_PER_SAMPLE = {"mulaw": 1, "pcm16": 2}
+
+
+def decode_payload(data: bytes, encoding: str) -> np.ndarray:
+    """Wire bytes -> float32 samples in [-1, 1]."""
+    if encoding == "mulaw":
+        return _MULAW[np.frombuffer(data, dtype=np.uint8)]
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from callvet.core.errors import CallvetError
+from callvet.voice.call.frames import decode_payload
 from callvet.voice.call.prosody import ProsodyTracker
 from scipy.signal import resample_poly
 
@@ -171,6 +172,10 @@ class CallProcessor:
 
     def _t(self, idx: int) -> float:
         return self.offset_s + idx / self.sr
+
+    def process_bytes(self, data: bytes, encoding: str, shed_s: float = 0.0) -> list[Output]:
+        """:meth:`process` of audio still in its wire encoding (decoded here, in the worker)."""
+        return self.process(decode_payload(data, encoding), shed_s=shed_s)
 
     def process(self, chunk: np.ndarray, *, shed_s: float = 0.0) -> list[Output]:
         """Feed audio received since the last call; ``shed_s`` is audio dropped just before it."""

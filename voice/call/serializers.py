@@ -24,6 +24,7 @@ from callvet.voice.call.frames import (
     MarkFrame,
     StartFrame,
     StopFrame,
+    decode_payload,
 )
 
 __all__ = [
@@ -55,22 +56,8 @@ class ProtocolError(InvalidInput):
         self.close_code = close_code
 
 
-def _mulaw_table() -> np.ndarray:
-    """G.711 mu-law expansion of all 256 codes to float32 in [-1, 1]."""
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    sign = u & 0x80
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    pcm = np.where(sign != 0, -magnitude, magnitude)
-    return (pcm / 32768.0).astype(np.float32)
-
-
-_MULAW = _mulaw_table()
-
-
 def mulaw_to_float(data: bytes) -> np.ndarray:
-    return _MULAW[np.frombuffer(data, dtype=np.uint8)]
+    return decode_payload(data, "mulaw")
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -96,11 +83,12 @@ class JitterBuffer:
     true). Late or duplicate frames are dropped and counted. Memory never exceeds ``depth`` frames.
     """
 
-    def __init__(self, depth: int = 8, *, max_gap: int = 50) -> None:
+    def __init__(self, depth: int = 8, *, max_gap: int = 50, silence: bytes = b"\xff") -> None:
         self.depth = depth
+        self.silence = silence
         self.max_gap = max_gap
         self.next_seq: int | None = None
-        self._heap: list[tuple[int, int, np.ndarray]] = []
+        self._heap: list[tuple[int, int, bytes]] = []
         self._seen: set[int] = set()
         self._n = 0
         self.late = 0
@@ -108,7 +96,7 @@ class JitterBuffer:
         self.lost = 0
         self.reordered = 0
 
-    def push(self, seq: int, samples: np.ndarray) -> list[tuple[int, np.ndarray, bool]]:
+    def push(self, seq: int, payload: bytes) -> list[tuple[int, bytes, bool]]:
         if self.next_seq is None:
             self.next_seq = seq
         if seq < self.next_seq:
@@ -121,20 +109,20 @@ class JitterBuffer:
             self.reordered += 1
         self._seen.add(seq)
         self._n += 1
-        heapq.heappush(self._heap, (seq, self._n, samples))
+        heapq.heappush(self._heap, (seq, self._n, payload))
         return self._release(force=len(self._heap) > self.depth)
 
-    def flush(self) -> list[tuple[int, np.ndarray, bool]]:
-        out: list[tuple[int, np.ndarray, bool]] = []
+    def flush(self) -> list[tuple[int, bytes, bool]]:
+        out: list[tuple[int, bytes, bool]] = []
         while self._heap:
             out += self._release(force=True)
         return out
 
-    def _release(self, *, force: bool) -> list[tuple[int, np.ndarray, bool]]:
-        out: list[tuple[int, np.ndarray, bool]] = []
+    def _release(self, *, force: bool) -> list[tuple[int, bytes, bool]]:
+        out: list[tuple[int, bytes, bool]] = []
         assert self.next_seq is not None
         while self._heap:
-            seq, _, samples = self._heap[0]
+            seq, _, payload = self._heap[0]
             if seq != self.next_seq:
                 if not force:
                     break
@@ -142,11 +130,11 @@ class JitterBuffer:
                 self.lost += gap
                 fill = min(gap, self.max_gap)
                 for i in range(fill):
-                    out.append((self.next_seq + i, np.zeros(len(samples), np.float32), True))
+                    out.append((self.next_seq + i, self.silence * len(payload), True))
                 self.next_seq = seq
             heapq.heappop(self._heap)
             self._seen.discard(seq)
-            out.append((seq, samples, False))
+            out.append((seq, payload, False))
             self.next_seq = seq + 1
             force = len(self._heap) > self.depth
         return out
@@ -290,11 +278,11 @@ class TwilioSerializer(Serializer):
                 seq = int(media["timestamp"]) // 20
             except (KeyError, TypeError, ValueError):
                 raise ProtocolError("media without chunk or timestamp", code="bad_media") from None
-        return [AudioFrame(samples, 8000, s, filled) for s, samples, filled in
-                self.jitter.push(seq, mulaw_to_float(data))]
+        return [AudioFrame(payload, "mulaw", 8000, s, filled) for s, payload, filled in
+                self.jitter.push(seq, data)]
 
     def _drain(self) -> list[Frame]:
-        return [AudioFrame(samples, 8000, s, filled) for s, samples, filled in self.jitter.flush()]
+        return [AudioFrame(payload, "mulaw", 8000, s, filled) for s, payload, filled in self.jitter.flush()]
 
 
 class ForkSerializer(Serializer):
@@ -325,8 +313,7 @@ class ForkSerializer(Serializer):
             raise ProtocolError("16-bit PCM frame with an odd byte count", code="bad_payload")
         if not data:
             return []
-        x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        return [AudioFrame(x, rate)]
+        return [AudioFrame(bytes(data), "pcm16", rate)]
 
     def _start(self, msg: dict[str, Any]) -> StartFrame:
         rate = msg.get("sampleRate", msg.get("sample_rate"))

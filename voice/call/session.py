@@ -26,10 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
 
-import numpy as np
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError
 from callvet.voice.call.frames import (
+    BYTES_PER_SAMPLE,
     AudioFrame,
     ClientEventFrame,
     DtmfFrame,
@@ -175,7 +175,8 @@ class CallSession:
         self.frames = 0
         self.max_batch_s = 0.0
         self.events_sent: list[dict[str, Any]] = []
-        self._pending: list[np.ndarray] = []
+        self._pending: list[bytes] = []
+        self._encoding = "mulaw"
         self._pending_n = 0
         self._shed_next = 0.0
         self._marks: deque[tuple[int, str]] = deque(maxlen=256)
@@ -250,19 +251,38 @@ class CallSession:
     # -- main loop ------------------------------------------------------------------------------
     async def run(self) -> None:
         self._db(self.server.store.create, self.call_id, self.protocol, self.actor)
-        n_msgs = 0
         try:
+            try:
+                await self._receive_loop()
+            except TimeoutError:
+                await self._fail("idle_timeout", f"nothing received for {self.cfg.idle_timeout_s:g} s",
+                                 CLOSE_POLICY)
+        except Exception as exc:
+            log.exception("call %s failed", self.call_id)
+            await self._fail("internal", f"internal error: {type(exc).__name__}", CLOSE_INTERNAL)
+        finally:
+            await self._finish()
+
+    async def _receive_loop(self) -> None:
+        """Messages -> frames -> handling, until stop, failure, disconnect or idle timeout.
+
+        The idle deadline is one timer moved forward at most once a second (not a task per message,
+        which is what ``wait_for`` would cost on a loop carrying hundreds of calls)."""
+        loop = asyncio.get_running_loop()
+        idle = self.cfg.idle_timeout_s
+        n_msgs = 0
+        async with asyncio.timeout(idle) as deadline:
+            moved = loop.time()
             while not self.sm.ended:
-                try:
-                    msg = await asyncio.wait_for(self.transport.receive(), self.cfg.idle_timeout_s)
-                except TimeoutError:
-                    await self._fail("idle_timeout", f"nothing received for {self.cfg.idle_timeout_s:g} s",
-                                     CLOSE_POLICY)
-                    break
+                now = loop.time()
+                if now - moved > 1.0:
+                    deadline.reschedule(now + idle)
+                    moved = now
+                msg = await self.transport.receive()
                 if msg is None:
                     self._gone = True
                     self.end_reason = "disconnected"
-                    break
+                    return
                 try:
                     frames = (self.serializer.text(msg) if isinstance(msg, str)
                               else self.serializer.binary(msg))
@@ -277,11 +297,6 @@ class CallSession:
                 n_msgs += 1
                 if n_msgs % 8 == 0:
                     await asyncio.sleep(0)  # buffered messages never starve this call's pipeline
-        except Exception as exc:
-            log.exception("call %s failed", self.call_id)
-            await self._fail("internal", f"internal error: {type(exc).__name__}", CLOSE_INTERNAL)
-        finally:
-            await self._finish()
 
     async def _backpressure(self) -> None:
         """Stop reading while too much audio waits (a client faster than real time): bounded memory,
@@ -367,15 +382,18 @@ class CallSession:
         if self.sm.state is not CallState.STREAMING or self._pipeline_failed:
             return
         self.frames += 1
-        self.received += len(frame.samples)
-        self._pending.append(frame.samples)
-        self._pending_n += len(frame.samples)
+        self._encoding = frame.encoding
+        n = frame.n_samples
+        self.received += n
+        self._pending.append(frame.data)
+        self._pending_n += n
         lag = min(time.monotonic() - (self._first_audio_wall or 0.0), self.audio_s) - self.processed_s
         keep = int(0.5 * self.sample_rate)
         if lag > self.cfg.max_lag_s and self._pending_n > keep:
-            buf = np.concatenate(self._pending)
-            shed = len(buf) - keep
-            self._pending, self._pending_n = [buf[-keep:]], keep
+            width = BYTES_PER_SAMPLE[frame.encoding]
+            buf = b"".join(self._pending)
+            shed = self._pending_n - keep
+            self._pending, self._pending_n = [buf[-keep * width :]], keep
             self._shed_next += shed / self.sample_rate
             self.shed_s += shed / self.sample_rate
             self._lag(lag)
@@ -405,19 +423,20 @@ class CallSession:
             await self._wake.wait()
             self._wake.clear()
             if self._pending_n and not self._pipeline_failed:
-                chunk = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+                data = b"".join(self._pending)
+                n = self._pending_n
                 shed, self._shed_next = self._shed_next, 0.0
                 self._pending, self._pending_n = [], 0
-                self.max_batch_s = max(self.max_batch_s, len(chunk) / self.sample_rate)
+                self.max_batch_s = max(self.max_batch_s, n / self.sample_rate)
                 try:
                     outs = await loop.run_in_executor(
-                        self.server.pool, partial(self.processor.process, chunk, shed_s=shed))
+                        self.server.pool, partial(self.processor.process_bytes, data, self._encoding, shed))
                 except Exception as exc:
                     log.exception("call %s: pipeline failed", self.call_id)
                     self._pipeline_failed = True
                     await self._error("pipeline_failed", f"audio pipeline failed: {type(exc).__name__}")
                     outs = []
-                self.processed += len(chunk)
+                self.processed += n
                 self._drained.set()
                 await self._outputs(outs)
             await self._send_marks()

@@ -99,7 +99,7 @@ async def stream_call(
     if protocol == "twilio" and sample_rate != 8000:
         raise ValueError("Twilio streams 8 kHz mu-law; resample first")
     frames = _frames(np.asarray(samples, dtype=np.float32), sample_rate)
-    async with websockets.connect(url, additional_headers=headers, max_size=1 << 22,
+    async with websockets.connect(url, additional_headers=headers, max_size=1 << 22, compression=None,
                                   open_timeout=open_timeout_s, close_timeout=5) as ws:
 
         async def reader() -> None:
