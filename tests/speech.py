@@ -109,12 +109,14 @@ def to_wav_bytes(x: np.ndarray, sample_rate: int, *, channels: int = 1, sampwidt
 
 
 def to_mulaw(x: np.ndarray) -> bytes:
-    """G.711 mu-law bytes of a float signal (what a phone network carries)."""
-    mu = 255.0
-    x = np.clip(x, -1.0, 1.0)
-    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
-    q = np.round((y + 1) / 2 * mu).astype(np.int32)
-    return (255 - q).astype(np.uint8).tobytes()
+    """ITU-T G.711 mu-law bytes of a float signal (what a phone network carries), written out here so
+    tests check the service's decoder against an independent encoder."""
+    pcm = np.clip(np.round(np.asarray(x, dtype=np.float64) * 32767), -32768, 32767).astype(np.int32)
+    sign = np.where(pcm < 0, 0x80, 0)
+    mag = np.minimum(np.abs(pcm), 32635) + 0x84
+    exponent = np.floor(np.log2(np.maximum((mag >> 7) & 0xFF, 1))).astype(np.int32)
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
 
 
 def phone_channel(x: np.ndarray, sample_rate: int, *, snr_db: float = 15.0, seed: int = 0) -> np.ndarray:
