@@ -54,7 +54,7 @@ FORMAT_VERSION = 1
 class BackendConfig:
     """What the back end does; every step can be switched off (used for the per-step table)."""
 
-    nap_dim: int = 8
+    nap_dim: int = 16
     lda_dim: int = 0
     wccn: bool = True
     shrink: float = 0.1
