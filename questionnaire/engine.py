@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -505,7 +504,3 @@ class InterviewEngine:
         if self.status is InterviewState.ASKING and cur is not None:
             return {"state": self.status.value, "question": cur.public()}
         return {"state": self.status.value, "result": self.state["result"]}
-
-    @staticmethod
-    def today() -> date:
-        return datetime.now().date()

@@ -23,9 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["LANGUAGES", "InterviewService", "Prosody", "Timing", "validation_error"]
+__all__ = ["LANGUAGES", "MAX_ATTEMPTS", "InterviewService", "Prosody", "Timing", "validation_error"]
 
 LANGUAGES = ("zh-CN", "en", "en-US", "en-GB")
+# Interviews per application: a caller who hangs up to hear a fresh paper gets only so many.
+MAX_ATTEMPTS = 3
 
 
 class Timing(BaseModel):
@@ -75,8 +77,10 @@ class InterviewService:
         use_encoder: bool = True,
         bank: Bank | None = None,
         scorer: Scorer | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.db = db
+        self.max_attempts = max_attempts
         self.bank = bank or load_bank()
         if scorer is None:
             encoder = None
@@ -116,7 +120,7 @@ class InterviewService:
                 return self._create(application, lang, actor)
             except IntegrityError:
                 continue
-        raise InvalidInput("could not allocate an attempt number; retry", code="attempt_race")
+        raise Conflict("could not allocate an attempt number; retry", code="attempt_race")
 
     def _create(self, app: Application, lang: str, actor: str) -> dict[str, Any]:
         iid = str(uuid.uuid4())
@@ -130,6 +134,12 @@ class InterviewService:
                 ).scalar_one()
                 + 1
             )
+            if attempt > self.max_attempts:
+                raise Conflict(
+                    f"application {app.application_id} has had {attempt - 1} interviews; "
+                    f"the limit is {self.max_attempts}",
+                    code="attempts_exhausted",
+                )
             eng = InterviewEngine.new(self.bank, self.scorer, app, attempt=attempt, language=lang)
             conn.execute(
                 insert(interviews).values(

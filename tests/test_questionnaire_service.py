@@ -51,6 +51,10 @@ def test_attempts_count_up_and_papers_differ(db: Database) -> None:
     a, b = svc.create(EXAMPLE), svc.create(EXAMPLE)
     assert (a["attempt"], b["attempt"]) == (1, 2)
     assert [i["attempt"] for i in svc.list_for_application(EXAMPLE["application_id"])] == [1, 2]
+    svc.create(EXAMPLE)
+    with pytest.raises(Conflict) as exc:
+        svc.create(EXAMPLE)
+    assert exc.value.code == "attempts_exhausted"
 
 
 def test_guesser_fails_and_finished_interview_rejects_answers(db: Database) -> None:

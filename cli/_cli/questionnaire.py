@@ -142,7 +142,11 @@ def simulate(
     counts: Counter[str] = Counter()
     for s in range(seed, seed + n):
         caller = kinds[kind](sim.make_application(s), random.Random(s))
-        out = sim.run_interview(driver, caller, actor="cli-simulator")
+        try:
+            out = sim.run_interview(driver, caller, actor="cli-simulator")
+        except CallvetError as exc:
+            counts[f"error:{exc.code}"] += 1
+            continue
         res = out["result"]
         counts[res["verdict"]] += 1
         if verbose:
