@@ -37,7 +37,7 @@ from callvet.decision.scoring import CreditScorer
 from callvet.decision.tables import decision_records, policy_versions
 from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome, Reason
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 __all__ = ["ROW_MODE_MAX", "ActivePolicy", "DecisionEngine", "load_policy"]
 
@@ -317,6 +317,28 @@ class DecisionEngine:
         d = dict(r._mapping)
         d["created_at"] = d["created_at"].isoformat()
         return d
+
+    def delete(self, *, actor: str, reason: str, decision_id: str | None = None,
+               application_id: str | None = None) -> int:
+        """Erase stored decisions (one, or every decision of an application) with their inputs.
+
+        The audit row keeps who erased what and why, never the erased personal data.
+        """
+        if not reason.strip():
+            raise InvalidInput("a reason is required to erase decisions", code="reason_required")
+        if (decision_id is None) == (application_id is None):
+            raise InvalidInput("give exactly one of decision_id or application_id", code="invalid_target")
+        cond = decision_records.c.decision_id == decision_id if decision_id is not None \
+            else decision_records.c.application_id == application_id
+        with self.db.begin() as conn:
+            ids = list(conn.execute(select(decision_records.c.decision_id).where(cond)).scalars())
+            if not ids:
+                raise NotFound("no stored decision matches", code="decision_not_found")
+            conn.execute(delete(decision_records).where(cond))
+            audit.record(conn, actor, "decision.delete", "decision",
+                         decision_id if decision_id is not None else f"application:{application_id}",
+                         reason=reason, details={"count": len(ids), "decision_ids": ids[:1000]})
+        return len(ids)
 
     def close(self) -> None:
         return None

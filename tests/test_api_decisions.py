@@ -80,3 +80,23 @@ def test_policy_versions_maker_checker(api: Api) -> None:
     assert [v["status"] for v in versions] == ["retired", "active", "proposed"]
     audit = client.get("/v1/audit", headers=h["auditor"], params={"target_type": "policy"}).json()["entries"]
     assert any(e["action"] == "policy.activate" and e["target_id"] == "credit_limit@2" for e in audit)
+
+
+def test_erase_decisions_admin_only_and_audited(api: Api) -> None:
+    client, h = _client(api)
+    ids = [client.post("/v1/decisions", json={"application": example()}, headers=h["robot"]).json()
+           ["decision_id"] for _ in range(2)]
+    url = f"/v1/decisions/{ids[0]}"
+    assert client.delete(url, params={"reason": "x"}, headers=h["approver"]).status_code == 403
+    assert client.delete(url, headers=h["admin"]).status_code == 422
+    r = client.delete(url, params={"reason": "erasure request #12"}, headers=h["admin"])
+    assert r.status_code == 200 and r.json() == {"deleted": 1}
+    assert client.get(url, headers=h["auditor"]).status_code == 404
+    r = client.delete("/v1/decisions", params={"application_id": "APP-2026-000123", "reason": "erasure"},
+                      headers=h["admin"])
+    assert r.json() == {"deleted": 1}
+    assert client.get(f"/v1/decisions/{ids[1]}", headers=h["auditor"]).status_code == 404
+    entries = client.get("/v1/audit", headers=h["auditor"],
+                         params={"action": "decision.delete"}).json()["entries"]
+    assert {e["reason"] for e in entries} == {"erasure request #12", "erasure"}
+    assert all("applicant" not in str(e["details"]) for e in entries)

@@ -47,5 +47,11 @@ def test_rules_maker_checker_and_tune(cli_env: Path) -> None:
     assert d["policy_versions"]["prescreen"] == 2
     shown = run(app, ["decision", "show", d["decision_id"]])
     assert json.loads(shown.stdout)["decision_id"] == d["decision_id"]
+    admin = run(app, ["keys", "create", "--role", "admin", "--label", "dpo"]).stdout.strip()
+    denied = run(app, ["decision", "delete", d["decision_id"], "--reason", "x", "--key", approver])
+    assert denied.exit_code == 2
+    erased = run(app, ["decision", "delete", d["decision_id"], "--reason", "erasure", "--key", admin])
+    assert erased.exit_code == 0 and "erased 1" in erased.stdout
+    assert run(app, ["decision", "show", d["decision_id"]]).exit_code == 2
     bad = run(app, ["rules", "tune", "--outcomes", str(outcomes), "--target", "fast=1", "--key", officer])
     assert bad.exit_code == 2

@@ -55,6 +55,22 @@ def get_decision(decision_id: str, ctx: AppContext = Depends(get_ctx),
     return engine(ctx).get(decision_id)
 
 
+@router.delete("/v1/decisions/{decision_id}")
+def delete_decision(decision_id: str, reason: str = Query(..., min_length=1, max_length=2000),
+                    ctx: AppContext = Depends(get_ctx), p: Principal = Depends(require())) -> dict[str, Any]:
+    """Erase one stored decision and its inputs (admin only; audited with the reason)."""
+    return {"deleted": engine(ctx).delete(actor=p.actor, reason=reason, decision_id=decision_id)}
+
+
+@router.delete("/v1/decisions")
+def delete_application_decisions(application_id: str = Query(..., min_length=1, max_length=64),
+                                 reason: str = Query(..., min_length=1, max_length=2000),
+                                 ctx: AppContext = Depends(get_ctx),
+                                 p: Principal = Depends(require())) -> dict[str, Any]:
+    """Erase every stored decision of an application (admin only; audited with the reason)."""
+    return {"deleted": engine(ctx).delete(actor=p.actor, reason=reason, application_id=application_id)}
+
+
 @router.get("/v1/policies", tags=["policies"])
 def list_policies(ctx: AppContext = Depends(get_ctx),
                   _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:

@@ -94,6 +94,26 @@ def show(decision_id: str) -> None:
         raise fail(exc) from None
 
 
+@decision_app.command("delete")
+def delete(
+    decision_id: str | None = typer.Argument(None, help="one decision to erase"),
+    application: str | None = typer.Option(None, "--application", help="erase every decision of it"),
+    reason: str = typer.Option(..., "--reason", help="why (kept in the audit log)"),
+    key: str = _KEY,
+) -> None:
+    """Erase stored decisions and their inputs (admin key; audited)."""
+    from callvet.decision import DecisionEngine
+
+    try:
+        db = open_db()
+        p = _principal(db, key)
+        n = DecisionEngine.from_settings(get_settings(), db).delete(
+            actor=p.actor, reason=reason, decision_id=decision_id, application_id=application)
+    except CallvetError as exc:
+        raise fail(exc) from None
+    typer.echo(f"erased {n} decision(s)")
+
+
 @decision_app.command("simulate")
 def simulate(
     n: int = typer.Option(20000, "--n", min=100, help="population size"),
