@@ -71,3 +71,19 @@ def test_calibrate_without_backend_is_raw_cosine(engine: VoiceEngine) -> None:
     raw = np.array([float(a.vector @ b.vector)])
     assert engine.calibrate(a, raw, np.array([b.stats])) == pytest.approx(raw)
     assert engine.backend_id.endswith(":cosine") and engine.threshold > 0
+
+
+def test_default_engine_loads_the_committed_backend() -> None:
+    import json
+
+    settings = Settings()
+    engine = VoiceEngine.from_settings(settings)
+    path = settings.models_dir / "backend" / engine.encoder_name / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert engine.backend is not None and engine.backend_id == manifest["id"]
+    assert engine.threshold == manifest["threshold"] and engine.dim == manifest["dim"]
+    enrol = _print(engine, np.concatenate([espeak(t, "en-us+m3") for t in TEXTS[:2]]), enrol=True)
+    same = _print(engine, phone_channel(espeak(TEXTS[2], "en-us+m3"), 16000))
+    other = _print(engine, phone_channel(espeak(TEXTS[2], "en-us+f2"), 16000))
+    assert engine.score(enrol, same) > engine.score(enrol, other)
+    assert enrol.stats[1] > 0 and enrol.stats != (0.0, 1.0)
