@@ -299,3 +299,19 @@ def test_failing_script_fails_instance_safely(db: Database) -> None:
     )
     assert s["status"] == "failed" and "larger than" in (s["error"] or "")
     assert rt.run_due() == 0
+
+
+def test_sharded_workers_partition_the_queue(db: Database) -> None:
+    rt = _rt(db)
+    for i in range(12):
+        rt.start(
+            "card_issuance",
+            {"application": application(40 + i, flagged=False, requested=20000)},
+            actor="t",
+            run=False,
+        )
+    with pytest.raises(InvalidInput):
+        rt.run_due(shard=(0, 3))
+    first = rt.run_due(shard=(0, 2))
+    second = rt.run_due(shard=(1, 2))
+    assert first + second == 12 and rt.run_due() == 0

@@ -49,7 +49,7 @@ from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 __all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime", "engine_decider"]
@@ -723,26 +723,38 @@ class WorkflowRuntime:
         return self.summary(instance_id)
 
     # ---- the worker ------------------------------------------------------------------------------
-    def run_due(self, *, limit: int = 200, actor: str = "system:worker") -> int:
-        """Resume ``running`` instances (interrupted by a crash) and wake those with a due timer."""
+    def run_due(
+        self, *, limit: int = 200, actor: str = "system:worker", shard: tuple[int, int] | None = None
+    ) -> int:
+        """Resume ``running`` instances (interrupted by a crash) and wake those with a due timer.
+
+        ``shard=(k, n)`` (n a power of two up to 16) takes only instances whose id ends in the k-th of n
+        equal groups of hex digits, so n workers share the load without racing on the same instances.
+        """
         self.ensure_ready()
         now = self.clock()
+        stmt = (
+            select(wf_instances.c.id)
+            .where(
+                (wf_instances.c.status == InstanceStatus.RUNNING.value)
+                | (
+                    (wf_instances.c.status == InstanceStatus.WAITING.value)
+                    & (wf_instances.c.next_timer_at <= now)
+                )
+            )
+            .order_by(wf_instances.c.updated_at)
+            .limit(limit)
+        )
+        if shard is not None:
+            k, n = shard
+            if n not in (1, 2, 4, 8, 16) or not 0 <= k < n:
+                raise InvalidInput(
+                    "shard must be k/n with n in 1, 2, 4, 8, 16 and 0 <= k < n", code="invalid_shard"
+                )
+            digits = [f"{d:x}" for d in range(16) if d * n // 16 == k]
+            stmt = stmt.where(func.substr(wf_instances.c.id, func.length(wf_instances.c.id), 1).in_(digits))
         with self.db.connect() as conn:
-            ids = [
-                r.id
-                for r in conn.execute(
-                    select(wf_instances.c.id)
-                    .where(
-                        (wf_instances.c.status == InstanceStatus.RUNNING.value)
-                        | (
-                            (wf_instances.c.status == InstanceStatus.WAITING.value)
-                            & (wf_instances.c.next_timer_at <= now)
-                        )
-                    )
-                    .order_by(wf_instances.c.updated_at)
-                    .limit(limit)
-                ).all()
-            ]
+            ids = [r.id for r in conn.execute(stmt).all()]
         done = 0
         for iid in ids:
             try:

@@ -135,8 +135,14 @@ def _fields(d: dict[str, Any], stage: str) -> dict[str, Any]:
     return {stage: d, "decision": d["decision"], "credit_limit": d["credit_limit"], "risk_score": d["score"]}
 
 
-def _worker(db_url: str, decider: str, log: Path) -> subprocess.Popen[bytes]:
+def _workers(db_url: str, decider: str, log: Path, n: int) -> list[subprocess.Popen[bytes]]:
+    return [_worker(db_url, decider, log, f"{k}/{n}" if n > 1 else "") for k in range(n)]
+
+
+def _worker(db_url: str, decider: str, log: Path, shard: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "callvet", "workflow", "worker", "--interval", "0.02"]
+    if shard:
+        cmd += ["--shard", shard]
     if decider == "scripted":
         cmd += ["--decider", "callvet.workflow.simulate:scripted_decider"]
     with log.open("ab") as fh:
@@ -184,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     log = tmp / "worker.log"
     t0 = time.perf_counter()
-    proc = _worker(url, args.decider, log)
+    procs = _workers(url, args.decider, log, args.workers)
     kill_at = [args.n * (k + 1) // (args.kills + 1) for k in range(args.kills)]
     kills: list[dict[str, int]] = []
     people = 0
@@ -195,10 +201,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if kill_at and done >= kill_at[0]:
             kill_at.pop(0)
             running = _count(db, "running")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            for proc in procs:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
             kills.append({"completed": done, "running": running})
-            proc = _worker(url, args.decider, log)
+            procs = _workers(url, args.decider, log, args.workers)
         tasks = rt.board.list_open(role=None, limit=200)
         for t in tasks:
             try:
@@ -237,8 +244,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not tasks and not waiting:
             time.sleep(0.05)
     wall = time.perf_counter() - t0
-    proc.send_signal(signal.SIGTERM)
-    proc.wait()
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
 
     with db.connect() as conn:
         statuses = Counter(
@@ -312,9 +320,11 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# Workflow engine benchmark",
         "",
-        f"`bench/workflow/run.py --n {r['n']} --kills {len(r['kills'])} --decider {r['decider']}`, "
+        f"`bench/workflow/run.py --n {r['n']} --kills {len(r['kills'])} --workers {r['workers']} "
+        f"--decider {r['decider']}`, "
         f"{platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs (shared with six "
-        f"other engineers' jobs), {r['db']} database, one worker subprocess plus this process (simulated "
+        f"other engineers' jobs), {r['db']} database, {r['workers']} worker subprocess(es) plus this "
+        "process (simulated "
         "approvers and call robot).",
         "",
         "Peer: the same `card_issuance` BPMN run by SpiffWorkflow in memory with the same decider and "
@@ -335,7 +345,7 @@ def render(r: dict[str, Any]) -> str:
         f"({sup['checked']:,} / {sup['completed_actions']:,}) |",
         f"| supervision findings (checks with a finding) | {sup['findings']:,} "
         f"({sup['checks_with_findings']:,}) |",
-        f"| worker SIGKILLs during the run | {len(r['kills'])} (instances mid-flight at each: "
+        f"| worker SIGKILLs during the run | {len(r['kills'])} (instances queued or in flight at each: "
         f"{', '.join(str(k['running']) for k in r['kills'])}) |",
         f"| service results replayed from the effect store after kills | {r['replayed']:,} |",
         f"| integrity after the kills | {'all checks pass' if ok else r['integrity']} |",
@@ -355,6 +365,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--approvers", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=1, choices=[1, 2, 4], help="worker processes (shards)")
     ap.add_argument("--decider", choices=["engine", "scripted"], default="engine")
     ap.add_argument("--db", default="", help="SQLAlchemy URL (default: a fresh SQLite file)")
     ap.add_argument("--seed", type=int, default=1)

@@ -97,9 +97,17 @@ def worker(
     decider: str = typer.Option(
         "", help="module:function deciding instead of the decision engine (simulations and benchmarks only)"
     ),
+    shard: str = typer.Option("", help="k/n: this worker takes 1/n of the instances (n = 2, 4, 8 or 16)"),
+    housekeeping_every: float = typer.Option(
+        15.0, help="seconds between rounds of priorities, reminders, escalations and assignment"
+    ),
 ) -> None:
     """Resume interrupted instances, fire due timers, remind, escalate and assign -- until SIGTERM."""
     rt = _runtime(decider or None)
+    part: tuple[int, int] | None = None
+    if shard:
+        k, _, n = shard.partition("/")
+        part = (int(k), int(n))
     stop = {"now": False}
 
     def _stop(*_: Any) -> None:
@@ -107,12 +115,19 @@ def worker(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    last_housekeeping = 0.0
     while not stop["now"]:
-        stats = rt.tick()
-        if once:
-            _echo(stats)
-            return
-        if stats.get("advanced", 0) == 0:
+        try:
+            advanced = rt.run_due(shard=part)
+        except CallvetError as exc:
+            raise fail(exc) from None
+        if once or time.monotonic() - last_housekeeping >= housekeeping_every:
+            stats = rt.board.housekeeping() if part is None or part[0] == 0 else {}
+            last_housekeeping = time.monotonic()
+            if once:
+                _echo({**stats, "advanced": advanced})
+                return
+        if advanced == 0:
             time.sleep(interval)
 
 
