@@ -28,7 +28,7 @@ import numpy as np
 from callvet.core import audit
 from callvet.core.application import Application
 from callvet.core.db import Database, utcnow
-from callvet.core.errors import InvalidInput, NotFound
+from callvet.core.errors import InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings
 from callvet.decision import store
 from callvet.decision.compiler import CompiledGraph, Unsupported, compile_graph
@@ -57,19 +57,29 @@ class ActivePolicy:
                  ) -> dict[str, np.ndarray]:
         """Outputs as columns: numpy over columns when compiled, plain Python per row for small batches
         (numpy's per-call overhead dominates there), else zen row by row (the reference)."""
-        compiled = self.compiled if vectorised else None
-        if compiled is not None and n > ROW_MODE_MAX:
-            return compiled.evaluate(columns)
-        keys = list(columns)
-        rows = [{k: _py(columns[k][i]) for k in keys} for i in range(n)]
-        if compiled is not None:
-            results = [compiled.evaluate_row(r) for r in rows]
-        else:
-            results = [self.zen.evaluate(r)["result"] for r in rows]
+        try:
+            compiled = self.compiled if vectorised else None
+            if compiled is not None and n > ROW_MODE_MAX:
+                return compiled.evaluate(columns)
+            keys = list(columns)
+            rows = [{k: _py(columns[k][i]) for k in keys} for i in range(n)]
+            if compiled is not None:
+                results = [compiled.evaluate_row(r) for r in rows]
+            else:
+                results = [self.zen.evaluate(r)["result"] for r in rows]
+        except Exception as exc:
+            raise Unavailable(f"policy {self.name} v{self.version} failed: {str(exc).splitlines()[0][:300]}",
+                              code="policy_failed", policy=self.name, version=self.version) from None
         fields = {k for r in results for k in r}
         return {f: np.asarray([r.get(f) for r in results],
                               dtype=object if any(isinstance(r.get(f), str) for r in results) else float)
                 for f in fields}
+
+
+def _column(result: Mapping[str, np.ndarray], key: str, n: int) -> np.ndarray:
+    """An object column of a policy's output; None where the policy gave nothing."""
+    col = result.get(key)
+    return np.full(n, None, dtype=object) if col is None else np.asarray(col, dtype=object)
 
 
 def _py(v: Any) -> Any:
@@ -219,8 +229,8 @@ class DecisionEngine:
         score = self.scorer.predict(feats.x)
         cols = {**feats.rules, "score": score}
         pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised)
-        outcome = np.asarray(pre["outcome"], dtype=object).copy()
-        pre_reason = np.asarray(pre["reason"], dtype=object)
+        outcome = _column(pre, "outcome", n).copy()
+        pre_reason = _column(pre, "reason", n)
         inv_idx = np.asarray([i for i, v in enumerate(invs) if v is not None], dtype=np.int64)
         inv_reason = np.full(n, None, dtype=object)
         if len(inv_idx):
@@ -235,11 +245,19 @@ class DecisionEngine:
                 "instant_outcome": outcome[inv_idx],
             }
             res = pol["investigation"].evaluate(icols, len(inv_idx), vectorised=vectorised)
-            outcome[inv_idx] = res["outcome"]
-            inv_reason[inv_idx] = res["reason"]
+            outcome[inv_idx] = _column(res, "outcome", len(inv_idx))
+            inv_reason[inv_idx] = _column(res, "reason", len(inv_idx))
+        unknown = set(outcome.tolist()) - {o.value for o in Outcome}
+        if unknown:
+            raise Unavailable(f"the active policies produced no valid outcome ({sorted(map(str, unknown))}) "
+                              "for some applications", code="policy_no_outcome")
         lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised)
         approved = outcome == Outcome.APPROVE.value
-        limit = np.where(approved, np.maximum(np.asarray(lim["credit_limit"], dtype=float), 0.0), 0.0)
+        raw_limit = np.asarray(lim.get("credit_limit", np.full(n, np.nan)), dtype=float)
+        if np.isnan(raw_limit[approved]).any():
+            raise Unavailable("the credit_limit policy gave no limit for an approved application",
+                              code="policy_no_limit")
+        limit = np.where(approved, np.maximum(np.nan_to_num(raw_limit), 0.0), 0.0)
         versions = {name: p.version for name, p in pol.items()}
         band = np.asarray(lim["band"], dtype=object).tolist()
         mult = np.asarray(lim["income_multiple"], dtype=float).tolist()
@@ -258,7 +276,7 @@ class DecisionEngine:
         limit_reasons: dict[tuple[str, float, float], Reason] = {}
         out: list[Decision] = []
         rows = zip(apps, outcome.tolist(), pre_reason.tolist(), inv_reason.tolist(), approved.tolist(),
-                   limit.tolist(), score.tolist(), band, mult, cap, np.asarray(pre["outcome"]).tolist(),
+                   limit.tolist(), score.tolist(), band, mult, cap, _column(pre, "outcome", n).tolist(),
                    strict=True)
         for i, (a, final, pre_code, inv_code, ok, lim_i, sc, b, m, c, first) in enumerate(rows):
             r0 = reason_cache.get((pre_code, "prescreen")) or reason(pre_code, "prescreen")

@@ -76,3 +76,23 @@ def test_malformed_input_names_field(db: Any) -> None:
     with pytest.raises(InvalidInput) as ei:
         eng.decide(example(), {"questionnaire": {"verdict": "maybe"}}, actor="t")
     assert "questionnaire.verdict" in ei.value.details["field"]
+
+
+def test_broken_active_policy_is_a_typed_error(db: Any) -> None:
+    from callvet.core.errors import Unavailable
+    from callvet.decision.engine import load_policy
+    from callvet.decision.store import shipped_graph
+
+    eng = make_engine(db)
+    eng.refresh_seconds = 1e9
+    graph = shipped_graph("prescreen")
+    graph["nodes"][2]["content"]["rules"][-1]["screen_o0"] = '"maybe"'
+    eng._policies["prescreen"] = load_policy("prescreen", 99, graph)
+    with pytest.raises(Unavailable) as ei:
+        eng.decide(example(risk_reasons=[]), actor="t")
+    assert ei.value.code == "policy_no_outcome"
+    graph["nodes"][1]["content"]["expressions"][0]["value"] = "monthly_obligations / nope"
+    eng._policies["prescreen"] = load_policy("prescreen", 100, graph)
+    with pytest.raises(Unavailable) as ei:
+        eng.decide(example(), actor="t")
+    assert ei.value.code == "policy_failed"
