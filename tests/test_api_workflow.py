@@ -188,3 +188,24 @@ def test_supervision_rectify_and_admin_tick(wapi: Api) -> None:
     assert set(stats) >= {"advanced", "reminded", "escalated", "assigned"}
     users = client.get("/v1/workflow/users", headers=h["risk_officer"]).json()["users"]
     assert {u["user_id"] for u in users} == {"test-approver", "test-risk_officer"}
+
+
+def test_http_flow_with_the_shared_decision_engine(api: Api) -> None:
+    """No override of the workflow service: it decides with the app's DecisionEngine (/v1/decisions)."""
+    from decision_fixtures import example, make_engine
+
+    client, h = api
+    client.app.state.ctx.service("decision", lambda c: make_engine(c.db))
+    r = client.post(
+        "/v1/workflow/instances",
+        headers=h["analyst"],
+        json={
+            "process_key": "card_issuance",
+            "data": {"application": example(risk_reasons=[], requested_limit=20000)},
+        },
+    )
+    assert r.status_code == 201 and r.json()["status"] == "completed", r.text
+    full = client.get(f"/v1/workflow/instances/{r.json()['instance_id']}", headers=h["auditor"]).json()
+    decision_id = full["data"]["prescreen"]["decision_id"]
+    stored = client.get(f"/v1/decisions/{decision_id}", headers=h["auditor"])
+    assert stored.status_code == 200 and stored.json()["decision"] == "approve"

@@ -13,8 +13,8 @@ from typing import Any
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
 from callvet.core.auth import Principal, Role
-from callvet.core.errors import InvalidInput
-from callvet.workflow.engine import WorkflowRuntime
+from callvet.core.errors import CallvetError, InvalidInput, Unavailable
+from callvet.workflow.engine import WorkflowRuntime, engine_decider
 from callvet.workflow.supervise import KINDS
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -29,8 +29,25 @@ MANAGERS = (Role.RISK_OFFICER,)
 
 
 def runtime(ctx: AppContext) -> WorkflowRuntime:
+    """The process-wide runtime, deciding with the same DecisionEngine instance as /v1/decisions."""
+
     def build(c: AppContext) -> WorkflowRuntime:
-        rt = WorkflowRuntime(c.db, settings=c.settings)
+        def decide(
+            application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
+        ) -> dict[str, Any]:
+            from callvet.api.routes.decisions import engine
+
+            try:
+                eng = engine(c)
+            except CallvetError:
+                raise
+            except Exception as exc:
+                raise Unavailable(
+                    f"decision engine unavailable: {exc}", code="decision_unavailable"
+                ) from None
+            return engine_decider(eng)(application, investigation, actor)
+
+        rt = WorkflowRuntime(c.db, settings=c.settings, decide=decide)
         rt.ensure_ready()
         return rt
 
