@@ -120,15 +120,13 @@ def simulate(
     seed: int = typer.Option(7, "--seed"),
     outcomes: Path | None = typer.Option(None, "--outcomes", help="also write a tuning CSV here"),
 ) -> None:
-    """Agreement of instant vs. post-investigation decisions on a simulated population (not stored)."""
-    from callvet.core.db import Database as Db
+    """Agreement of instant vs. post-investigation decisions on a simulated population, under the
+    currently active policies (nothing is stored)."""
     from callvet.decision import DecisionEngine
     from callvet.decision.simulate import agreement, simulate, write_outcomes
 
     try:
-        db = Db("sqlite://")
-        db.create_schema()
-        eng = DecisionEngine.from_settings(get_settings(), db)
+        eng = DecisionEngine.from_settings(get_settings(), open_db())
         pop = simulate(n, seed)
         instant = eng.decide_batch(pop.applications, actor="simulate", store=False)
         final = eng.decide_batch(pop.applications, pop.investigations, actor="simulate", store=False)
