@@ -209,3 +209,44 @@ def test_http_flow_with_the_shared_decision_engine(api: Api) -> None:
     decision_id = full["data"]["prescreen"]["decision_id"]
     stored = client.get(f"/v1/decisions/{decision_id}", headers=h["auditor"])
     assert stored.status_code == 200 and stored.json()["decision"] == "approve"
+
+
+def test_cancel_and_erase(wapi: Api) -> None:
+    client, h = wapi
+    r = client.post(
+        "/v1/workflow/instances",
+        headers=h["analyst"],
+        json={"process_key": "card_issuance", "data": {"application": APP}},
+    )
+    iid = r.json()["instance_id"]
+    assert (
+        client.delete(
+            f"/v1/workflow/instances/{iid}", headers=h["admin"], params={"reason": "GDPR request"}
+        ).status_code
+        == 409
+    )
+    r = client.post(
+        f"/v1/workflow/instances/{iid}/cancel",
+        headers=h["risk_officer"],
+        json={"reason": "applicant withdrew"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "failed"
+    assert (
+        client.post(
+            f"/v1/workflow/instances/{iid}/cancel", headers=h["risk_officer"], json={"reason": "again"}
+        ).status_code
+        == 409
+    )
+    assert (
+        client.delete(
+            f"/v1/workflow/instances/{iid}", headers=h["risk_officer"], params={"reason": "x"}
+        ).status_code
+        == 403
+    )
+    r = client.delete(
+        f"/v1/workflow/instances/{iid}", headers=h["admin"], params={"reason": "erasure request"}
+    )
+    assert r.status_code == 200 and r.json()["deleted"]["wf_events"] > 0
+    assert client.get(f"/v1/workflow/instances/{iid}", headers=h["auditor"]).status_code == 404
+    audit = client.get("/v1/audit", headers=h["auditor"], params={"target_id": iid}).json()["entries"]
+    assert [e["action"] for e in audit][:2] == ["workflow.instance.erase", "workflow.instance.cancel"]

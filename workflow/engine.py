@@ -49,7 +49,7 @@ from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 __all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime", "engine_decider"]
@@ -770,6 +770,55 @@ class WorkflowRuntime:
         stats = self.board.housekeeping()
         stats["advanced"] = advanced
         return stats
+
+    # ---- cancelling and erasing ----------------------------------------------------------------
+    def cancel(self, instance_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Stop a running or waiting instance (it becomes ``failed`` with the reason); audited."""
+        if not reason.strip():
+            raise InvalidInput("a reason is required", code="reason_required")
+        inst = self._load(instance_id)
+        if inst.status in (InstanceStatus.COMPLETED, InstanceStatus.FAILED):
+            raise Conflict(f"instance is {inst.status.value}", code="instance_finished")
+        self._mark_failed(inst, f"cancelled by {actor}: {reason.strip()[:500]}")
+        with self.db.begin() as conn:
+            record(conn, actor, "workflow.instance.cancel", "wf_instance", instance_id, reason=reason)
+        return self.summary(instance_id)
+
+    def erase(self, instance_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Delete a finished instance with its data, events, tasks, effects and supervision records.
+
+        Issuance rows (a card was issued, for how much) stay as the bank's business record; the audit
+        log keeps who erased what and why, never the erased data.
+        """
+        if not reason.strip():
+            raise InvalidInput("a reason is required", code="reason_required")
+        from callvet.workflow.tables import wf_checks, wf_findings
+
+        with self.db.begin() as conn:
+            row = conn.execute(select(wf_instances.c.status).where(wf_instances.c.id == instance_id)).first()
+            if row is None:
+                raise NotFound(f"no workflow instance {instance_id!r}")
+            if row.status not in (InstanceStatus.COMPLETED.value, InstanceStatus.FAILED.value):
+                raise Conflict(
+                    "only completed or failed instances can be erased; cancel it first",
+                    code="instance_active",
+                )
+            counts = {}
+            for table in (wf_events, wf_tasks, wf_effects, wf_findings, wf_checks):
+                counts[table.name] = conn.execute(
+                    delete(table).where(table.c.instance_id == instance_id)
+                ).rowcount
+            conn.execute(delete(wf_instances).where(wf_instances.c.id == instance_id))
+            record(
+                conn,
+                actor,
+                "workflow.instance.erase",
+                "wf_instance",
+                instance_id,
+                reason=reason,
+                details={"deleted": counts},
+            )
+        return {"instance_id": instance_id, "erased": True, "deleted": counts}
 
     # ---- reading ---------------------------------------------------------------------------------
     def list_instances(

@@ -151,6 +151,31 @@ def get_instance(
     return rt.summary(instance_id, with_events=True)
 
 
+class ReasonBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/v1/workflow/instances/{instance_id}/cancel")
+def cancel_instance(
+    instance_id: str,
+    body: ReasonBody,
+    p: Principal = Depends(require(*MANAGERS)),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    return rt.cancel(instance_id, actor=p.actor, reason=body.reason)
+
+
+@router.delete("/v1/workflow/instances/{instance_id}")
+def erase_instance(
+    instance_id: str,
+    reason: str = Query(..., min_length=1, max_length=500),
+    p: Principal = Depends(require()),
+    rt: WorkflowRuntime = Depends(_rt),
+) -> dict[str, Any]:
+    """Admin only: erase a finished instance's data (the audit log records who and why)."""
+    return rt.erase(instance_id, actor=p.actor, reason=reason)
+
+
 @router.post("/v1/workflow/instances/{instance_id}/messages/{name}")
 def deliver_message(
     instance_id: str,
