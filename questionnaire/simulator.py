@@ -504,6 +504,7 @@ class GenuineApplicant(Caller):
         "employment.years_employed": 0.06,
         "employment.monthly_income": 0.04,
         "requested_limit": 0.06,
+        "credit_profile.inquiries_6m": 0.15,
     }
 
     def respond(self, q: dict[str, Any]) -> dict[str, Any]:
