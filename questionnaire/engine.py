@@ -250,7 +250,9 @@ class InterviewEngine:
                     }
                 )
             return opts
-        pool = list(self.bank.pools.get(p.get("pool", ""), {}).get(lang, []))
+        # Decoys in the script of the true value, so the answer is never the only Chinese option.
+        script = "zh" if nz.has_cjk(str(truth)) else "en"
+        pool = list(self.bank.pools.get(p.get("pool", ""), {}).get(script, []))
         core = nz.org_core(str(truth))
         decoys = [v for v in pool if nz.org_core(v) != core]
         rng.shuffle(decoys)
