@@ -42,6 +42,8 @@ from sqlalchemy import delete, func, insert, select
 __all__ = ["ROW_MODE_MAX", "ActivePolicy", "DecisionEngine", "load_policy"]
 
 ROW_MODE_MAX = 16
+_OUTCOME_FIELDS = ("outcome", "reason")
+_LIMIT_FIELDS = ("credit_limit", "band", "income_multiple", "product_cap")
 _BAND_TEXT = "Score band {band}: limit = min({mult:g} x disposable income, product cap {cap:,.0f}, requested)"
 
 
@@ -53,8 +55,8 @@ class ActivePolicy:
     zen: Any
     compiled: CompiledGraph | None
 
-    def evaluate(self, columns: Mapping[str, np.ndarray], n: int, *, vectorised: bool = True
-                 ) -> dict[str, np.ndarray]:
+    def evaluate(self, columns: Mapping[str, np.ndarray], n: int, *, vectorised: bool = True,
+                 fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Outputs as columns: numpy over columns when compiled, plain Python per row for small batches
         (numpy's per-call overhead dominates there), else zen row by row (the reference)."""
         try:
@@ -70,10 +72,10 @@ class ActivePolicy:
         except Exception as exc:
             raise Unavailable(f"policy {self.name} v{self.version} failed: {str(exc).splitlines()[0][:300]}",
                               code="policy_failed", policy=self.name, version=self.version) from None
-        fields = {k for r in results for k in r}
+        wanted = fields if fields is not None else {k for r in results for k in r}
         return {f: np.asarray([r.get(f) for r in results],
                               dtype=object if any(isinstance(r.get(f), str) for r in results) else float)
-                for f in fields}
+                for f in wanted}
 
 
 def _column(result: Mapping[str, np.ndarray], key: str, n: int) -> np.ndarray:
@@ -228,7 +230,7 @@ class DecisionEngine:
         feats = extract(apps, self.scorer.encoder, today)
         score = self.scorer.predict(feats.x)
         cols = {**feats.rules, "score": score}
-        pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised)
+        pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised, fields=_OUTCOME_FIELDS)
         outcome = _column(pre, "outcome", n).copy()
         pre_reason = _column(pre, "reason", n)
         inv_idx = np.asarray([i for i, v in enumerate(invs) if v is not None], dtype=np.int64)
@@ -244,14 +246,15 @@ class DecisionEngine:
                      for i in inv_idx]),
                 "instant_outcome": outcome[inv_idx],
             }
-            res = pol["investigation"].evaluate(icols, len(inv_idx), vectorised=vectorised)
+            res = pol["investigation"].evaluate(icols, len(inv_idx), vectorised=vectorised,
+                                                fields=_OUTCOME_FIELDS)
             outcome[inv_idx] = _column(res, "outcome", len(inv_idx))
             inv_reason[inv_idx] = _column(res, "reason", len(inv_idx))
         unknown = set(outcome.tolist()) - {o.value for o in Outcome}
         if unknown:
             raise Unavailable(f"the active policies produced no valid outcome ({sorted(map(str, unknown))}) "
                               "for some applications", code="policy_no_outcome")
-        lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised)
+        lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised, fields=_LIMIT_FIELDS)
         approved = outcome == Outcome.APPROVE.value
         raw_limit = np.asarray(lim.get("credit_limit", np.full(n, np.nan)), dtype=float)
         if np.isnan(raw_limit[approved]).any():

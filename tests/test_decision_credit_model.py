@@ -53,3 +53,20 @@ def test_application_mapping_and_neutral_values() -> None:
                                                employment={"years_employed": 0.5}))
     p = scorer.predict(extract([full, risky], scorer.encoder).x)
     assert p[1] > p[0]
+
+
+def test_small_batch_features_equal_vectorised() -> None:
+    from callvet.decision.features import SMALL_BATCH
+    from callvet.decision.simulate import simulate
+
+    scorer = CreditScorer(credit_models_dir())
+    apps = simulate(SMALL_BATCH + 40, seed=5).applications
+    apps[0] = Application.model_validate({"application_id": "A", "language": "en",
+                                          "applicant": {"name": "x"}})
+    apps[1] = Application.model_validate(example(employment={"monthly_income": 0}))
+    big = extract(apps, scorer.encoder)
+    for lo in range(0, 40, SMALL_BATCH):
+        small = extract(apps[lo:lo + SMALL_BATCH], scorer.encoder)
+        np.testing.assert_array_equal(small.x, big.x[lo:lo + SMALL_BATCH])
+        for key, col in small.rules.items():
+            assert list(col) == list(big.rules[key][lo:lo + SMALL_BATCH]), key
