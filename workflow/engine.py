@@ -2,15 +2,14 @@
 
 Durability model
 ----------------
-* An instance row holds its SpiffWorkflow state (serialised without the spec, which is cached per
-  definition version) and a revision counter. Every save is ``UPDATE ... WHERE rev = :seen`` in one
-  transaction with the instance's new events and human-task rows, so a save either lands whole or not at
-  all, and two writers cannot both advance one instance (the loser gets :class:`Conflict`).
-* Engine tasks (gateways, events, script tasks) are deterministic, so after a crash they are simply
-  replayed from the last committed state. Service tasks are the side effects: each is run once per
-  *effect key* (instance id + element id + occurrence), its result is stored under that key in the same
-  transaction as the state that follows it, and a replay reuses the stored result instead of calling
-  the handler again.
+* An instance row holds its SpiffWorkflow state (serialised without the spec, see :mod:`.state`) and a
+  revision counter. Every save is ``UPDATE ... WHERE rev = :seen``, so two writers cannot both advance
+  one instance (the loser gets :class:`Conflict`, or stops quietly when it is a background runner).
+* Steps run in a unit of work: state, events, human-task rows, audit rows and the writes of
+  transactional handlers commit together or not at all. Engine tasks (gateways, events, scripts) are
+  deterministic and are replayed from the last committed state after a crash. Service tasks are the side
+  effects: each runs once per *effect key* (instance id + element id + occurrence) and its result is
+  stored under that key; a replay reuses the stored result instead of calling the handler again.
 * Instances are ``running`` until they reach a wait state, so a process killed with SIGKILL leaves them
   ``running``; :meth:`WorkflowRuntime.run_due` (the worker loop) resumes them, and also wakes instances
   whose timer (``next_timer_at``) is due, which is how deadline timers fire after a restart.
@@ -19,14 +18,13 @@ Durability model
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import copy
 import json
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -35,14 +33,19 @@ from callvet.core.db import Database, utcnow
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from callvet.workflow import sandbox
 from callvet.workflow.definitions import DefinitionStore, ParsedDefinition
-from callvet.workflow.handlers import Decider, HandlerCall, HandlerRegistry, default_registry
+from callvet.workflow.handlers import (
+    Decider,
+    HandlerCall,
+    HandlerRegistry,
+    default_registry,
+    engine_decider,
+    real_decider,
+    validate_application,
+)
 from callvet.workflow.products import ConfigStore, configure_handler
+from callvet.workflow.state import SandboxScriptEngine, StateCodec, aware, current_data, next_timer, subject
 from callvet.workflow.tables import wf_effects, wf_events, wf_instances, wf_tasks
 from callvet.workflow.tasks import TaskBoard
-from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
-from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
-from SpiffWorkflow.bpmn.serializer import DEFAULT_CONFIG, BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.util import BpmnEvent
@@ -87,65 +90,6 @@ def _transition(old: InstanceStatus, new: InstanceStatus) -> InstanceStatus:
     if new not in _ALLOWED[old]:
         raise Conflict(f"instance is {old.value}; cannot become {new.value}", code="invalid_transition")
     return new
-
-
-class _SandboxEnvironment(BasePythonScriptEngineEnvironment):
-    """Routes every condition, script and timer expression through :mod:`.sandbox`."""
-
-    def evaluate(self, expression: str, context: dict[str, Any], external_context: Any = None) -> Any:
-        names = dict(external_context or {})
-        names.update(context)
-        return sandbox.evaluate(expression, names)
-
-    def execute(self, script: str, context: dict[str, Any], external_context: Any = None) -> bool:
-        sandbox.execute(script, context)
-        return True
-
-    def call_service(self, context: dict[str, Any], **kwargs: Any) -> Any:
-        raise sandbox.SandboxError("service calls go through callvet handlers")
-
-
-class SandboxScriptEngine(PythonScriptEngine):
-    def __init__(self) -> None:
-        super().__init__(environment=_SandboxEnvironment())
-
-    def validate(self, expression: str) -> None:
-        sandbox.validate(expression)
-
-
-_SPEC: contextvars.ContextVar[ParsedDefinition] = contextvars.ContextVar("callvet_wf_spec")
-
-
-class _Converter(BpmnWorkflowConverter):
-    """Leaves the (large, immutable) spec out of every saved state; restores it from the cache."""
-
-    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
-        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
-        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
-        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
-        return dct
-
-    def from_dict(self, dct: dict[str, Any]) -> BpmnWorkflow:
-        parsed = _SPEC.get()
-        workflow = self.target_class(parsed.spec, parsed.subprocess_specs, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], uuid.UUID, workflow=workflow)
-        workflow.task_tree = workflow.tasks.get(uuid.UUID(dct["root"]))
-        self.set_default_attributes(workflow, dct)
-        self.subprocesses_from_dict(dct["subprocesses"], workflow)
-        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
-        return workflow
-
-
-def _make_serializer() -> BpmnWorkflowSerializer:
-    config = dict(DEFAULT_CONFIG)
-    config[BpmnWorkflow] = _Converter
-    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def _check_data(data: Any, what: str = "data") -> dict[str, Any]:
@@ -247,8 +191,8 @@ class WorkflowRuntime:
         self.board = TaskBoard(db, self.config, clock)
         self.supervisor = Supervisor(db, clock)
         self._decide = decide
-        self._engine = SandboxScriptEngine()
-        self._serializer = _make_serializer()
+        self._codec = StateCodec()
+        self._engine = self._codec.script_engine
         self._ready = False
         self._lock = threading.Lock()
 
@@ -267,21 +211,12 @@ class WorkflowRuntime:
         self, application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
     ) -> dict[str, Any]:
         if self._decide is None:
-            self._decide = _real_decider(self.db, self.settings)
+            self._decide = real_decider(self.db, self.settings)
         return self._decide(application, investigation, actor)
 
     # ---- (de)serialisation -----------------------------------------------------------------------
     def _dump(self, wf: BpmnWorkflow) -> str:
-        return json.dumps(self._serializer.to_dict(wf), separators=(",", ":"))
-
-    def _restore(self, parsed: ParsedDefinition, state: str) -> BpmnWorkflow:
-        token = _SPEC.set(parsed)
-        try:
-            wf = self._serializer.from_dict(json.loads(state))
-        finally:
-            _SPEC.reset(token)
-        wf.script_engine = self._engine
-        return wf
+        return self._codec.dump(wf)
 
     def _load(self, instance_id: str) -> _Loaded:
         with self.db.connect() as conn:
@@ -297,7 +232,7 @@ class WorkflowRuntime:
             InstanceStatus(row.status),
             row.rev,
             parsed,
-            self._restore(parsed, row.state),
+            self._codec.restore(parsed, row.state),
         )
 
     # ---- starting ------------------------------------------------------------------------------------
@@ -314,7 +249,7 @@ class WorkflowRuntime:
         self.ensure_ready()
         data = _check_data(data)
         if process_key in SHIPPED_NEEDS_APPLICATION:
-            _validate_application(data)
+            validate_application(data)
         if process_key == "instalment_loan":
             self._validate_loan(data)
         definition = self.definitions.get(process_key, version)
@@ -355,7 +290,7 @@ class WorkflowRuntime:
                     data=data,
                     rev=1,
                     created_by=actor,
-                    subject=_subject(data),
+                    subject=subject(data),
                     created_at=now,
                     updated_at=now,
                 )
@@ -576,7 +511,7 @@ class WorkflowRuntime:
     ) -> None:
         new_status = _transition(inst.status, status) if status is not inst.status else status
         now = self.clock()
-        next_timer = _next_timer(inst.wf)
+        timer_at = next_timer(inst.wf)
         res = conn.execute(
             update(wf_instances)
             .where(wf_instances.c.id == inst.id, wf_instances.c.rev == inst.rev)
@@ -584,9 +519,9 @@ class WorkflowRuntime:
                 state=self._dump(inst.wf),
                 rev=inst.rev + 1,
                 status=new_status.value,
-                data=_current_data(inst.wf),
+                data=current_data(inst.wf),
                 updated_at=now,
-                next_timer_at=next_timer,
+                next_timer_at=timer_at,
                 error=error,
             )
         )
@@ -680,7 +615,7 @@ class WorkflowRuntime:
                     actor=actor,
                     reviewer_id=reviewer,
                     assignee=row.assignee,
-                    task_created_at=_aware(row.created_at),
+                    task_created_at=aware(row.created_at),
                 )
             record(
                 conn,
@@ -851,8 +786,8 @@ class WorkflowRuntime:
                 "process_key": r.process_key,
                 "version": r.version,
                 "status": r.status,
-                "created_at": _aware(r.created_at).isoformat(),  # type: ignore[union-attr]
-                "updated_at": _aware(r.updated_at).isoformat(),
+                "created_at": aware(r.created_at).isoformat(),  # type: ignore[union-attr]
+                "updated_at": aware(r.updated_at).isoformat(),
             }  # type: ignore[union-attr]
             for r in rows
         ]
@@ -873,18 +808,18 @@ class WorkflowRuntime:
                 "version": row.version,
                 "status": row.status,
                 "error": row.error,
-                "next_timer_at": _aware(row.next_timer_at).isoformat() if row.next_timer_at else None,
+                "next_timer_at": aware(row.next_timer_at).isoformat() if row.next_timer_at else None,
             }
             if with_events:
                 out["data"] = row.data
-                out["created_at"] = _aware(row.created_at).isoformat()  # type: ignore[union-attr]
-                out["updated_at"] = _aware(row.updated_at).isoformat()  # type: ignore[union-attr]
+                out["created_at"] = aware(row.created_at).isoformat()  # type: ignore[union-attr]
+                out["updated_at"] = aware(row.updated_at).isoformat()  # type: ignore[union-attr]
                 evs = conn.execute(
                     select(wf_events).where(wf_events.c.instance_id == instance_id).order_by(wf_events.c.id)
                 ).all()
                 out["events"] = [
                     {
-                        "at": _aware(e.at).isoformat(),
+                        "at": aware(e.at).isoformat(),
                         "kind": e.kind,  # type: ignore[union-attr]
                         "element": e.element,
                         "details": e.details,
@@ -895,79 +830,3 @@ class WorkflowRuntime:
         if with_events and out["status"] == InstanceStatus.WAITING.value:
             out["waiting_for"] = self.waiting_for(instance_id)
         return out
-
-
-def _subject(data: dict[str, Any]) -> str | None:
-    """The applicant's id number, indexed so supervision can count repeated applications."""
-    app = data.get("application")
-    if isinstance(app, dict) and isinstance(app.get("applicant"), dict):
-        ident = app["applicant"].get("id_number")
-        return str(ident)[:64] if ident else None
-    return None
-
-
-def _current_data(wf: BpmnWorkflow) -> dict[str, Any]:
-    """The data a person would call "the instance's data": of the last task that ran."""
-    task = wf.last_task
-    if task is None:
-        ready = wf.get_tasks(state=TaskState.READY)
-        task = ready[0] if ready else None
-    data = dict(task.data) if task is not None else {}
-    return json.loads(json.dumps(data, default=str))
-
-
-def _next_timer(wf: BpmnWorkflow) -> datetime | None:
-    times = []
-    for ev in wf.waiting_events():
-        if "Timer" in ev.event_type and isinstance(ev.value, str):
-            try:
-                times.append(datetime.fromisoformat(ev.value))
-            except ValueError:
-                continue
-    if not times:
-        return None
-    return min(_aware(t) for t in times)  # type: ignore[type-var]
-
-
-def _validate_application(data: dict[str, Any]) -> None:
-    from callvet.core.application import Application
-    from pydantic import ValidationError
-
-    app = data.get("application")
-    if not isinstance(app, dict):
-        raise InvalidInput(
-            "data.application (the card application contract) is required", code="no_application"
-        )
-    try:
-        Application.model_validate(app)
-    except ValidationError as exc:
-        errs = [f"application.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]]
-        raise InvalidInput(
-            "invalid application: " + "; ".join(errs), code="invalid_application", errors=errs
-        ) from None
-
-
-def _real_decider(db: Database, settings: Any) -> Decider:
-    """Bind :class:`callvet.decision.DecisionEngine`; 503 until it can be built (e.g. model missing)."""
-    from callvet.core.settings import get_settings
-
-    try:
-        from callvet.decision import DecisionEngine
-
-        engine = DecisionEngine.from_settings(settings or get_settings(), db)
-    except CallvetError:
-        raise
-    except Exception as exc:
-        raise Unavailable(f"decision engine unavailable: {exc}", code="decision_unavailable") from None
-    return engine_decider(engine)
-
-
-def engine_decider(engine: Any) -> Decider:
-    """Adapt a :class:`callvet.decision.DecisionEngine` to the handlers' ``Decider`` signature."""
-
-    def decide(
-        application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
-    ) -> dict[str, Any]:
-        return engine.decide(application, investigation, actor=actor).to_dict()  # type: ignore[no-any-return]
-
-    return decide

@@ -16,12 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from callvet.core.db import utcnow
-from callvet.core.errors import InvalidInput, Unavailable
+from callvet.core.db import Database, utcnow
+from callvet.core.errors import CallvetError, InvalidInput, Unavailable
 from callvet.workflow.tables import wf_issuances
 from sqlalchemy import Connection, insert, select
 
-__all__ = ["Decider", "HandlerCall", "HandlerRegistry", "default_registry"]
+__all__ = [
+    "Decider",
+    "HandlerCall",
+    "HandlerRegistry",
+    "default_registry",
+    "engine_decider",
+    "real_decider",
+    "validate_application",
+]
 
 Decider = Callable[[dict[str, Any], dict[str, Any] | None, str], dict[str, Any]]
 """(application dict, investigation dict or None, actor) -> decision dict (``Decision.to_dict()``)."""
@@ -174,3 +182,47 @@ def default_registry(configure: Handler) -> HandlerRegistry:
     r.register("issuance.apply_limit", _issue("limit_changed"))
     r.register("notify.decline", _decline)
     return r
+
+
+def validate_application(data: dict[str, Any]) -> None:
+    from callvet.core.application import Application
+    from pydantic import ValidationError
+
+    app = data.get("application")
+    if not isinstance(app, dict):
+        raise InvalidInput(
+            "data.application (the card application contract) is required", code="no_application"
+        )
+    try:
+        Application.model_validate(app)
+    except ValidationError as exc:
+        errs = [f"application.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]]
+        raise InvalidInput(
+            "invalid application: " + "; ".join(errs), code="invalid_application", errors=errs
+        ) from None
+
+
+def real_decider(db: Database, settings: Any) -> Decider:
+    """Bind :class:`callvet.decision.DecisionEngine`; 503 until it can be built (e.g. model missing)."""
+    from callvet.core.settings import get_settings
+
+    try:
+        from callvet.decision import DecisionEngine
+
+        engine = DecisionEngine.from_settings(settings or get_settings(), db)
+    except CallvetError:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"decision engine unavailable: {exc}", code="decision_unavailable") from None
+    return engine_decider(engine)
+
+
+def engine_decider(engine: Any) -> Decider:
+    """Adapt a :class:`callvet.decision.DecisionEngine` to the handlers' ``Decider`` signature."""
+
+    def decide(
+        application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
+    ) -> dict[str, Any]:
+        return engine.decide(application, investigation, actor=actor).to_dict()  # type: ignore[no-any-return]
+
+    return decide

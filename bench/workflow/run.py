@@ -290,6 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ips = args.n / wall
     return {
         "n": args.n,
+        "workers": args.workers,
         "decider": args.decider,
         "db": url.split(":")[0],
         "kills": kills,
