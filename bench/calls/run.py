@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -59,16 +60,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _tree(pid: int) -> list[int]:
+    """The server process and its descendants (uvicorn --workers forks)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:"))
+    return total
 
 
 def _seed(data_dir: Path, db_url: str) -> str:
@@ -145,6 +168,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", default="10,25,50,100,150,200")
     ap.add_argument("--workers", type=int, default=None, help="CALLVET_CALL_WORKERS for the server")
+    ap.add_argument("--server-processes", type=int, default=1, help="uvicorn --workers (processes)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     args = ap.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
@@ -161,7 +185,8 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "callvet.api.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--ws", "websockets-sansio", "--log-level", "warning",
-         "--ws-max-size", "1048576", "--ws-per-message-deflate", "false"],
+         "--ws-max-size", "1048576", "--ws-per-message-deflate", "false",
+         "--workers", str(args.server_processes)],
         env=env, cwd=str(tmp),
     )
     url = f"ws://127.0.0.1:{port}/v1/calls/stream"
@@ -185,6 +210,8 @@ def main() -> None:
             row["server_cores"] = (_cpu_s(server.pid) - c0) / wall
             row["client_cores"] = (time.process_time() - cl0) / wall
             row["server_rss_mb"] = _rss_mb(server.pid)
+            row["load1"] = float(Path("/proc/loadavg").read_text().split()[0])
+            row["cpu_ms_per_call_s"] = row["server_cores"] * 1000 / n if n else 0.0
             rows.append(row)
             print({k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
             if not row["ok"] and n > 1:
