@@ -27,11 +27,14 @@ _BUILT: dict[str, Path] = {}
 def credit_models_dir() -> Path:
     """A models dir with the credit model, trained once per test process (about 3 s)."""
     if "dir" not in _BUILT:
+        import atexit
+        import shutil
         import tempfile
 
         from callvet.models import credit
 
         d = Path(tempfile.mkdtemp(prefix="callvet-credit-"))
+        atexit.register(shutil.rmtree, d, True)
         credit.build(d)
         _BUILT["dir"] = d
     return _BUILT["dir"]
