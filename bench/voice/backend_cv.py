@@ -61,7 +61,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/callvet-voice-cache"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
-    ap.add_argument("--steps", default="all", help="comma-separated step numbers or 'all'")
+    ap.add_argument("--stability-seeds", type=lambda v: [int(x) for x in v.split(",") if x],
+                    default="0,1,2,3,4", help="fold seeds for the stability table of the full back end")
     args = ap.parse_args()
     t0 = time.time()
     engine = VoiceEngine.from_settings(Settings(), backend_dir=False)
@@ -105,6 +106,20 @@ def main() -> None:
                 print(f"{name:60s} {cond:15s} {'10s' if acc else '1u':4s} EER {m['eer']:.3f} "
                       f"minDCF {m['min_dcf']:.3f} top1 {m['top1']:.3f} FA95 {m['fa_at_95_detection']:.3f}",
                       flush=True)
+    stability = []
+    for seed in args.stability_seeds:
+        sfolds = speaker_folds(speakers, args.folds, seed=seed, strata=groups)
+        sbk = [fit_backend(training_set(list(sets.values()), set(speakers) - set(h)), BackendConfig())
+               for h in sfolds]
+        for cond, enrol_c, test_c in CONDITIONS[:2]:
+            for acc in (None, 10.0):
+                parts = [run_protocol(subset(sets[enrol_c], set(h)), subset(sets[test_c], set(h)),
+                                      Scorer(b, enrol_augment=True), seed=seed, accumulate_s=acc,
+                                      groups=groups)
+                         for h, b in zip(sfolds, sbk, strict=True)]
+                m = compute_metrics(pool_trials(parts))
+                stability.append({"seed": seed, "condition": cond, "test_speech": "~10 s" if acc else "1 utt",
+                                  **{k: m[k] for k in ("eer", "min_dcf", "top1", "fa_at_95_detection")}})
     full_rows = []
     for cond, enrol_c, test_c in CONDITIONS:
         tr = run_protocol(sets[enrol_c], sets[test_c], Scorer(None), seed=args.seed, groups=groups)
@@ -113,13 +128,13 @@ def main() -> None:
         m["cosine_at_1pct_fa"] = float(np.quantile(non, 0.99))
         full_rows.append({"condition": cond, **m})
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"cv": rows, "full_raw": full_rows}, indent=1,
-                                                      default=float) + "\n")
-    write_markdown(rows, full_rows, args, time.time() - t0, args.out / "RESULTS.md")
+    (args.out / "results.json").write_text(json.dumps(
+        {"cv": rows, "full_raw": full_rows, "stability": stability}, indent=1, default=float) + "\n")
+    write_markdown(rows, full_rows, stability, args, time.time() - t0, args.out / "RESULTS.md")
 
 
-def write_markdown(rows: list[dict], full_rows: list[dict], args: argparse.Namespace, secs: float,
-                   path: Path) -> None:
+def write_markdown(rows: list[dict], full_rows: list[dict], stability: list[dict], args: argparse.Namespace,
+                   secs: float, path: Path) -> None:
     peer = {(r["condition"], r["test_speech"]): r for r in rows if r["step"] == "raw cosine"}
     lines = [
         "# voice back end: what each step buys (voice-dev, speaker-disjoint CV)",
@@ -150,6 +165,18 @@ def write_markdown(rows: list[dict], full_rows: list[dict], args: argparse.Names
     for g, b in full["by_group"].items():
         lines.append(f"| {g} | {b['eer']:.1%} | {b['top1']:.1%} | {b['fa_at_95_detection']:.1%} | "
                      f"{b['n_probes']} |")
+    lines += ["", f"Full back end over fold splits with seeds {args.stability_seeds} (mean [min-max]):", "",
+              "| condition | test speech | EER | top-1 | FA @95 % det. |", "|---|---|---|---|---|"]
+    for cond, _, _ in CONDITIONS[:2]:
+        for ts in ("1 utt", "~10 s"):
+            sel = [r for r in stability if r["condition"] == cond and r["test_speech"] == ts]
+            if not sel:
+                continue
+            cells = []
+            for k in ("eer", "top1", "fa_at_95_detection"):
+                v = [r[k] for r in sel]
+                cells.append(f"{np.mean(v):.1%} [{min(v):.1%}-{max(v):.1%}]")
+            lines.append(f"| {cond} | {ts} | " + " | ".join(cells) + " |")
     lines += ["", "Raw GE2E cosine on all 87 speakers (no back end, so no CV needed; the corpus README's "
               "protocol with this project's Silero-VAD front end):", "",
               "| condition | EER | minDCF | top-1 | FA @95 % det. | cosine at 1 % FA/trial | FA/trial at "
