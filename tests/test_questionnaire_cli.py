@@ -29,8 +29,9 @@ def test_start_answer_show(runner: CliRunner) -> None:
     assert r.exit_code == 0, r.output
     started = json.loads(r.output)
     q = started["question"]
-    r = runner.invoke(app, ["interview", "answer", started["interview_id"], q["question_id"], "王建国",
-                            "--delay", "0.9"])
+    r = runner.invoke(
+        app, ["interview", "answer", started["interview_id"], q["question_id"], "王建国", "--delay", "0.9"]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["assessment"]["outcome"] == "correct"
     r = runner.invoke(app, ["interview", "show", started["interview_id"]])
