@@ -215,3 +215,22 @@ def test_disconnect_before_start_and_idle_timeout(sqlite_db: Database, tmp_path:
     assert first["state"] == "stopped" and first["end_reason"] == "disconnected"
     assert second["state"] == "failed" and second["close_code"] == 1008
     assert t2.closed == (1008, "idle_timeout")
+
+
+def test_calls_beyond_capacity_are_turned_away(sqlite_db: Database) -> None:
+    server = _server(sqlite_db, cfg=CallConfig(workers=1, max_calls=1))
+    t1, t2 = QueueTransport(), QueueTransport()
+
+    async def go() -> None:
+        first = asyncio.create_task(server.handle(t1, "twilio", "robot:test"))
+        await t1.inbox.put(START)
+        while not t1.of("callvet.started"):
+            await asyncio.sleep(0.01)
+        assert await server.handle(t2, "twilio", "robot:test") is None
+        await t1.inbox.put(STOP)
+        await first
+
+    asyncio.run(go())
+    server.close()
+    assert t2.closed == (1013, "capacity") and t2.sent[0]["code"] == "capacity"
+    assert t1.closed == (1000, "stop") and server.store.count() == 1

@@ -62,13 +62,14 @@ from callvet.voice.call.serializers import ProtocolError, serializer_for
 from callvet.voice.call.state import CallState, StateMachine
 from callvet.voice.call.store import CallStore
 
-__all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CallServer", "CallSession", "Transport"]
+__all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CLOSE_TRY_LATER", "CallServer", "CallSession", "Transport"]
 
 log = logging.getLogger("callvet.calls")
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013
 
 
 class Transport(Protocol):
@@ -136,7 +137,18 @@ class CallServer:
                                        code="voiceprint_unavailable") from exc
             return self._scoring
 
-    async def handle(self, transport: Transport, protocol: str, actor: str) -> CallSession:
+    async def handle(self, transport: Transport, protocol: str, actor: str) -> CallSession | None:
+        """Run one call to its end; beyond ``max_calls`` concurrent calls the robot is turned away
+        (``callvet.error`` ``capacity``, close 1013 try again later) before anything is recorded."""
+        if len(self.active) >= self.cfg.max_calls:
+            try:
+                await transport.send_text(json.dumps({
+                    "event": "callvet.error", "code": "capacity", "close_code": CLOSE_TRY_LATER,
+                    "message": f"the call server is at its limit of {self.cfg.max_calls} calls"}))
+                await transport.close(CLOSE_TRY_LATER, "capacity")
+            except Exception:
+                log.info("a call turned away for capacity had already gone")
+            return None
         session = CallSession(self, transport, protocol, actor)
         self.active[session.call_id] = session
         try:
