@@ -8,6 +8,7 @@ import base64
 import json
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -259,3 +260,131 @@ def test_interview_over_the_call_server_with_speech(db: Database) -> None:
     assert first["prosody"]["pitch_mean_hz"] > 50 and first["timing"]["delay_s"] == pytest.approx(
         0.8, abs=0.35
     )
+
+
+def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
+    """The robot's whole path: REST creates the interview, a WebSocket call carries the questions out and
+    speech, ASR text and timing in, through the API app as deployed (router lifespan registers the
+    observer)."""
+    import websockets
+    from callserver import ServerThread
+    from callvet.api.app import create_app
+    from callvet.core import auth
+    from callvet.core.settings import Settings
+    from callvet.voice.call.simulate import mulaw_encode
+    from fastapi.testclient import TestClient
+    from speech import espeak
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'callvet.db'}")
+    db = Database(settings.database_url)
+    db.create_schema()
+    app_ = create_app(settings, db)
+    key = auth.create_key(db, "robot", "robot-test")
+    hdr = {"Authorization": f"Bearer {key}"}
+    application = next(a for a in (make_application(s) for s in range(10_300, 10_400)) if a.lang == "en")
+    caller = GenuineApplicant(application, random.Random(5))
+
+    async def robot(url: str, interview_id: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        async with websockets.connect(url, additional_headers=hdr) as ws:
+
+            async def read() -> None:
+                try:
+                    async for msg in ws:
+                        events.append(json.loads(msg))
+                except websockets.ConnectionClosed:
+                    pass
+
+            reader = asyncio.create_task(read())
+            await ws.send(
+                json.dumps(
+                    {
+                        "event": "start",
+                        "streamSid": "MZ7",
+                        "start": {
+                            "streamSid": "MZ7",
+                            "callSid": "CA7",
+                            "tracks": ["inbound"],
+                            "customParameters": {
+                                "application_id": application.application_id,
+                                "interview_id": interview_id,
+                            },
+                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                        },
+                    }
+                )
+            )
+            chunk = 0
+
+            async def audio(x: np.ndarray) -> None:
+                nonlocal chunk
+                for i in range(0, len(x), 160):
+                    chunk += 1
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "event": "media",
+                                "streamSid": "MZ7",
+                                "media": {
+                                    "track": "inbound",
+                                    "chunk": str(chunk),
+                                    "timestamp": str(20 * chunk),
+                                    "payload": base64.b64encode(mulaw_encode(x[i : i + 160])).decode(),
+                                },
+                            }
+                        )
+                    )
+
+            asked = 0
+            deadline = time.monotonic() + 120
+            while asked < 14 and time.monotonic() < deadline:
+                questions = [e for e in events if e.get("event") == "callvet.question"]
+                if any(e.get("event") == "callvet.interview_result" for e in events):
+                    break
+                if len(questions) <= asked:
+                    await asyncio.sleep(0.02)
+                    continue
+                q = questions[asked]
+                asked += 1
+                await ws.send(
+                    json.dumps(
+                        {
+                            "event": "callvet.question",
+                            "question_id": q["question_id"],
+                            "text": q["text"],
+                            "ended_at_s": chunk * 0.02,
+                        }
+                    )
+                )
+                text = caller.respond(q)["transcript"]
+                await audio(np.zeros(int(0.7 * 8000), np.float32))
+                await audio(espeak(text, "en-us+f2", sample_rate=8000))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "event": "callvet.transcript",
+                            "text": text,
+                            "final": True,
+                            "question_id": q["question_id"],
+                        }
+                    )
+                )
+                await audio(np.zeros(int(1.2 * 8000), np.float32))
+            await ws.send(json.dumps({"event": "stop", "streamSid": "MZ7", "stop": {}}))
+            await asyncio.wait_for(reader, 30)
+        return events
+
+    with ServerThread(app_) as srv, TestClient(app_) as client:
+        r = client.post(
+            "/v1/interviews", json={"application": application.model_dump(mode="json")}, headers=hdr
+        )
+        assert r.status_code == 201, r.text
+        iid = r.json()["interview_id"]
+        events = asyncio.run(robot(srv.url("/v1/calls/stream"), iid))
+        result = [e for e in events if e.get("event") == "callvet.interview_result"]
+        assert result and result[0]["verdict"] == "pass", [
+            e for e in events if e.get("event") != "callvet.answer_end"
+        ]
+        got = client.get(f"/v1/interviews/{iid}", headers=hdr).json()
+        assert got["state"] == "finished" and got["answers"][0]["prosody"]["pitch_mean_hz"] > 50
+    db.dispose()
