@@ -87,6 +87,8 @@ def test_eval_command_writes_report_and_det_plot(trees: tuple[Path, Path], tmp_p
     assert r["n_speakers"] == 5 and r["n_models"] == 4 and r["by_group"].keys() == {"espeak"}
     assert r["n_target_trials"] == 8 and r["n_unknown_probes"] == 4
     assert 0.0 <= r["eer"] <= 1.0 and r["top1"] > 0.25
+    assert r["skipped_files"] == []
+    assert r["skipped_files"] == []
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "EER" in res.output
 
@@ -100,3 +102,18 @@ def test_eval_rejects_a_non_tree(tmp_path: Path) -> None:
         scan_tree(tmp_path)
     res = CliRunner().invoke(app, ["voiceprint", "eval", str(tmp_path), "--backend", "none"])
     assert res.exit_code == 2 and "bad_corpus" in res.output
+
+
+def test_undecodable_files_are_skipped_and_listed(tmp_path: Path) -> None:
+    from callvet.core.settings import Settings
+    from callvet.voice.engine import VoiceEngine
+    from callvet.voice.evaluation import embed_set
+
+    (tmp_path / "spk_a").mkdir()
+    (tmp_path / "spk_a" / "good.wav").write_bytes(to_wav_bytes(espeak(TEXTS[0], VOICES[0]), 16000))
+    (tmp_path / "spk_a" / "silent.wav").write_bytes(to_wav_bytes(np.zeros(16000), 16000))
+    engine = VoiceEngine.from_settings(Settings(), backend_dir=False)
+    for _ in range(2):  # second pass comes from the cache
+        s = embed_set(engine, scan_tree(tmp_path), cache_dir=tmp_path / "cache")
+        assert [u.name for u in s.items] == ["good.wav"] and s.emb.shape == (1, engine.encoder.dim)
+        assert len(s.skipped) == 1 and s.skipped[0]["file"].endswith("silent.wav")

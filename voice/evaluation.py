@@ -106,6 +106,7 @@ class EmbeddedSet:
     aug: np.ndarray
     partials: list[np.ndarray]
     net_s: np.ndarray
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def speakers(self) -> np.ndarray:
@@ -138,8 +139,10 @@ def embed_set(
 
     Utterances shorter than the engine's minimum are still embedded: evaluation enrols several short
     files into one model, as an analyst would. Results are cached in ``cache_dir`` keyed by encoder
-    build and file stats.
+    build and file stats. Files that fail to decode (silent, clipped, not audio ...) are left out and
+    listed in ``skipped`` with their error code, so one bad file does not void a corpus run.
     """
+    from callvet.voice.audio import AudioError
     from callvet.voice.augment import CHANNELS, channel_copies
 
     items = list(items)
@@ -150,13 +153,26 @@ def embed_set(
             with np.load(cache) as z:
                 counts = z["pcount"]
                 splits = np.split(z["partials"], np.cumsum(counts)[:-1])
-                return EmbeddedSet(items, z["emb"], z["aug"], list(splits), z["net"])
+                kept_idx = z["kept"] if "kept" in z else np.arange(len(items))
+                kept_set = set(kept_idx.tolist())
+                skipped = [{"file": str(u.path), "code": "skipped"} for i, u in enumerate(items)
+                           if i not in kept_set]
+                return EmbeddedSet([items[i] for i in kept_idx], z["emb"], z["aug"], list(splits), z["net"],
+                                   skipped)
     embs, augs, parts, nets = [], [], [], []
+    kept: list[int] = []
+    skipped: list[dict[str, str]] = []
     k = len(CHANNELS) if augment else 0
 
     def work(advance: Callable[[], None]) -> None:
-        for u in items:
-            audio = engine.decode(u.path.read_bytes())
+        for i, u in enumerate(items):
+            try:
+                audio = engine.decode(u.path.read_bytes())
+            except AudioError as exc:
+                skipped.append({"file": str(u.path), "code": exc.code})
+                advance()
+                continue
+            kept.append(i)
             an = engine.analyse(audio)
             x = an.speech if an.net_speech_s >= 0.5 else audio.to(engine.sample_rate).samples
             p = engine.encoder.embed_partials(x)
@@ -178,18 +194,23 @@ def embed_set(
     else:
         work(lambda: None)
     dim = engine.encoder.dim
+    if not kept:
+        from callvet.core.errors import InvalidInput
+
+        raise InvalidInput("no file could be decoded", code="bad_corpus", skipped=skipped[:20])
     out = EmbeddedSet(
-        items,
+        [items[i] for i in kept],
         np.stack(embs).astype(np.float32),
-        np.stack(augs).astype(np.float32) if k else np.zeros((len(items), 0, dim), np.float32),
+        np.stack(augs).astype(np.float32) if k else np.zeros((len(kept), 0, dim), np.float32),
         parts,
         np.array(nets, dtype=np.float32),
+        skipped,
     )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, emb=out.emb, aug=out.aug, net=out.net_s, pcount=np.array([len(p) for p in parts]),
-                 partials=np.concatenate(parts))
+                 partials=np.concatenate(parts), kept=np.array(kept, dtype=np.int64))
         tmp.replace(cache)
     return out
 
@@ -498,6 +519,7 @@ def evaluate(
         "backend_id": engine.backend_id if backend is not None else f"{engine.encoder_name}:cosine",
         "n_speakers": len(set(enrol.speakers)),
         "n_files": len(enrol.items),
+        "skipped_files": enrol.skipped + (test.skipped if test is not enrol else []),
         **compute_metrics(trials, threshold),
     }
     if plot is not None:
