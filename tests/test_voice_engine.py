@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from callvet.core.settings import Settings
@@ -87,3 +89,24 @@ def test_default_engine_loads_the_committed_backend() -> None:
     other = _print(engine, phone_channel(espeak(TEXTS[2], "en-us+f2"), 16000))
     assert engine.score(enrol, same) > engine.score(enrol, other)
     assert enrol.stats[1] > 0 and enrol.stats != (0.0, 1.0)
+
+
+def test_cli_analyse_and_info(tmp_path: Path) -> None:
+    import json
+
+    from callvet.cli import app
+    from typer.testing import CliRunner
+
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(to_wav_bytes(asterisk_concat(["vm-intro", "vm-goodbye"], gap_s=1.0), 8000))
+    runner = CliRunner()
+    res = runner.invoke(app, ["voiceprint", "analyse", str(wav)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["net_speech_s"] > 3.0 and report["enough_for_voiceprint"] is True
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    res = runner.invoke(app, ["voiceprint", "analyse", str(bad)])
+    assert res.exit_code == 2 and "not_audio" in res.output
+    res = runner.invoke(app, ["voiceprint", "info"])
+    assert res.exit_code == 0 and json.loads(res.output)["backend_id"].startswith("ge2e:")
