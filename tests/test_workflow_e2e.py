@@ -120,3 +120,45 @@ def test_loan_and_limit_processes_with_engine(rt: WorkflowRuntime) -> None:
         actor="analyst:a",
     )
     assert s["status"] == "completed" and _data(rt, s["instance_id"])["outcome"] == "limit_changed"
+
+
+def test_questionnaire_result_is_read_from_the_interview_store(rt: WorkflowRuntime) -> None:
+    """The robot names the interview it ran; the workflow reads the verdict the questionnaire stored."""
+    import random
+
+    from callvet.questionnaire.service import InterviewService
+    from callvet.questionnaire.simulator import GenuineApplicant, make_application, run_interview
+
+    app = make_application(77)
+    interview = run_interview(
+        InterviewService(rt.db), GenuineApplicant(app, random.Random(5)), actor="robot:r"
+    )
+    assert interview["result"]["verdict"] == "pass"
+    data = app.model_dump(mode="json")
+    data["risk_reasons"] = ["new_device", "address_mismatch"]
+    s = rt.start("card_issuance", {"application": data}, actor="analyst:a")
+    assert _data(rt, s["instance_id"])["decision"] == "refer_investigation"
+    rt.deliver_message(
+        s["instance_id"],
+        "investigation_result",
+        {
+            "investigation": {
+                "interview_id": interview["interview_id"],
+                "voiceprint_alarm": False,
+                "investigator": "robot-3",
+            }
+        },
+        actor="robot:r",
+    )
+    got = _data(rt, s["instance_id"])
+    assert got["investigation"]["questionnaire"]["verdict"] == "pass"
+    assert got["investigation"]["questionnaire"]["risk_score"] == interview["result"]["risk_score"]
+    assert got["final"]["decision"] in ("approve", "refer_human")
+    other = rt.start("card_issuance", {"application": example()}, actor="analyst:a")
+    s = rt.deliver_message(
+        other["instance_id"],
+        "investigation_result",
+        {"investigation": {"interview_id": interview["interview_id"]}},
+        actor="robot:r",
+    )
+    assert s["status"] == "failed" and "another application" in (s["error"] or "")

@@ -194,6 +194,7 @@ class WorkflowRuntime:
         self._codec = StateCodec()
         self._engine = self._codec.script_engine
         self._ready = False
+        self._interview_service: Any = None
         self._lock = threading.Lock()
 
     # ---- setup -------------------------------------------------------------------------------------
@@ -213,6 +214,14 @@ class WorkflowRuntime:
         if self._decide is None:
             self._decide = real_decider(self.db, self.settings)
         return self._decide(application, investigation, actor)
+
+    def _interviews(self) -> Any:
+        """The questionnaire part's interview store (read only here, so no sentence encoder)."""
+        if self._interview_service is None:
+            from callvet.questionnaire.service import InterviewService
+
+            self._interview_service = InterviewService(self.db, use_encoder=False)
+        return self._interview_service
 
     # ---- (de)serialisation -----------------------------------------------------------------------
     def _dump(self, wf: BpmnWorkflow) -> str:
@@ -503,7 +512,7 @@ class WorkflowRuntime:
             data=copy.deepcopy(task.data),
             conn=conn,
             actor=actor,
-            services={"decide": self.decide, "runtime": self},
+            services={"decide": self.decide, "runtime": self, "interviews": self._interviews},
         )
 
     def _save(

@@ -166,6 +166,35 @@ def _issue(kind: str) -> Handler:
     return run
 
 
+def _collect_questionnaire(call: HandlerCall) -> dict[str, Any]:
+    """Fill ``investigation.questionnaire`` from the stored interview the call robot ran.
+
+    The robot's ``investigation_result`` message may name the interview (``interview_id``) instead of
+    copying its verdict; the verdict is then read from the questionnaire part's own records, so what the
+    decision engine sees is what the interview stored. An unfinished interview counts as inconclusive.
+    """
+    inv = dict(call.data.get("investigation") or {})
+    interview_id = inv.get("interview_id")
+    if not interview_id or inv.get("questionnaire"):
+        return {}
+    got = call.services["interviews"]().get(str(interview_id), include_answers=False)
+    app_id = (call.data.get("application") or {}).get("application_id")
+    if got.get("application_id") != app_id:
+        raise InvalidInput(
+            f"interview {interview_id} belongs to another application", code="interview_mismatch"
+        )
+    result = got.get("result") or {}
+    if got.get("state") != "finished" or not result.get("verdict"):
+        inv["questionnaire"] = {"verdict": "inconclusive", "reasons": ["interview_not_finished"]}
+    else:
+        inv["questionnaire"] = {
+            "verdict": result["verdict"],
+            "risk_score": result.get("risk_score"),
+            "reasons": list(result.get("reasons") or []),
+        }
+    return {"investigation": inv}
+
+
 def _decline(call: HandlerCall) -> dict[str, Any]:
     return {"outcome": "declined"}
 
@@ -177,6 +206,7 @@ def default_registry(configure: Handler) -> HandlerRegistry:
     r.register("decision.prescreen", _prescreen, transactional=False)
     r.register("decision.final", _final, transactional=False)
     r.register("investigation.request", _request_call)
+    r.register("questionnaire.collect", _collect_questionnaire)
     r.register("issuance.issue_card", _issue("card_issued"))
     r.register("issuance.disburse_loan", _issue("loan_disbursed"))
     r.register("issuance.apply_limit", _issue("limit_changed"))
