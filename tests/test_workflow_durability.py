@@ -1,6 +1,7 @@
 """SIGKILL a real worker process mid-run, restart it, and prove nothing was lost or done twice.
 
-The worker (``callvet workflow worker``) runs in a subprocess against a SQLite file; the test kills it
+The worker (``callvet workflow worker``) runs in a subprocess against the test database (a SQLite
+file, and PostgreSQL when configured); the test kills it
 with SIGKILL at random moments while it advances instances, restarts it, and meanwhile delivers
 investigation results and completes human tasks from this process (so the two also race on the
 optimistic lock). The decisions come from the scripted policy so outcomes are known in advance.
@@ -23,7 +24,7 @@ from callvet.core.errors import Conflict
 from callvet.workflow.engine import WorkflowRuntime
 from callvet.workflow.simulate import application, scripted_decider
 from callvet.workflow.tables import wf_effects, wf_events, wf_instances, wf_issuances
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 N = 120
 
@@ -70,8 +71,17 @@ def _wait_started(db: Database, baseline: int, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_sigkill_loses_and_duplicates_nothing(sqlite_db: Database, tmp_path: Path) -> None:
-    db = sqlite_db
+def _url_for_subprocess(db: Database) -> str:
+    """The test database's URL; on PostgreSQL with the per-test schema as the search path."""
+    if db.dialect != "postgresql":
+        return db.url
+    with db.connect() as conn:
+        schema = conn.execute(text("SHOW search_path")).scalar()
+    return f"{db.url}{'&' if '?' in db.url else '?'}options=-csearch_path%3D{schema}"
+
+
+def test_sigkill_loses_and_duplicates_nothing(db: Database, tmp_path: Path) -> None:
+    url = _url_for_subprocess(db)
     rt = WorkflowRuntime(db, decide=scripted_decider)
     rt.ensure_ready()
     rt.board.upsert_user("alice", role="approver", skills=["card"], actor="t")
@@ -90,7 +100,7 @@ def test_sigkill_loses_and_duplicates_nothing(sqlite_db: Database, tmp_path: Pat
         )
     kills_mid_run = 0
     for _ in range(4):
-        proc = _worker(db.url, tmp_path)
+        proc = _worker(url, tmp_path)
         with db.connect() as conn:
             before = conn.execute(select(func.count()).select_from(wf_effects)).scalar() or 0
         _wait_started(db, before)
@@ -101,7 +111,7 @@ def test_sigkill_loses_and_duplicates_nothing(sqlite_db: Database, tmp_path: Pat
         kills_mid_run += running > 0
     assert kills_mid_run >= 2, "the kills must land while instances were still being advanced"
 
-    proc = _worker(db.url, tmp_path)
+    proc = _worker(url, tmp_path)
     try:
         deadline = time.monotonic() + 120
         killed_again = False
@@ -136,7 +146,7 @@ def test_sigkill_loses_and_duplicates_nothing(sqlite_db: Database, tmp_path: Pat
             if not killed_again and st["completed"] > N // 2:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
-                proc = _worker(db.url, tmp_path)
+                proc = _worker(url, tmp_path)
                 killed_again = True
             time.sleep(0.1)
     finally:
