@@ -186,7 +186,6 @@ class CallSession:
         self.lag_events = 0
         self.frames = 0
         self.max_batch_s = 0.0
-        self.events_sent: list[dict[str, Any]] = []
         self._pending: list[bytes] = []
         self._encoding = "mulaw"
         self._pending_n = 0
@@ -219,20 +218,19 @@ class CallSession:
             except Exception:
                 log.exception("call %s: a database write failed during shutdown", self.call_id)
             return
+        fut.add_done_callback(self._db_done)
         self._db_futs = [f for f in self._db_futs if not f.done()]
         self._db_futs.append(fut)
 
+    def _db_done(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("call %s: a database write failed", self.call_id, exc_info=fut.exception())
+
     async def _db_flush(self) -> None:
-        for fut in self._db_futs:
-            try:
-                await fut
-            except Exception:
-                log.exception("call %s: a database write failed", self.call_id)
+        await asyncio.gather(*self._db_futs, return_exceptions=True)
         self._db_futs = []
 
     async def send(self, event: dict[str, Any]) -> None:
-        if len(self.events_sent) < 1000:
-            self.events_sent.append(event)
         if self._gone:
             return
         try:
