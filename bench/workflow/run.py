@@ -97,6 +97,7 @@ def peer_in_memory(n: int, decide: Any, seed: int) -> float:
             decide(d["application"], d.get("investigation") or {}, "bench"), "final"
         ),
         "investigation.request": lambda d: {"call_requests": 1},
+        "questionnaire.collect": lambda d: {},  # the simulated robot sends the verdict in the message
         "issuance.issue_card": lambda d: {"outcome": "card_issued"},
         "notify.decline": lambda d: {"outcome": "declined"},
     }
@@ -182,6 +183,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rt.board.upsert_user(
             f"risk-{k:02d}", role="risk_officer", skills=["card", "limit"], name=f"Risk {k}", actor="bench"
         )
+
+    peer_n = max(200, min(2000, args.n // 10))
+    peer = peer_in_memory(peer_n, _decider(args.decider, db), args.seed)
 
     t_submit = time.perf_counter()
     for i in range(args.n):
@@ -285,8 +289,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lat.sort()
     p95 = lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")
     metrics = rt.supervisor.metrics()
-    peer_n = max(200, min(2000, args.n // 10))
-    peer = peer_in_memory(peer_n, _decider(args.decider, db), args.seed)
     ips = args.n / wall
     return {
         "n": args.n,
