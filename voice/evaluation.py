@@ -442,8 +442,13 @@ def compute_metrics(tr: Trials, threshold: float | None = None) -> dict[str, Any
 
 def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
     """DET plot (normal-deviate axes) of named (target, non-target) score sets."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        from callvet.core.errors import Unavailable
 
+        raise Unavailable("DET plots need matplotlib (install the build extra: pip install 'callvet[build]')",
+                          code="matplotlib_missing") from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from scipy.stats import norm
