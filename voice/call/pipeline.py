@@ -61,6 +61,7 @@ class CallConfig:
     idle_timeout_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_IDLE_TIMEOUT_S", 30.0))
     drain_timeout_s: float = 15.0
     top_k: int = 5
+    batch_vad: bool = field(default_factory=lambda: os.environ.get("CALLVET_CALL_BATCH_VAD", "1") != "0")
     max_calls: int = field(default_factory=lambda: int(_env_float("CALLVET_MAX_CALLS", 400)))
 
 

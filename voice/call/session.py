@@ -7,6 +7,9 @@ batch in flight per call. Audio waiting for its call's batch is the call's queue
 degrades the voiceprint, never memory or other calls. Database writes go through one dedicated thread,
 in order, as the call goes.
 
+Silero VAD runs batched across calls (:mod:`callvet.voice.call.vadbatch`): one ONNX run per window step
+for every call with audio waiting, then each call's own processor job.
+
 The session speaks to a :class:`Transport` (receive/send/close), not to a web framework: the API wraps a
 Starlette WebSocket in one, tests may wrap anything.
 """
@@ -61,6 +64,7 @@ from callvet.voice.call.scoring import VoiceScoring
 from callvet.voice.call.serializers import ProtocolError, serializer_for
 from callvet.voice.call.state import CallState, StateMachine
 from callvet.voice.call.store import CallStore
+from callvet.voice.call.vadbatch import VadHub, VadLine
 
 __all__ = ["CLOSE_INTERNAL", "CLOSE_NORMAL", "CLOSE_TRY_LATER", "CallServer", "CallSession", "Transport"]
 
@@ -103,12 +107,16 @@ class CallServer:
         scoring: Callable[[], VoiceScoring] | None = None,
         vad_factory: Callable[[int, int], Any] = default_vad_factory,
         observers: list[tuple[str, ObserverFactory]] | None = None,
+        batch_vad: bool | None = None,
     ) -> None:
         self.cfg = cfg or CallConfig()
+        use_hub = self.cfg.batch_vad if batch_vad is None else batch_vad
         self.store = CallStore(db)
         self.pool = ThreadPoolExecutor(max(1, self.cfg.workers), thread_name_prefix="call-cpu")
         self.db_pool = ThreadPoolExecutor(1, thread_name_prefix="call-db")
         self.vad_factory = vad_factory
+        #: One batched Silero run for all calls (only with the stock VAD; a custom factory runs per call).
+        self.vad_hub = VadHub(self.pool) if use_hub and vad_factory is default_vad_factory else None
         self._scoring_factory = scoring
         self._scoring: VoiceScoring | None = None
         self._scoring_error: CallvetError | None = None
@@ -206,6 +214,7 @@ class CallSession:
         self._last_speech_end: float | None = None
         self._transcripts: deque[str] = deque(maxlen=20)
         self._pipeline_failed = False
+        self._vad_line: VadLine | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
     def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
@@ -363,8 +372,12 @@ class CallSession:
         except CallvetError as exc:
             await self._error("voiceprint_unavailable", exc.message)
         try:
-            vad = await loop.run_in_executor(self.server.pool, self.server.vad_factory,
-                                             start.sample_rate, self.cfg.silence_ms)
+            if self.server.vad_hub is not None:
+                self._vad_line = VadLine(start.sample_rate)
+                vad = self._vad_line.stream(self.cfg.silence_ms)
+            else:
+                vad = await loop.run_in_executor(self.server.pool, self.server.vad_factory,
+                                                 start.sample_rate, self.cfg.silence_ms)
         except Exception as exc:
             log.exception("call %s: VAD unavailable", self.call_id)
             await self._fail("vad_unavailable", f"voice activity detector unavailable: {exc}", CLOSE_INTERNAL)
@@ -439,8 +452,13 @@ class CallSession:
                 self._pending, self._pending_n = [], 0
                 self.max_batch_s = max(self.max_batch_s, n / self.sample_rate)
                 try:
-                    outs = await loop.run_in_executor(
-                        self.server.pool, partial(self.processor.process_bytes, data, self._encoding, shed))
+                    hub = self.server.vad_hub
+                    if hub is not None and self._vad_line is not None:
+                        samples = await hub.submit(self._vad_line, data, self._encoding)
+                        job = partial(self.processor.process, samples, shed_s=shed)
+                    else:
+                        job = partial(self.processor.process_bytes, data, self._encoding, shed)
+                    outs = await loop.run_in_executor(self.server.pool, job)
                 except Exception as exc:
                     log.exception("call %s: pipeline failed", self.call_id)
                     self._pipeline_failed = True
