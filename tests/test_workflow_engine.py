@@ -315,3 +315,20 @@ def test_sharded_workers_partition_the_queue(db: Database) -> None:
     first = rt.run_due(shard=(0, 2))
     second = rt.run_due(shard=(1, 2))
     assert first + second == 12 and rt.run_due() == 0
+
+
+def test_runtime_bombs_in_conditions_fail_the_instance_not_the_server(db: Database) -> None:
+    rt = _rt(db)
+    from callvet.workflow.definitions import PROCESSES_DIR
+
+    text = (
+        (PROCESSES_DIR / "card_issuance.bpmn")
+        .read_text()
+        .replace("decision == 'refer_investigation'", "9**9**9 > 1 or note * repeat == ''")
+    )
+    rt.definitions.upload(text, actor="t", activate=True)
+    t0 = time.perf_counter()
+    s = rt.start("card_issuance", {"application": application(60), "note": "a", "repeat": 10**9}, actor="t")
+    assert s["status"] == "failed" and "exponent" in (s["error"] or "")
+    assert time.perf_counter() - t0 < 30  # generous: a real 9**9**9 would not return at all
+    assert rt.board.list_open(role=None) == []

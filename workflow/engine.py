@@ -168,6 +168,15 @@ class _UnitOfWork:
         self.inst.rev = self.inst.committed_rev
 
 
+def _describe(exc: BaseException) -> str:
+    """The error and, for SpiffWorkflow's wrappers, the sandbox or handler error underneath."""
+    message = str(exc).strip()
+    inner = exc.__cause__ or exc.__context__
+    if inner is not None and str(inner) not in message:
+        message = f"{message} {type(inner).__name__}: {inner}".strip()
+    return message[:2000]
+
+
 class WorkflowRuntime:
     """Everything the API, the CLI and the worker do with workflows goes through this object."""
 
@@ -388,7 +397,7 @@ class WorkflowRuntime:
             raise  # nothing uncommitted is kept: the last committed state is resumed later
         except (SpiffWorkflowException, sandbox.SandboxError, CallvetError) as exc:
             uow.rollback()
-            self._mark_failed(inst, str(exc))
+            self._mark_failed(inst, _describe(exc))
             return
         status = InstanceStatus.COMPLETED if inst.wf.is_completed() else InstanceStatus.WAITING
         if status is InstanceStatus.COMPLETED:
