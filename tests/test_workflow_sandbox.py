@@ -116,3 +116,12 @@ def test_interpreter_does_not_use_eval_builtins() -> None:
     with pytest.raises(SandboxError):
         sandbox.evaluate("len(x)", {"x": 5})
     assert data == {}
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["(" * 5000 + "1" + ")" * 5000, "-" * 15000 + "1", "not " * 4000 + "x", "a" + "[0]" * 5000, "x" * 30000],
+)
+def test_pathological_nesting_and_size_are_typed_errors(expr: str) -> None:
+    with pytest.raises(SandboxError):
+        sandbox.evaluate(expr, {"x": 1, "a": [1]})

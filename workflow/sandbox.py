@@ -121,6 +121,8 @@ def _parse(source: str, mode: str) -> ast.AST:
         tree = ast.parse(source.strip() if mode == "eval" else source, mode=mode)
     except SyntaxError as exc:
         raise SandboxError(f"syntax error: {exc.msg} (line {exc.lineno})") from None
+    except (RecursionError, MemoryError):
+        raise SandboxError("script nested too deeply") from None
     for count, node in enumerate(ast.walk(tree), start=1):
         if count > MAX_NODES:
             raise SandboxError(f"script has more than {MAX_NODES} syntax nodes")
