@@ -267,6 +267,8 @@ def test_limit_adjustment_auto_and_review(db: Database) -> None:
     base = {"application": application(11, flagged=False), "current_limit": 20000}
     s = rt.start("limit_adjustment", {**base, "requested_limit": 30000}, actor="t")
     assert s["status"] == "completed"
+    with db.connect() as conn:
+        assert conn.execute(select(wf_issuances.c.amount)).scalar() == 30000
     assert rt.summary(s["instance_id"], with_events=True)["data"]["outcome"] == "limit_changed"
     s = rt.start("limit_adjustment", {**base, "requested_limit": 90000}, actor="t")
     task = rt.board.list_open(role="risk_officer")[0]

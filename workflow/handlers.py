@@ -121,15 +121,19 @@ def _request_call(call: HandlerCall) -> dict[str, Any]:
     return {"call_requests": n, "call_requested_at": utcnow().isoformat(), "awaiting": "investigation_result"}
 
 
+_AMOUNT_FIELD = {
+    "card_issued": "credit_limit",
+    "loan_disbursed": "amount",
+    "limit_changed": "requested_limit",
+}
+"""What was granted when the reviewer set no ``approved_amount``: the engine's card limit, the loan
+amount applied for, the limit the customer asked for."""
+
+
 def _issue(kind: str) -> Handler:
     def run(call: HandlerCall) -> dict[str, Any]:
         app = call.data.get("application") or {}
-        amount = (
-            call.data.get("approved_amount")
-            or call.data.get("new_limit")
-            or call.data.get("credit_limit")
-            or call.data.get("amount")
-        )
+        amount = call.data.get("approved_amount") or call.data.get(_AMOUNT_FIELD[kind])
         conn = call.conn
         assert conn is not None, "issuance handlers are transactional"
         existing = conn.execute(

@@ -436,7 +436,7 @@ class Supervisor:
             )
         else:
             current = _num(data.get("current_limit"))
-            new = _num(data.get("new_limit") or data.get("requested_limit"))
+            new = _num(data.get("approved_amount") or data.get("new_limit") or data.get("requested_limit"))
             account = data.get("account") if isinstance(data.get("account"), dict) else {}
             facts.update(
                 {
