@@ -99,3 +99,48 @@ def test_findings_queue_and_metrics(db: Database) -> None:
     assert m["rectified"] == 2 and m["rectified_within_3_days"] == 1
     assert m["overdue"] == len(found) - 2
     assert all(f["overdue"] for f in rt.supervisor.findings(status="open"))
+
+
+def test_two_level_loan_is_judged_at_its_last_level(db: Database) -> None:
+    rt = WorkflowRuntime(db, decide=scripted_decider)
+    rt.ensure_ready()
+    rt.board.upsert_user("alice", role="approver", skills=["instalment"], name="Alice Zhou", actor="t")
+    rt.board.upsert_user("rita", role="risk_officer", skills=["instalment"], name="Rita Sun", actor="t")
+    docs = ["id_card", "income_proof", "employment_certificate", "bank_statement"]
+
+    def run(i: int, second: str) -> set[str]:
+        app = application(i, flagged=False, delinquencies=0, income=20000)
+        s = rt.start(
+            "instalment_loan",
+            {"application": app, "product": "direct_customer", "amount": 200000, "documents": docs},
+            actor="analyst:a1",
+        )
+        for _ in range(2):
+            rt.deliver_message(
+                s["instance_id"],
+                "investigation_result",
+                {
+                    "investigation": {
+                        "investigator": "robot-1",
+                        "questionnaire": {"verdict": "pass", "risk_score": 0.1},
+                    }
+                },
+                actor="robot",
+            )
+        note = {
+            "review_decision": "approve",
+            "review_note": "Employer, payslips and bank statement verified.",
+        }
+        t1 = next(t for t in rt.board.list_open(role=None) if t["instance_id"] == s["instance_id"])
+        assert t1["name"] == "Loan review (level 1)"
+        rt.complete_task(t1["task_id"], note, actor="a", role=None, reviewer_id="alice")
+        level1 = {r["rule_id"] for r in rt.supervisor.findings(instance_id=s["instance_id"])}
+        assert not {"ISS-AUT-005", "ISS-AUT-007", "ISS-AUT-008"} & level1  # level 2 is still to come
+        t2 = next(t for t in rt.board.list_open(role=None) if t["instance_id"] == s["instance_id"])
+        assert t2["name"] == "Loan review (level 2)"
+        rt.complete_task(t2["task_id"], note, actor="r", role=None, reviewer_id=second)
+        assert rt.summary(s["instance_id"])["status"] == "completed"
+        return {r["rule_id"] for r in rt.supervisor.findings(instance_id=s["instance_id"])}
+
+    assert not {"ISS-AUT-007", "ISS-AUT-008"} & run(1, "rita")
+    assert "ISS-AUT-008" in run(2, "alice")

@@ -432,7 +432,7 @@ LOAN = Process(
             "Loan review (level 1)",
             A,
             11,
-            attrs={"skill": "instalment", "supervise": "issuance", "dueHours": "24"},
+            attrs={"skill": "instalment", "supervise": "issuance", "dueHours": "24", "level": "1"},
         ),
         Node("GwLevel2", "exclusiveGateway", "Second level needed?", S, 12),
         Node(
@@ -441,7 +441,7 @@ LOAN = Process(
             "Loan review (level 2)",
             R,
             13,
-            attrs={"skill": "instalment", "supervise": "issuance", "dueHours": "24"},
+            attrs={"skill": "instalment", "supervise": "issuance", "dueHours": "24", "level": "2"},
         ),
         Node("GwReview", "exclusiveGateway", "Approved?", S, 14),
         Node("Disburse", "serviceTask", "Disburse loan", S, 15, attrs={"handler": "issuance.disburse_loan"}),

@@ -189,6 +189,10 @@ def _collect_meta(root: Any, spec: BpmnProcessSpec, handlers: set[str] | None) -
             due_hours = float(node.get(f"{{{NS}}}dueHours") or 24)
         except ValueError:
             raise _bad(f"{label}: callvet:dueHours must be a number", label) from None
+        try:
+            level = int(node.get(f"{{{NS}}}level") or 1)
+        except ValueError:
+            raise _bad(f"{label}: callvet:level must be a whole number", label) from None
         supervise = node.get(f"{{{NS}}}supervise")
         if supervise not in (None, "issuance", "limit_adjustment"):
             raise _bad(f"{label}: callvet:supervise must be issuance or limit_adjustment", label)
@@ -198,6 +202,7 @@ def _collect_meta(root: Any, spec: BpmnProcessSpec, handlers: set[str] | None) -
             "skill": node.get(f"{{{NS}}}skill"),
             "due_hours": due_hours,
             "supervise": supervise,
+            "level": level,
             "name": node.get("name") or node.get("id"),
         }
     return {"elements": elements}

@@ -634,6 +634,7 @@ class WorkflowRuntime:
                     reviewer_id=reviewer,
                     assignee=row.assignee,
                     task_created_at=aware(row.created_at),
+                    review_level=int(meta.get("level") or 1),
                 )
             record(
                 conn,

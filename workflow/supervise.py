@@ -207,6 +207,7 @@ _BASE_COMMON: dict[str, Any] = {
     "applicant_surname": "Wang",
     "approver_surname": "Reviewer",
     "initiator": "analyst-1",
+    "review_level": 1,
 }
 
 _BASE: dict[str, dict[str, Any]] = {
@@ -404,7 +405,9 @@ class Supervisor:
                     "product": str(data.get("product") or "card"),
                     "channel": str(app.get("channel") or ""),
                     "amount": amount,
-                    "requested": _num(app.get("requested_limit") or data.get("amount")),
+                    "requested": _num(
+                        data.get("amount") if data.get("product") else app.get("requested_limit")
+                    ),
                     "engine_limit": _num(data.get("credit_limit")),
                     "review_levels_required": int(_num(data.get("review_levels"), 1.0)),
                     "years_employed": _num(emp.get("years_employed")),
@@ -477,8 +480,12 @@ class Supervisor:
         reviewer_id: str | None,
         assignee: str | None,
         task_created_at: datetime | None,
+        review_level: int = 1,
     ) -> list[Rule]:
-        """Check one completed action; idempotent per (instance, task): a replay records nothing twice."""
+        """Check one completed action; idempotent per (instance, task): a replay records nothing twice.
+
+        ``review_level`` is the user task's ``callvet:level`` (1 = first review); rules about the number
+        of reviewers apply once the last required level is reached."""
         check_key = f"{instance_id}:{task_id}"
         if conn.execute(select(wf_checks.c.id).where(wf_checks.c.check_key == check_key)).first() is not None:
             return []
@@ -491,6 +498,7 @@ class Supervisor:
             assignee=assignee,
             task_created_at=task_created_at,
         )
+        facts["review_level"] = review_level
         cat = self.catalogue
         violated = cat.evaluate(kind, facts)
         now = self.clock()
