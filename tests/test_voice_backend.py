@@ -64,7 +64,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 def test_asnorm_is_symmetric_z_normalisation() -> None:
     data, _ = _synthetic()
-    b = fit_backend(data, BackendConfig(asnorm_top_n=10))
+    b = fit_backend(data, BackendConfig(asnorm_top_n=10, plda_dim=0))
     v = b.project(data.emb[:3])
     st = b.cohort_stats(v)
     assert st.shape == (3, 2) and np.all(st[:, 1] > 0)
@@ -73,6 +73,30 @@ def test_asnorm_is_symmetric_z_normalisation() -> None:
     expect = 0.5 * ((raw - np.array([0.3, 0.0])) / np.array([0.1, 0.5]) + (raw - 0.1) / 0.2)
     assert out == pytest.approx(expect)
     assert isinstance(b.cohort_stats(v[0]), tuple)
+
+
+def test_plda_scores_are_the_two_covariance_llr_through_inner_products() -> None:
+    data, _ = _synthetic()
+    b = fit_backend(data, BackendConfig(plda_dim=16))
+    test, _ = _synthetic(seed=2)
+    models = np.stack([b.project_mean(test.emb[i:i + 3]) for i in range(0, 60, 6)])
+    probes = b.project(test.aug[5:60:6, 0])
+    assert models.shape == (10, b.dim) and b.dim == 16
+    ms, ps = b.cohort_stats(models), b.cohort_stats(probes)
+    assert np.all(ms[:, 1] == 1.0)
+    llr = np.stack([b.calibrate(probes[i] @ models.T, ps[i], ms) for i in range(10)])
+    # explicit x'Qx + y'Qy + 2x'Py in the PCA space
+    z = lambda v: (v - b.plda["mu"]) @ b.plda["v"]  # noqa: E731
+    zm = z(_l2(np.stack([b._stage1(test.emb[i:i + 3]).mean(0) for i in range(0, 60, 6)])))
+    zp = z(b._stage1(test.aug[5:60:6, 0]))
+    lt = b.plda["lt"].astype(np.float64)
+    p = lt @ lt.T
+    q = lt @ b.plda["qv"] @ lt.T
+    qz = lambda a: np.einsum("ij,jk,ik->i", a, q, a)  # noqa: E731
+    expect = qz(zp)[:, None] + qz(zm)[None, :] + 2 * zp @ p @ zm.T
+    assert llr == pytest.approx(expect, rel=1e-3, abs=1e-3)
+    # channel-shifted probes still find their own speaker
+    assert np.mean(np.argmax(llr, axis=1) == np.arange(10)) >= 0.9
 
 
 def test_speaker_folds_are_disjoint_and_stratified() -> None:

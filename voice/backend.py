@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "RECOMMENDED_CONFIG",
     "Backend",
     "BackendConfig",
     "TrainingSet",
@@ -61,8 +62,15 @@ class BackendConfig:
     train_augmented: bool = True
     enrol_augment: bool = True
     asnorm_top_n: int = 100
+    plda_dim: int = 0
     target_far: float = 0.01
     cohort_max: int = 3000
+
+
+#: What ``callvet voiceprint train-backend`` trains by default: NAP-16 + WCCN, then PLDA in 200 dims
+#: (best minDCF and open-set false alarms in speaker-disjoint CV on voice-dev, docs/voice.md).
+#: ``BackendConfig()`` alone is the cosine + AS-norm back end.
+RECOMMENDED_CONFIG = BackendConfig(plda_dim=200)
 
 
 @dataclass
@@ -97,10 +105,11 @@ class Backend:
     encoder_name: str
     encoder_sha256: str
     meta: dict[str, Any] = field(default_factory=dict)
+    plda: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
-        return int(self.proj.shape[1])
+        return int(self.plda["lt"].shape[1]) if self.plda else int(self.proj.shape[1])
 
     @property
     def enrol_augment(self) -> bool:
@@ -108,33 +117,52 @@ class Backend:
 
     @property
     def id(self) -> str:
-        h = hashlib.sha256(self.proj.tobytes() + self.mean.tobytes() + self.cohort.tobytes())
+        h = hashlib.sha256(self.proj.tobytes() + self.mean.tobytes() + self.cohort.tobytes()
+                           + b"".join(self.plda[k].tobytes() for k in sorted(self.plda)))
         return f"{self.encoder_name}:{self.encoder_sha256[:12]}:bk-{h.hexdigest()[:12]}"
 
-    def project(self, emb: np.ndarray) -> np.ndarray:
-        """Raw embeddings (n, d_in) -> length-normalised prints (n, dim)."""
+    def _stage1(self, emb: np.ndarray) -> np.ndarray:
         e = np.atleast_2d(np.asarray(emb, dtype=np.float32))
         return _l2((e - self.mean) @ self.proj)
 
+    def _stage2(self, v: np.ndarray) -> np.ndarray:
+        if not self.plda:
+            return v
+        return ((np.atleast_2d(v) - self.plda["mu"]) @ self.plda["v"] @ self.plda["lt"]).astype(np.float32)
+
+    def project(self, emb: np.ndarray) -> np.ndarray:
+        """Raw embeddings (n, d_in) -> prints (n, dim): unit length for the cosine back end; for PLDA
+        the cross-term factor L'z (inner product = x'Py), not unit length."""
+        return self._stage2(self._stage1(emb))
+
     def project_mean(self, emb: np.ndarray) -> np.ndarray:
-        """One print from several raw embeddings of the same speaker (mean in back-end space)."""
-        return _l2(self.project(emb).mean(axis=0))
+        """One print from several raw embeddings of the same speaker (mean in the normalised space)."""
+        return self._stage2(_l2(self._stage1(emb).mean(axis=0)))[0] if self.plda else (
+            _l2(self._stage1(emb).mean(axis=0)))
 
     def cohort_stats(self, vectors: np.ndarray) -> Any:
         """(mean, std) of the top-N cohort scores; a tuple for one vector, an (n, 2) array for many."""
         v = np.asarray(vectors, dtype=np.float32)
         single = v.ndim == 1
-        stats = _top_n_stats(np.atleast_2d(v), self.cohort, self.config.asnorm_top_n)
+        if self.plda:
+            u = np.atleast_2d(v).astype(np.float64)
+            q = np.einsum("ij,jk,ik->i", u, self.plda["qv"].astype(np.float64), u)
+            stats = np.stack([-q, np.ones_like(q)], axis=1)
+        else:
+            stats = _top_n_stats(np.atleast_2d(v), self.cohort, self.config.asnorm_top_n)
         return (float(stats[0, 0]), float(stats[0, 1])) if single else stats
 
     def calibrate(self, raw: np.ndarray, probe_stats: tuple[float, float] | np.ndarray,
                   model_stats: np.ndarray) -> np.ndarray:
-        """Symmetric AS-norm: 0.5 * (z-score against the model's cohort + against the probe's)."""
+        """Symmetric AS-norm: 0.5 * (z-score against the model's cohort + against the probe's); for
+        PLDA the log-likelihood ratio x'Qx + y'Qy + 2x'Py, whose per-print terms travel as stats (-q, 1)."""
         raw = np.asarray(raw, dtype=np.float64)
-        if self.config.asnorm_top_n <= 0:
-            return raw
         ms = np.asarray(model_stats, dtype=np.float64).reshape(-1, 2)
         pm, ps = float(probe_stats[0]), float(probe_stats[1])
+        if self.plda:
+            return 2.0 * raw - pm - ms[:, 0]
+        if self.config.asnorm_top_n <= 0:
+            return raw
         return 0.5 * ((raw - ms[:, 0]) / ms[:, 1] + (raw - pm) / ps)
 
     # -- persistence ---------------------------------------------------------------------------
@@ -142,7 +170,8 @@ class Backend:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / (NPZ_FILE + ".tmp.npz")
-        np.savez_compressed(tmp, mean=self.mean, proj=self.proj, cohort=self.cohort.astype(np.float16))
+        np.savez_compressed(tmp, mean=self.mean, proj=self.proj, cohort=self.cohort.astype(np.float16),
+                            **{f"plda_{k}": v for k, v in self.plda.items()})
         tmp.replace(directory / NPZ_FILE)
         manifest = {
             "kind": "voice_backend",
@@ -174,6 +203,7 @@ class Backend:
                 raise ValueError("backend.npz does not match its manifest sha256")
             with np.load(directory / NPZ_FILE) as z:
                 mean, proj, cohort = z["mean"], z["proj"], z["cohort"].astype(np.float32)
+                plda = {k[5:]: z[k] for k in z.files if k.startswith("plda_")}
             cfg = BackendConfig(**manifest["config"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise Unavailable(f"voice back end at {directory} is unreadable: {exc}",
@@ -183,7 +213,7 @@ class Backend:
             "config", "npz_sha256"}
         meta = {k: v for k, v in manifest.items() if k not in known}
         return cls(mean, proj, cohort, float(manifest["threshold"]), cfg, manifest["encoder"],
-                   manifest["encoder_sha256"], meta)
+                   manifest["encoder_sha256"], meta, plda)
 
 
 def backend_dir_for(models_dir: Path, encoder_name: str) -> Path:
@@ -280,12 +310,44 @@ def fit_backend(
     proj = proj.astype(np.float32)
     backend = Backend(mean.astype(np.float32), proj, np.zeros((0, proj.shape[1]), np.float32),
                       float(threshold or 0.0), config, encoder_name, encoder_sha256)
+    if config.plda_dim > 0:
+        backend.plda = _fit_plda(backend._stage1(x), y, config.plda_dim)
+        return backend
     cohort = backend.project(data.emb)
     if len(cohort) > config.cohort_max:
         rng = np.random.default_rng(0)
         cohort = cohort[np.sort(rng.choice(len(cohort), config.cohort_max, replace=False))]
     backend.cohort = cohort.astype(np.float16).astype(np.float32)
     return backend
+
+
+def _fit_plda(x: np.ndarray, labels: np.ndarray, dim: int) -> dict[str, np.ndarray]:
+    """Two-covariance PLDA (x = m + y + e, y ~ N(0, B), e ~ N(0, W)) in a PCA subspace.
+
+    LLR(x, y) = x'Qx + y'Qy + 2x'Py with Q = T^-1 - (T - B T^-1 B)^-1, P = T^-1 B (T - B T^-1 B)^-1,
+    T = B + W. P = L L' is factored so that the cross term is an inner product of prints L'z (FAISS);
+    the quadratic terms are per print and are carried as its stats. Stored: mu, v (PCA), lt (= L),
+    qv (Q expressed on prints: z = print @ L^-1, so q = print @ L^-1 Q L^-T @ print).
+    """
+    x = x.astype(np.float64)
+    mu = x.mean(axis=0)
+    k = max(1, min(dim, x.shape[1], len(x) - 1))
+    _, _, vt = np.linalg.svd(x - mu, full_matrices=False)
+    v = vt[:k].T
+    w, b = _within_between((x - mu) @ v, labels)
+    w, b = w + 1e-3 * np.eye(k), b + 1e-3 * np.eye(k)
+    it = np.linalg.inv(b + w)
+    m = np.linalg.inv(b + w - b @ it @ b)
+    q = it - m
+    p = it @ b @ m
+    vals, vecs = np.linalg.eigh((p + p.T) / 2)
+    vals = np.maximum(vals, 1e-9)
+    lt = vecs * np.sqrt(vals)
+    lt_inv = (vecs / np.sqrt(vals)).T
+    qv = lt_inv @ q @ lt_inv.T
+    qv = (qv + qv.T) / 2
+    f32 = np.float32
+    return {"mu": mu.astype(f32), "v": v.astype(f32), "lt": lt.astype(f32), "qv": qv.astype(f32)}
 
 
 def speaker_folds(speakers: Sequence[str], k: int, seed: int = 0,

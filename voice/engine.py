@@ -63,8 +63,10 @@ class SpeechAnalysis:
 class Voiceprint:
     """A print in the back end's space: inner product of two prints is the raw score.
 
-    ``stats`` is (mean, std) of this print's scores against the back end's top-N impostor cohort,
-    which AS-norm needs for both sides of a comparison; store it next to the vector.
+    ``stats`` are this print's own calibration terms, needed for both sides of a comparison; store them
+    next to the vector. Cosine back end: unit-length vector, stats = (mean, std) of its top-N scores
+    against the impostor cohort (AS-norm). PLDA back end (shipped): vector = L'z with P = LL', so the
+    inner product is the PLDA cross term, not unit length; stats = (-z'Qz, 1).
     """
 
     vector: np.ndarray

@@ -232,10 +232,12 @@ class Scorer:
         return self.backend.project(raw)
 
     def model(self, raw: np.ndarray, aug: np.ndarray | None = None) -> np.ndarray:
-        vecs = self._project(raw)
+        raw = np.atleast_2d(raw)
         if self.enrol_augment and aug is not None and aug.size:
-            vecs = np.concatenate([vecs, self._project(aug.reshape(-1, raw.shape[-1]))])
-        m = vecs.mean(axis=0)
+            raw = np.concatenate([raw, aug.reshape(-1, raw.shape[-1])])
+        if self.backend is not None:
+            return self.backend.project_mean(raw)
+        m = self._project(raw).mean(axis=0)
         return m / max(float(np.linalg.norm(m)), 1e-12)
 
     def probes(self, raw: np.ndarray) -> np.ndarray:
@@ -243,7 +245,7 @@ class Scorer:
 
     def scores(self, probes: np.ndarray, models: np.ndarray) -> np.ndarray:
         raw = probes @ models.T
-        if self.backend is None or self.backend.config.asnorm_top_n <= 0:
+        if self.backend is None:
             return raw
         ps = self.backend.cohort_stats(probes)
         ms = self.backend.cohort_stats(models)

@@ -42,8 +42,9 @@ def train_backend_cmd(
                                      "threshold is calibrated for"),
     folds: int = typer.Option(4, "--folds", help="speaker-disjoint folds for threshold calibration"),
     cache: Path | None = typer.Option(None, "--cache", help="directory to cache embeddings in"),
+    plda_dim: int = typer.Option(200, "--plda-dim", help="PLDA subspace size; 0 = cosine + AS-norm"),
 ) -> None:
-    """Train and store the back end (NAP + WCCN, AS-norm cohort, calibrated threshold)."""
+    """Train and store the back end (NAP + WCCN, then PLDA or AS-norm; calibrated threshold)."""
     import numpy as np
     from callvet.voice.backend import BackendConfig, TrainingSet, backend_dir_for, train_backend
     from callvet.voice.engine import VoiceEngine
@@ -64,7 +65,8 @@ def train_backend_cmd(
         raise fail(CallvetError(f"{n_spk} speakers is too few for {folds}-fold calibration",
                                 code="bad_corpus"))
     strata = speaker_groups(trees[0], sorted(set(data.speaker)))
-    backend = train_backend(data, BackendConfig(target_far=target_far), encoder_name=engine.encoder_name,
+    config = BackendConfig(target_far=target_far, plda_dim=plda_dim)
+    backend = train_backend(data, config, encoder_name=engine.encoder_name,
                             encoder_sha256=str(engine.encoder.manifest.get("sha256", "")), folds=folds,
                             strata=strata, progress=typer.echo)
     backend.meta["trained_on"] = [str(t) for t in trees]
