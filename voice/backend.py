@@ -1,4 +1,4 @@
-"""Channel-robust scoring back end: NAP + LDA + WCCN projection, length-norm, AS-norm, calibrated threshold.
+"""Channel-robust scoring back end: NAP + WCCN projection, length-norm, then PLDA or cosine + AS-norm.
 
 A raw GE2E cosine mixes who is speaking with how the line sounds; on phone speech the second dominates
 (voice-dev: enrol clean, test phone, 17 % top-1). The back end is trained on development speakers in
@@ -8,13 +8,16 @@ becomes within-speaker variance:
 1. centre on the training mean;
 2. NAP: project out the top directions of the channel shift (an utterance's channel copy minus the
    utterance), which needs no speaker labels and keeps every other direction;
-3. LDA to the speaker-discriminant subspace, and WCCN to whiten what is left of within-speaker (mostly
-   channel) variance;
-4. length-normalise, so the inner product is the raw score (what FAISS searches);
-5. AS-norm: each print carries (mean, std) of its top-N scores against a cohort of development prints,
-   and a comparison is normalised from both sides, so one threshold serves every identity;
-6. the threshold is set from speaker-disjoint cross-validation on the training speakers for a target
-   false-alarm rate (default 1 %).
+3. optional LDA to the speaker-discriminant subspace, then WCCN to whiten what is left of
+   within-speaker (mostly channel) variance; length-normalise;
+4. scoring, either
+   - PLDA (two-covariance, ``plda_dim`` > 0; what ``train-backend`` ships): the cross term 2x'Py is an
+     inner product of prints L'z (P = LL'), the quadratic terms x'Qx are per print and travel as its
+     stats, so FAISS and the blacklist's stored (vector, stats) work unchanged; or
+   - cosine + AS-norm: each print carries (mean, std) of its top-N scores against a cohort of
+     development prints and a comparison is normalised from both sides;
+5. the threshold is set from speaker-disjoint cross-validation on the training speakers for a target
+   false-alarm rate per comparison (default 1 %).
 
 Everything is stored as ``backend.npz`` + ``manifest.json`` under ``models/artifacts/backend/<encoder>/``,
 keyed to the encoder's sha256: a back end trained on another encoder build is refused (the engine then
