@@ -61,6 +61,11 @@ class CallConfig:
     idle_timeout_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_IDLE_TIMEOUT_S", 30.0))
     drain_timeout_s: float = 15.0
     top_k: int = 5
+    #: Python's GIL switch interval while the call server runs (``sys.setswitchinterval``; 0 keeps it).
+    #: The event loop makes a syscall per message and must win the GIL back from busy workers each time;
+    #: at the default 5 ms it waits up to that long every time (the convoy effect).
+    switch_interval_s: float = field(
+        default_factory=lambda: _env_float("CALLVET_CALL_SWITCH_INTERVAL_S", 0.0005))
     batch_vad: bool = field(default_factory=lambda: os.environ.get("CALLVET_CALL_BATCH_VAD", "1") != "0")
     max_calls: int = field(default_factory=lambda: int(_env_float("CALLVET_MAX_CALLS", 400)))
 

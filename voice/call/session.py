@@ -20,6 +20,7 @@ import asyncio
 import inspect
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -110,6 +111,9 @@ class CallServer:
         batch_vad: bool | None = None,
     ) -> None:
         self.cfg = cfg or CallConfig()
+        self._saved_switch = sys.getswitchinterval()
+        if self.cfg.switch_interval_s > 0:
+            sys.setswitchinterval(self.cfg.switch_interval_s)
         use_hub = self.cfg.batch_vad if batch_vad is None else batch_vad
         self.store = CallStore(db)
         self.pool = ThreadPoolExecutor(max(1, self.cfg.workers), thread_name_prefix="call-cpu")
@@ -168,6 +172,7 @@ class CallServer:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.db_pool.shutdown(wait=True)
+        sys.setswitchinterval(self._saved_switch)
 
 
 class CallSession:
