@@ -24,16 +24,38 @@ app = typer.Typer(
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind"),
     port: int = typer.Option(8000, help="port to bind"),
-    workers: int = typer.Option(1, help="uvicorn worker processes"),
+    workers: int = typer.Option(1, help="uvicorn worker processes (each loads its own models)"),
+    workflow_worker: bool = typer.Option(
+        True, "--workflow-worker/--no-workflow-worker",
+        help="also run the workflow worker (timers, resumption, reminders, assignment) beside the API",
+    ),
     log_level: str = typer.Option("info"),
 ) -> None:
-    """Start the API (REST + WebSocket); OpenAPI at /openapi.json."""
-    import uvicorn
+    """Start the API (REST + WebSocket; OpenAPI at /openapi.json) and the workflow worker."""
+    import subprocess
+    import sys
 
-    uvicorn.run(
-        "callvet.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-        log_level=log_level, ws_max_size=1 << 20,
+    import uvicorn
+    from callvet._cli.common import open_db
+
+    open_db()
+    worker = (
+        subprocess.Popen([sys.executable, "-m", "callvet", "workflow", "worker"])
+        if workflow_worker
+        else None
     )
+    try:
+        uvicorn.run(
+            "callvet.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+            log_level=log_level, ws_max_size=1 << 20, ws_per_message_deflate=False,
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 @app.command("init-db")
