@@ -34,6 +34,7 @@ __all__ = [
     "german_credit_csv",
     "is_built",
     "load_german_credit",
+    "select_and_fit",
     "train",
 ]
 
@@ -152,17 +153,15 @@ def _candidates() -> list[tuple[str, Any]]:
     ]
 
 
-def train() -> dict[str, Any]:
-    """Select on validation (5-fold stratified CV inside the 800 non-test loans, WoE bins refit in each
-    fold so no fold sees its own labels), refit the winner on all 800, evaluate once on the 200 test
-    loans. Returns model, spec and metrics."""
+def select_and_fit(rows: list[dict[str, Any]], y: np.ndarray, dev: np.ndarray) -> dict[str, Any]:
+    """callvet's model-selection procedure on the development loans ``dev`` only: 5-fold stratified CV
+    (WoE bins refit in each fold so no fold sees its own labels), pick the best mean validation AUC,
+    refit the winner and the bins on all of ``dev``. Used by :func:`train` and by the benchmark that
+    compares it with the scorecard baseline on the same splits."""
     from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import StratifiedKFold
 
-    rows, y = load_german_credit()
-    idx = np.arange(len(rows))
-    dev, test = train_test_split(idx, test_size=0.2, stratify=y, random_state=SEED)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(dev, y[dev]))
     encoded = []
     for fit, val in folds:
@@ -180,8 +179,22 @@ def train() -> dict[str, Any]:
         scores[name] = float(np.mean(aucs))
     best = max(scores, key=lambda k: scores[k])
     spec = fit_woe([rows[i] for i in dev], y[dev])
-    x_dev, x_te = encode([rows[i] for i in dev], spec), encode([rows[i] for i in test], spec)
-    model = clone(protos[best]).fit(x_dev, y[dev])
+    model = clone(protos[best]).fit(encode([rows[i] for i in dev], spec), y[dev])
+    return {"model": model, "spec": spec, "selected": best, "validation_auc": scores}
+
+
+def train() -> dict[str, Any]:
+    """Select on validation inside the 800 non-test loans (:func:`select_and_fit`), evaluate once on
+    the 200 test loans. Returns model, spec and metrics."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    rows, y = load_german_credit()
+    idx = np.arange(len(rows))
+    dev, test = train_test_split(idx, test_size=0.2, stratify=y, random_state=SEED)
+    fitted = select_and_fit(rows, y, dev)
+    model, spec, scores, best = fitted["model"], fitted["spec"], fitted["validation_auc"], fitted["selected"]
+    x_te = encode([rows[i] for i in test], spec)
     p_te = model.predict_proba(x_te)[:, 1]
     metrics = {
         "selected": best,
