@@ -148,12 +148,21 @@ class _Transport:
         return [e for e in self.sent if e.get("event") == name]
 
 
+def _warm_vad() -> None:
+    """Load the VAD in this thread first: its first load imports torch (through the silero_vad package),
+    and a torch import half-done in a server worker makes scipy's resampling in espeak() fail here."""
+    from callvet.voice.call.session import default_vad_factory
+
+    default_vad_factory(8000, 700)
+
+
 def test_interview_over_the_call_server_with_speech(db: Database) -> None:
     from callvet.voice.call.pipeline import CallConfig
     from callvet.voice.call.session import CallServer
     from callvet.voice.call.simulate import mulaw_encode
     from speech import espeak
 
+    _warm_vad()
     svc = InterviewService(db)
     app = next(a for a in (make_application(s) for s in range(10_100, 10_200)) if a.lang == "en")
     caller = GenuineApplicant(app, random.Random(11))
@@ -275,6 +284,7 @@ def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
     from speech import espeak
 
+    _warm_vad()
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'callvet.db'}")
     db = Database(settings.database_url)
     db.create_schema()
