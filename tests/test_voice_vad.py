@@ -57,3 +57,18 @@ def test_stream_events_match_offline_segments(recording: np.ndarray) -> None:
 def test_stream_rejects_unsupported_rate() -> None:
     with pytest.raises(ValueError):
         VadStream(sample_rate=44100)
+
+
+def test_vad_does_not_import_torch() -> None:
+    """Serving runs onnxruntime only; the silero-vad package's own __init__ would pull in torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from callvet.voice.vad import SileroVad\n"
+        "SileroVad().segments(np.zeros(16000, dtype=np.float32), 16000)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from callvet.core.errors import Unavailable
 from callvet.voice.audio import resample
 
 __all__ = ["SileroVad", "VadEvent", "VadStream", "default_vad", "net_speech_s", "pauses"]
@@ -25,7 +26,12 @@ Segment = tuple[float, float]
 
 
 def _model_path() -> Path:
-    return Path(str(resources.files("silero_vad") / "data" / "silero_vad.onnx"))
+    """Locate the ONNX file without importing ``silero_vad``, whose ``__init__`` imports torch: serving
+    must not load torch (memory, start-up time, and a thread pool racing the call workers)."""
+    spec = find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable("the silero-vad package is not installed", code="vad_missing")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
 
 
 def _geometry(sample_rate: int) -> tuple[int, int]:
