@@ -24,6 +24,12 @@ from speech import espeak, to_wav_bytes
 ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
          "every month and I travel a lot for work.")
 PROBE = "I bought the card last spring and I use it for groceries and fuel every week."
+ANSWERS = [
+    PROBE,
+    "My employer is a logistics company, I have worked there for about six years now.",
+    "The loan is for a new kitchen, and I can pay around four hundred a month.",
+    "Yes, I live at the same address with my wife and our two children.",
+]
 
 
 def test_ring_keeps_the_last_samples_by_absolute_index() -> None:
@@ -103,3 +109,29 @@ def test_hang_up_mid_answer_and_shedding_close_the_answer(scoring: VoiceScoring)
     outs = p.finish()
     ends = [o for o in outs if isinstance(o, AnswerEnded)]
     assert all(e.start_s >= 3.0 for e in ends)
+
+
+def test_confirmed_verdict_embeds_on_a_longer_stride_and_still_sees_a_change(scoring: VoiceScoring) -> None:
+    """Another voice answers first (verdict at 3 s, confirmed at 6 s), then the enrolled voice takes
+    over: with the stable stride a third of the speech is not embedded, yet the alarm comes at the same
+    call time as with every second embedded."""
+    z = np.zeros(4000, np.float32)
+    other = [espeak(t, "en-us+f2", sample_rate=8000) for t in ANSWERS[:2]]
+    fraud = [espeak(t, "en-us+m3", sample_rate=8000) for t in ANSWERS]
+    x = np.concatenate([z, other[0], z, z, other[1], z, z, *[np.concatenate([f, z, z]) for f in fraud]])
+    runs = {}
+    for stable in (0.0, 6.0):
+        cfg = CallConfig(stable_rescore_s=stable)
+        p = CallProcessor(8000, VadStream(sample_rate=8000), scoring.watch(), cfg)
+        outs: list[Any] = []
+        for i in range(0, len(x), 480):
+            outs += p.process(x[i : i + 480])
+        outs += p.finish()
+        runs[stable] = (p, [o for o in outs if isinstance(o, VerdictReady)])
+    (full, v_full), (strided, v_strided) = runs[0.0], runs[6.0]
+    assert [v.verdict["alarm"] for v in v_full] == [v.verdict["alarm"] for v in v_strided] == [False, True]
+    assert v_strided[0].verdict == v_full[0].verdict and 3.0 <= v_strided[0].verdict["net_speech_s"] < 3.55
+    assert v_strided[1].audio_t_s == pytest.approx(v_full[1].audio_t_s, abs=0.6)
+    assert full.skipped_s == 0 and strided.skipped_s > 5.0
+    assert strided.net_speech_s == pytest.approx(full.net_speech_s, abs=0.01) and full.net_speech_s > 25
+    assert strided.watch is not None and strided.watch.net_speech_s < full.net_speech_s - 5.0

@@ -120,7 +120,9 @@ class CallServer:
         self.db_pool = ThreadPoolExecutor(1, thread_name_prefix="call-db")
         self.vad_factory = vad_factory
         #: One batched Silero run for all calls (only with the stock VAD; a custom factory runs per call).
-        self.vad_hub = VadHub(self.pool) if use_hub and vad_factory is default_vad_factory else None
+        self.vad_hub = (VadHub(self.pool, gather_s=self.cfg.gather_s, jobs=max(1, self.cfg.workers),
+                               max_job_calls=16)
+                        if use_hub and vad_factory is default_vad_factory else None)
         self._scoring_factory = scoring
         self._scoring: VoiceScoring | None = None
         self._scoring_error: CallvetError | None = None
@@ -459,11 +461,11 @@ class CallSession:
                 try:
                     hub = self.server.vad_hub
                     if hub is not None and self._vad_line is not None:
-                        samples = await hub.submit(self._vad_line, data, self._encoding)
-                        job = partial(self.processor.process, samples, shed_s=shed)
+                        outs = await hub.submit(self._vad_line, data, self._encoding,
+                                                partial(self.processor.process, shed_s=shed))
                     else:
-                        job = partial(self.processor.process_bytes, data, self._encoding, shed)
-                    outs = await loop.run_in_executor(self.server.pool, job)
+                        outs = await loop.run_in_executor(self.server.pool, partial(
+                            self.processor.process_bytes, data, self._encoding, shed))
                 except Exception as exc:
                     log.exception("call %s: pipeline failed", self.call_id)
                     self._pipeline_failed = True
@@ -615,12 +617,13 @@ class CallSession:
                 "lag_events": self.lag_events, "max_batch_s": round(self.max_batch_s, 3),
                 "answers": p.answers if p else 0,
                 "final_verdict": p.last_verdict if p else None,
+                "unembedded_speech_s": round(p.skipped_s, 3) if p else 0.0,
             }
             jitter = getattr(self.serializer, "jitter", None)
             if jitter is not None:
                 stats.update(late=jitter.late, lost=jitter.lost, reordered=jitter.reordered,
                              duplicates=jitter.duplicates)
-            net = p.watch.net_speech_s if p is not None and p.watch is not None else 0.0
+            net = p.net_speech_s if p is not None and p.watch is not None else 0.0
             self._db(self.server.store.end, self.call_id, self.sm.state, reason=self.end_reason,
                      close_code=self.close_code, audio_s=self.audio_s, net_speech_s=net, stats=stats)
             await self._db_flush()

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 from callvet.voice.call.frames import decode_payload
 
-__all__ = ["ReplayVad", "VadHub", "VadLine", "run_batched"]
+__all__ = ["ReplayVad", "Then", "VadHub", "VadLine", "run_batched"]
+
+#: A call's follow-up to its VAD step, run in the same pool job on the call's decoded samples.
+Then = Callable[[np.ndarray], Any]
 
 
 def _geometry(sample_rate: int) -> tuple[int, int]:
@@ -84,56 +88,90 @@ def run_batched(session: Any, jobs: list[tuple[VadLine, np.ndarray]]) -> int:
 
 
 class VadHub:
-    """Gathers audio from all calls' drivers during one loop turn, then one pool job decodes it and runs
-    the batched VAD; each driver gets its float samples back (the VAD result waits in its line)."""
+    """Gathers audio from all calls' drivers during one loop turn, then one pool job decodes it, runs
+    the batched VAD and then each call's own follow-up (``then``: its processor), so a call's batch costs
+    one pool hop and the whole gathered batch one wake-up of the event loop, not two per call. Each
+    driver gets its follow-up's result (or, without one, its float samples; the VAD result waits in its
+    line). A follow-up that raises fails only its own call."""
 
-    def __init__(self, pool: Executor, session: Any | None = None) -> None:
+    def __init__(self, pool: Executor, session: Any | None = None, *, gather_s: float = 0.0,
+                 jobs: int = 1, max_job_calls: int = 1000) -> None:
         self._session = session
         self.pool = pool
-        self._waiting: list[tuple[VadLine, bytes, str, asyncio.Future[np.ndarray]]] = []
+        #: How long the first submit of a batch waits for others (0: the rest of this loop turn). A
+        #: few tens of ms turn hundreds of pool hops a second into tens: every hop is a GIL hand-over
+        #: between threads, which costs most when the machine is busy.
+        self.gather_s = gather_s
+        self.jobs = max(1, jobs)
+        self.max_job_calls = max(1, max_job_calls)
+        self._waiting: list[tuple[VadLine, bytes, str, Then | None, asyncio.Future[Any]]] = []
         self._scheduled = False
         self.runs = 0
         self.windows = 0
 
-    async def submit(self, line: VadLine, data: bytes, encoding: str) -> np.ndarray:
+    async def submit(self, line: VadLine, data: bytes, encoding: str, then: Then | None = None) -> Any:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[np.ndarray] = loop.create_future()
-        self._waiting.append((line, data, encoding, fut))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((line, data, encoding, then, fut))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
+            if self.gather_s > 0:
+                loop.call_later(self.gather_s, self._flush)
+            else:
+                loop.call_soon(self._flush)
         return await fut
 
     def _flush(self) -> None:
+        """Hands the gathered calls to the pool in ``jobs`` slices (at most ``max_job_calls`` calls
+        each): one job for everything would keep the same calls together on one worker turn after turn
+        while the other workers idle."""
         self._scheduled = False
         batch, self._waiting = self._waiting, []
         if not batch:
             return
+        k = min(len(batch), max(self.jobs, -(-len(batch) // self.max_job_calls)))
+        for i in range(k):
+            self._submit(batch[i::k])
+
+    def _submit(self, batch: list[tuple[VadLine, bytes, str, Then | None, asyncio.Future[Any]]]) -> None:
         loop = asyncio.get_running_loop()
-        work = [(line, data, enc) for line, data, enc, _ in batch]
+        work = [(line, data, enc, then) for line, data, enc, then, _ in batch]
         task = loop.run_in_executor(self.pool, self._work, work)
 
-        def done(f: asyncio.Future[list[np.ndarray]]) -> None:
+        def done(f: asyncio.Future[list[tuple[bool, Any]]]) -> None:
             exc = f.exception()
-            for i, (_, _, _, fut) in enumerate(batch):
+            for i, (*_, fut) in enumerate(batch):
                 if fut.done():
                     continue
                 if exc is not None:
                     fut.set_exception(exc)
+                    continue
+                ok, value = f.result()[i]
+                if ok:
+                    fut.set_result(value)
                 else:
-                    fut.set_result(f.result()[i])
+                    fut.set_exception(value)
 
         task.add_done_callback(done)
 
-    def _work(self, batch: list[tuple[VadLine, bytes, str]]) -> list[np.ndarray]:
-        samples = [decode_payload(data, enc) for _, data, enc in batch]
+    def _work(self, batch: list[tuple[VadLine, bytes, str, Then | None]]) -> list[tuple[bool, Any]]:
+        samples = [decode_payload(data, enc) for _, data, enc, _ in batch]
         by_rate: dict[int, list[tuple[VadLine, np.ndarray]]] = {}
-        for (line, _, _), x in zip(batch, samples, strict=True):
+        for (line, *_), x in zip(batch, samples, strict=True):
             by_rate.setdefault(line.sample_rate, []).append((line, x))
         for jobs in by_rate.values():
             self.windows += run_batched(self.session, jobs)
             self.runs += 1
-        return samples
+        out: list[tuple[bool, Any]] = []
+        for (*_, then), x in zip(batch, samples, strict=True):
+            if then is None:
+                out.append((True, x))
+                continue
+            try:
+                out.append((True, then(x)))
+            except Exception as exc:
+                out.append((False, exc))
+        return out
 
     @property
     def session(self) -> Any:
