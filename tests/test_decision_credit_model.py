@@ -70,3 +70,32 @@ def test_small_batch_features_equal_vectorised() -> None:
         np.testing.assert_array_equal(small.x, big.x[lo:lo + SMALL_BATCH])
         for key, col in small.rules.items():
             assert list(col) == list(big.rules[key][lo:lo + SMALL_BATCH]), key
+
+
+def test_selection_never_sees_labels_outside_development() -> None:
+    """The benchmark compares procedures on the same splits; that is fair only if ``select_and_fit``
+    uses nothing but the development rows it is given."""
+    from sklearn.linear_model import LogisticRegression
+
+    rows, y = credit.load_german_credit()
+    dev = np.arange(0, 1000, 2)
+    cands = [("lr", "quantile", LogisticRegression(C=0.1, max_iter=2000)),
+             ("lr_tree", "tree", LogisticRegression(C=0.1, max_iter=2000))]
+    a = credit.select_and_fit(rows, y, dev, cands)
+    flipped = y.copy()
+    flipped[1::2] = 1 - flipped[1::2]
+    b = credit.select_and_fit(rows, flipped, dev, cands)
+    assert a["validation_auc"] == b["validation_auc"] and a["spec"] == b["spec"]
+    assert a["selected"] == max(a["validation_auc"], key=a["validation_auc"].get)
+
+
+def test_tree_and_mixed_binning_are_consistent_tables() -> None:
+    rows, y = credit.load_german_credit()
+    q, t, m = (credit.fit_woe(rows, y, b) for b in ("quantile", "tree", "mixed"))
+    for f in credit.NUMERIC:
+        for spec in (q[f], t[f], m[f]):
+            assert spec["edges"] == sorted(spec["edges"]) and len(spec["woe"]) == len(spec["edges"]) + 1
+    x_q, x_t, x_m = (credit.encode(rows, s) for s in (q, t, m))
+    num = [credit.FEATURES.index(f) for f in credit.NUMERIC]
+    np.testing.assert_allclose(x_m[:, num], (x_q[:, num] + x_t[:, num]) / 2, atol=1e-6)
+    assert len(t["credit_amount"]["edges"]) <= 4 < len(q["credit_amount"]["edges"]) + 1
