@@ -99,6 +99,9 @@ class JitterBuffer:
     def push(self, seq: int, payload: bytes) -> list[tuple[int, bytes, bool]]:
         if self.next_seq is None:
             self.next_seq = seq
+        if seq == self.next_seq and not self._heap:  # in order, nothing held: the common case
+            self.next_seq = seq + 1
+            return [(seq, payload, False)]
         if seq < self.next_seq:
             self.late += 1
             return []
