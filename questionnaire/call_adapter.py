@@ -8,7 +8,9 @@ used). Then:
 * on start, the pending question goes to the robot as ``callvet.question`` {question_id, text, language,
   answer_type, choices?};
 * the robot reports it asked it (``callvet.question`` in, ignored here but for its id) and sends the
-  recogniser's text as ``callvet.transcript`` events;
+  recogniser's text as ``callvet.transcript`` events; when it sends none, the call server's own
+  recogniser (:mod:`callvet.voice.asr`) feeds one marked ``source: asr:pocketsphinx`` (ignored when its
+  language is not the question's); the assessment says which (``transcript_source``);
 * when both the final transcript(s) and the answer's end (delay, duration, prosody from the call server)
   are in, the answer is scored (in a worker thread: hooks must not block the call's event loop) and the
   robot gets ``callvet.assessment`` and the next ``callvet.question``, or ``callvet.interview_result``;
@@ -54,6 +56,8 @@ def _question_event(interview_id: str, q: dict[str, Any]) -> dict[str, Any]:
 class InterviewObserver(BaseObserver):
     """One interview on one call; pairs transcripts with the call server's answer timing."""
 
+    wants_transcripts = True
+
     def __init__(
         self,
         service: InterviewService | Callable[[], InterviewService],
@@ -67,6 +71,7 @@ class InterviewObserver(BaseObserver):
         self.pending: dict[str, Any] | None = None
         self.finished = False
         self._texts: list[str] = []
+        self._sources: list[str] = []
         self._end: AnswerEnd | None = None
         self._lock = asyncio.Lock()
 
@@ -100,6 +105,7 @@ class InterviewObserver(BaseObserver):
     def on_question(self, call: CallInfo, question: QuestionAsked) -> None:
         if self.pending and question.question_id == self.pending["question_id"]:
             self._texts.clear()
+            self._sources.clear()
             self._end = None
 
     async def on_transcript(self, call: CallInfo, transcript: Transcript) -> list[dict[str, Any]] | None:
@@ -107,8 +113,13 @@ class InterviewObserver(BaseObserver):
             return None
         if transcript.question_id not in (None, self.pending["question_id"]):
             return None
+        source = str(transcript.data.get("source") or "robot")
+        asr_lang = transcript.data.get("language") if source.startswith("asr:") else None
+        if asr_lang and str(self.pending.get("language", asr_lang)).split("-")[0] != asr_lang:
+            return None  # the server's recogniser heard another language than the question's
         if transcript.text.strip():
             self._texts.append(transcript.text.strip())
+            self._sources.append(source)
         return await self._maybe_submit()
 
     async def on_answer_end(self, call: CallInfo, answer: AnswerEnd) -> list[dict[str, Any]] | None:
@@ -135,7 +146,8 @@ class InterviewObserver(BaseObserver):
             if self._end is None or not self._texts or self.pending is None or self.finished:
                 return None
             end, text, q = self._end, " ".join(self._texts), self.pending
-            self._texts, self._end = [], None
+            source = ",".join(dict.fromkeys(self._sources))
+            self._texts, self._sources, self._end = [], [], None
             p = dict(end.prosody)
             timing = {
                 "delay_s": end.delay_s if end.delay_s is not None else p.get("delay_s"),
@@ -153,7 +165,8 @@ class InterviewObserver(BaseObserver):
                 actor=self.actor,
             )
             events: list[dict[str, Any]] = [
-                {"event": "callvet.assessment", "interview_id": self.interview_id, **out["assessment"]}
+                {"event": "callvet.assessment", "interview_id": self.interview_id, **out["assessment"],
+                 "transcript_source": source}
             ]
             if out.get("state") == "asking":
                 self.pending = out["question"]

@@ -36,6 +36,7 @@ from callvet.core.errors import InvalidInput, Unavailable
 
 __all__ = [
     "MAX_ANSWER_S",
+    "AnswerCapture",
     "PocketSphinxRecognizer",
     "Recognizer",
     "Transcript",
@@ -189,6 +190,58 @@ class PocketSphinxRecognizer:
         text = hyp.hypstr.strip() if hyp is not None else ""
         conf = float(hyp.prob) if hyp is not None and text else None
         return Transcript(text, conf, self.engine, time.perf_counter() - t0)
+
+
+class AnswerCapture:
+    """Each answer's audio while a call's processor finds answers, for the recogniser.
+
+    :meth:`after` runs in the worker right after the processor's job on ``chunk`` (the call's audio from
+    sample ``fed0``): it keeps the samples between each answer's start and end (at most
+    :data:`MAX_ANSWER_S`, the newest), taking the lead-in from before ``chunk`` from the processor's
+    ring. Only the answer in progress is held; a finished answer waits, at 16 kHz, for :meth:`pop`.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sr = sample_rate
+        self.max_n = int(MAX_ANSWER_S * sample_rate)
+        self._from: int | None = None
+        self._parts: list[np.ndarray] = []
+        self._n = 0
+        self._done: dict[int, np.ndarray] = {}
+
+    def after(self, processor: Any, chunk: np.ndarray, fed0: int, outs: list[Any]) -> None:
+        def idx(t: float) -> int:
+            return min(max(0, round((t - processor.offset_s) * self.sr)), processor.fed)
+
+        for out in outs:
+            kind = type(out).__name__
+            if kind == "AnswerStarted":
+                self._from, self._parts, self._n = idx(out.t_s), [], 0
+            elif kind == "AnswerEnded" and self._from is not None:
+                self._take(processor, chunk, fed0, idx(out.end_s))
+                x = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
+                self._done[out.index] = to_16k(x, self.sr)
+                while len(self._done) > 4:
+                    self._done.pop(next(iter(self._done)))
+                self._from, self._parts, self._n = None, [], 0
+        if self._from is not None:
+            self._take(processor, chunk, fed0, processor.fed)
+
+    def _take(self, processor: Any, chunk: np.ndarray, fed0: int, b: int) -> None:
+        a = self._from
+        assert a is not None
+        if a < fed0:
+            self._parts.append(processor.ring.slice(a, min(b, fed0)))
+        lo, hi = max(a, fed0) - fed0, b - fed0
+        if hi > lo:
+            self._parts.append(np.asarray(chunk[lo:hi], dtype=np.float32))
+        self._from = max(a, b)
+        self._n = sum(len(p) for p in self._parts)
+        while self._n > self.max_n and len(self._parts) > 1:
+            self._n -= len(self._parts.pop(0))
+
+    def pop(self, index: int) -> np.ndarray | None:
+        return self._done.pop(index, None)
 
 
 _lock = threading.Lock()

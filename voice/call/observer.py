@@ -90,6 +90,8 @@ class AnswerEnd:
     question_id: str | None
     prosody: dict[str, Any]
     transcripts: tuple[str, ...] = ()
+    #: The answer's speech at 16 kHz (at most 30 s) when the server recognises speech itself, else None.
+    audio16k: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,7 +113,10 @@ class CallObserver(Protocol):
 
 
 class BaseObserver:
-    """No-op hooks; subclass and override the ones you need."""
+    """No-op hooks; subclass and override the ones you need. ``wants_transcripts = True`` asks the call
+    server to recognise answers itself when the robot sends no transcript (:mod:`callvet.voice.asr`)."""
+
+    wants_transcripts: bool = False
 
     def on_start(self, call: CallInfo) -> ObserverResult:
         return None

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError
+from callvet.voice.asr import AnswerCapture, Recognizer, asr_grace_s, normalize_language, recognizer_for
 from callvet.voice.call.frames import (
     BYTES_PER_SAMPLE,
     AudioFrame,
@@ -128,6 +129,7 @@ class CallServer:
         self._scoring_error: CallvetError | None = None
         self._scoring_lock = threading.Lock()
         self._observers = observers
+        self.asr_grace_s = asr_grace_s()
         self.active: dict[str, CallSession] = {}
 
     def observer_factories(self) -> list[tuple[str, ObserverFactory]]:
@@ -222,6 +224,11 @@ class CallSession:
         self._transcripts: deque[str] = deque(maxlen=20)
         self._pipeline_failed = False
         self._vad_line: VadLine | None = None
+        self._asr: Recognizer | None = None
+        self._capture: AnswerCapture | None = None
+        self._robot_finals = 0
+        self._asr_hints: dict[str, str] = {}
+        self._asr_tasks: set[asyncio.Task[None]] = set()
 
     # -- plumbing -------------------------------------------------------------------------------
     def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
@@ -400,8 +407,10 @@ class CallSession:
                 continue
             if obs is not None:
                 self.observers.append((name, obs))
+        await self._asr_setup()
         await self.send({"event": "callvet.started", "call_id": self.call_id,
-                         "min_net_speech_s": min_net, "sample_rate": start.sample_rate})
+                         "min_net_speech_s": min_net, "sample_rate": start.sample_rate,
+                         "asr": self._asr.engine if self._asr is not None else None})
         await self._notify("on_start")
 
     def _audio(self, frame: AudioFrame) -> None:
@@ -462,10 +471,10 @@ class CallSession:
                     hub = self.server.vad_hub
                     if hub is not None and self._vad_line is not None:
                         outs = await hub.submit(self._vad_line, data, self._encoding,
-                                                partial(self.processor.process, shed_s=shed))
+                                                partial(self._process, shed_s=shed))
                     else:
                         outs = await loop.run_in_executor(self.server.pool, partial(
-                            self.processor.process_bytes, data, self._encoding, shed))
+                            self._process_bytes, data, self._encoding, shed))
                 except Exception as exc:
                     log.exception("call %s: pipeline failed", self.call_id)
                     self._pipeline_failed = True
@@ -528,6 +537,7 @@ class CallSession:
             prosody={**out.prosody, "delay_s": None if self._answer_delay is None
                      else round(self._answer_delay, 3)},
             transcripts=tuple(self._transcripts),
+            audio16k=self._capture.pop(out.index) if self._capture is not None else None,
         )
         self._last_speech_end = out.end_s
         if self._question is q:
@@ -536,6 +546,10 @@ class CallSession:
         await self.send({"event": "callvet.answer_end", **data})
         self._db(self.server.store.add_event, self.call_id, "answer", data, t_s=out.end_s)
         await self._notify("on_answer_end", answer)
+        if answer.audio16k is not None and not answer.transcripts:
+            task = asyncio.get_running_loop().create_task(self._server_asr(answer, self._robot_finals))
+            self._asr_tasks.add(task)
+            task.add_done_callback(self._asr_tasks.discard)
 
     async def _client_event(self, frame: ClientEventFrame) -> None:
         d = frame.data
@@ -561,6 +575,7 @@ class CallSession:
                            data={k: v for k, v in d.items() if k not in ("text", "final", "question_id")})
             if t.final:
                 self._transcripts.append(text)
+                self._robot_finals += 1
             await self._notify("on_transcript", t)
 
     async def _notify(self, hook: str, *args: Any) -> None:
@@ -574,6 +589,8 @@ class CallSession:
                 for ev in result or []:
                     if not (isinstance(ev, dict) and str(ev.get("event", "")).startswith("callvet.")):
                         raise TypeError(f"observer event must be a dict with a callvet.* event: {ev!r}")
+                    if ev.get("event") == "callvet.question" and ev.get("answer_type"):
+                        self._asr_hints[str(ev.get("question_id"))] = str(ev["answer_type"])
                     await self.send(ev)
                     self._db(self.server.store.add_event, self.call_id, "observer",
                              {"observer": name, **ev}, t_s=self.audio_s)
@@ -582,6 +599,78 @@ class CallSession:
                 self.observers = [(n, o) for n, o in self.observers if n != name]
                 await self._error("observer_failed",
                                   f"observer {name} failed in {hook}: {type(exc).__name__}")
+
+    # -- server-side speech recognition (callvet.voice.asr) -----------------------------------------
+    async def _asr_setup(self) -> None:
+        """Recognise answers here when an observer wants transcripts (``wants_transcripts``) and the
+        call's language has an engine (customParameters ``asr``: ``server`` = do not wait for the
+        robot, ``robot``/``off`` = never)."""
+        assert self.info is not None
+        mode = str(self.info.params.get("asr", "auto")).lower()
+        wanted = any(getattr(o, "wants_transcripts", False) for _, o in self.observers)
+        if not self.observers or mode in ("robot", "off") or not (wanted or mode == "server"):
+            return
+        lang = self.info.language or self.info.params.get("language")
+        self._asr = recognizer_for(lang)
+        if self._asr is not None:
+            self._capture = AnswerCapture(self.sample_rate)
+        elif mode == "server":
+            await self._error("asr_unavailable", f"no speech recogniser for language {lang!r}: "
+                              "send callvet.transcript events")
+
+    def _process(self, chunk: Any, *, shed_s: float = 0.0) -> list[Output]:
+        assert self.processor is not None
+        fed0 = self.processor.fed
+        outs = self.processor.process(chunk, shed_s=shed_s)
+        if self._capture is not None:
+            self._capture.after(self.processor, chunk, fed0, outs)
+        return outs
+
+    def _process_bytes(self, data: bytes, encoding: str, shed_s: float) -> list[Output]:
+        from callvet.voice.call.frames import decode_payload
+
+        return self._process(decode_payload(data, encoding), shed_s=shed_s)
+
+    def _process_finish(self) -> list[Output]:
+        assert self.processor is not None
+        outs = self.processor.finish()
+        if self._capture is not None:
+            self._capture.after(self.processor, self.processor.ring.slice(0, 0), self.processor.fed, outs)
+        return outs
+
+    async def _server_asr(self, answer: AnswerEnd, finals: int) -> None:
+        """Recognise an answer the robot sent no transcript for (after the grace period) in the worker
+        pool and hand it to observers as a final ``callvet.transcript``; a robot transcript that comes
+        first wins."""
+        assert self._asr is not None and self.info is not None
+        if str(self.info.params.get("asr", "auto")).lower() != "server":
+            await asyncio.sleep(self.server.asr_grace_s)
+        if self._robot_finals != finals:
+            return
+        qid = answer.question_id
+        q = self._answer_q
+        hint = (q.data.get("answer_type") if q is not None and q.question_id == qid else None) \
+            or self._asr_hints.get(str(qid))
+        lang = normalize_language(self.info.language or self.info.params.get("language"))
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(
+                self.server.pool, partial(self._asr.transcribe, answer.audio16k, lang, hint=hint))
+        except CallvetError as exc:
+            await self._error(exc.code, f"speech recognition failed: {exc.message}")
+            return
+        except Exception as exc:
+            log.exception("call %s: speech recognition failed", self.call_id)
+            await self._error("asr_failed", f"speech recognition failed: {type(exc).__name__}")
+            return
+        if self._robot_finals != finals:
+            return
+        data = {"source": out.engine, "confidence": out.confidence, "language": lang, "index": answer.index,
+                "audio_s": round(len(answer.audio16k) / 16000, 3), "asr_s": round(out.seconds, 3)}
+        event = {"event": "callvet.transcript", "text": out.text, "final": True, "question_id": qid, **data}
+        await self.send(event)
+        record = {k: v for k, v in event.items() if k != "event"}
+        self._db(self.server.store.add_event, self.call_id, "transcript", record, t_s=answer.end_s)
+        await self._notify("on_transcript", Transcript(text=out.text, final=True, question_id=qid, data=data))
 
     # -- the end --------------------------------------------------------------------------------
     async def _finish(self) -> None:
@@ -602,11 +691,12 @@ class CallSession:
                     await self._error("drain_timeout", "the call's audio could not be processed in time")
             if self.processor is not None and not self._pipeline_failed:
                 try:
-                    outs = await loop.run_in_executor(self.server.pool, self.processor.finish)
+                    outs = await loop.run_in_executor(self.server.pool, self._process_finish)
                     await self._outputs(outs)
                 except Exception:
                     log.exception("call %s: pipeline finish failed", self.call_id)
             await self._send_marks()
+            await asyncio.gather(*list(self._asr_tasks), return_exceptions=True)
             await self._notify("on_stop", self.end_reason)
         finally:
             if not self.sm.ended:
