@@ -102,3 +102,32 @@ def test_a_plugged_engine_serves_its_language() -> None:
     finally:
         unregister_recognizer("zh")
     assert recognizer_for("zh") is None
+
+
+def test_answer_capture_keeps_each_answer_across_batches_with_its_lead_in() -> None:
+    from types import SimpleNamespace
+
+    from callvet.voice.asr import AnswerCapture
+    from callvet.voice.call.pipeline import AnswerEnded, AnswerStarted, Ring
+
+    sr = 8000
+    signal = np.arange(sr * 4, dtype=np.float32) / (sr * 4)
+    proc = SimpleNamespace(ring=Ring(6 * sr), fed=0, offset_s=0.0)
+    cap = AnswerCapture(sr)
+
+    def batch(a: int, b: int, outs: list[object]) -> None:
+        fed0 = proc.fed
+        proc.ring.append(signal[a:b])
+        proc.fed = b
+        cap.after(proc, signal[a:b], fed0, outs)
+
+    batch(0, sr, [])
+    batch(sr, 2 * sr, [AnswerStarted(1, 0.5)])  # start lies in the previous batch: taken from the ring
+    batch(2 * sr, 3 * sr, [AnswerEnded(1, 0.5, 2.5, {})])
+    got = cap.pop(1)
+    assert got is not None and cap.pop(1) is None
+    want = to_16k(signal[sr // 2 : int(2.5 * sr)], sr)
+    assert len(got) == len(want) and np.allclose(got, want, atol=1e-6)
+    batch(3 * sr, 4 * sr, [AnswerStarted(2, 3.1), AnswerEnded(2, 3.1, 3.6, {})])
+    two = cap.pop(2)
+    assert two is not None and abs(len(two) - 0.5 * 16000) <= 2

@@ -230,13 +230,15 @@ class AnswerCapture:
     def _take(self, processor: Any, chunk: np.ndarray, fed0: int, b: int) -> None:
         a = self._from
         assert a is not None
+        new: list[np.ndarray] = []
         if a < fed0:
-            self._parts.append(processor.ring.slice(a, min(b, fed0)))
+            new.append(processor.ring.slice(a, min(b, fed0)))
         lo, hi = max(a, fed0) - fed0, b - fed0
         if hi > lo:
-            self._parts.append(np.asarray(chunk[lo:hi], dtype=np.float32))
+            new.append(np.asarray(chunk[lo:hi], dtype=np.float32))
+        self._parts.extend(new)
+        self._n += sum(len(p) for p in new)
         self._from = max(a, b)
-        self._n = sum(len(p) for p in self._parts)
         while self._n > self.max_n and len(self._parts) > 1:
             self._n -= len(self._parts.pop(0))
 
