@@ -9,7 +9,9 @@ when every call closes normally, gets a voiceprint verdict, never receives ``cal
 runs with CALLVET_MAX_LAG_S=1.0: no call ever 1 s behind), the simulated robots kept their own schedule
 within 0.5 s, and the p95 verdict latency (send of the frame holding the last speech sample
 the verdict used -> event received) is under 300 ms. The peer is the same server with one call (N=1),
-measured in the same run: latency ratios are against it. Stops at the first level that fails.
+measured in the same run: latency ratios are against it. Stops at the first level that fails. Calls carry
+``asr=robot`` by default (the robot sends its own transcripts, so the server runs no speech recognition;
+``--asr auto`` lets the interview observer ask for server-side ASR on every answer).
 
     .venv/bin/python bench/calls/run.py [--levels 10,25,50,100,150,200] [--out bench/calls/RESULTS.md]
 """
@@ -131,7 +133,7 @@ def _seed(data_dir: Path, db_url: str) -> str:
 
 
 async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray]],
-                 seed: int) -> dict[str, Any]:
+                 seed: int, asr: str = "robot") -> dict[str, Any]:
     from callvet.voice.call.simulate import stream_call
 
     rng = random.Random(seed)
@@ -142,7 +144,7 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
         voice, x = clips[(i + rep) % len(clips)]
         try:
             return voice, await stream_call(url, x, 8000, realtime=True, token=token,
-                                            params={"application_id": f"bench-{n}-{i}-{rep}"},
+                                            params={"application_id": f"bench-{n}-{i}-{rep}", "asr": asr},
                                             close_timeout_s=60)
         except Exception as exc:
             return voice, exc
@@ -201,6 +203,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="CALLVET_CALL_WORKERS for the server")
     ap.add_argument("--server-processes", type=int, default=1, help="uvicorn --workers (processes)")
     ap.add_argument("--ws", default="websockets-sansio", help="uvicorn --ws implementation")
+    ap.add_argument("--asr", default="robot", choices=["robot", "server", "auto"],
+                    help="customParameters asr: robot = the robot sends transcripts (no server ASR)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     args = ap.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
@@ -238,7 +242,7 @@ def main() -> None:
         asyncio.run(_warm(url, token, clips, 4 * args.server_processes))
         for n in [1, *levels]:
             c0, w0, cl0, m0 = _cpu_s(server.pid), time.perf_counter(), time.process_time(), _machine_busy_s()
-            row = asyncio.run(_level(url, token, n, clips, n))
+            row = asyncio.run(_level(url, token, n, clips, n, args.asr))
             wall = time.perf_counter() - w0
             row["server_cores"] = (_cpu_s(server.pid) - c0) / wall
             row["client_cores"] = (time.process_time() - cl0) / wall
