@@ -60,8 +60,10 @@ def test_phone_audio_is_upsampled_to_16k_and_capped() -> None:
     assert len(to_16k(np.zeros(8000 * 40, np.float32), 8000)) == 16000 * 30
 
 
-def test_one_decoder_per_thread_gives_the_same_answers() -> None:
-    r = PocketSphinxRecognizer()
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-thread", "child-process"])
+def test_one_decoder_per_thread_gives_the_same_answers(processes: int) -> None:
+    """In-thread decoders and the child-process pool (the default, off the GIL) agree."""
+    r = PocketSphinxRecognizer(processes=processes)
     x = espeak("my income is fifteen thousand", VOICE)
     out: list[str] = []
     threads = [threading.Thread(target=lambda: out.append(r.transcribe(x, "en", hint="amount").text))
@@ -70,6 +72,7 @@ def test_one_decoder_per_thread_gives_the_same_answers() -> None:
         t.start()
     for t in threads:
         t.join()
+    r.close()
     assert len(out) == 3 and len(set(out)) == 1 and 15000.0 in numbers_in(out[0], "en")
 
 
