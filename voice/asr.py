@@ -152,7 +152,8 @@ class PocketSphinxRecognizer:
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    max_workers=self._processes, mp_context=multiprocessing.get_context("spawn"))
+                    max_workers=self._processes, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_lower_priority)
                 atexit.register(self.close)
             return self._pool
 
@@ -225,6 +226,11 @@ def _decode(dec: Any, pcm: bytes, search: str) -> tuple[str, float | None]:
 
 
 _child: dict[str, PocketSphinxRecognizer] = {}
+
+
+def _lower_priority() -> None:
+    """Transcripts may come late; voiceprint verdicts and VAD in the server process may not."""
+    os.nice(10)
 
 
 def _decode_in_child(model_dir: str, pcm: bytes, search: str) -> tuple[str, float | None]:

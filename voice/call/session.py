@@ -653,8 +653,10 @@ class CallSession:
             or self._asr_hints.get(str(qid))
         lang = normalize_language(self.info.language or self.info.params.get("language"))
         try:
+            # Not the call pool: a recogniser may block a thread for seconds (PocketSphinx decodes in
+            # a child process and the thread waits), and the pool's threads carry every call's VAD.
             out = await asyncio.get_running_loop().run_in_executor(
-                self.server.pool, partial(self._asr.transcribe, answer.audio16k, lang, hint=hint))
+                None, partial(self._asr.transcribe, answer.audio16k, lang, hint=hint))
         except CallvetError as exc:
             await self._error(exc.code, f"speech recognition failed: {exc.message}")
             return
