@@ -1,7 +1,8 @@
 """Real speech for tests, made on this machine: espeak-ng voices and Asterisk's recorded prompts.
 
-Tests never read ../shared. Asterisk's prompts (Debian asterisk-core-sounds-en-wav) are one real human
-speaker at 8 kHz; espeak-ng gives as many distinct synthetic speakers as needed via voice variants.
+Tests never read the development corpus (a user's clone has none). Asterisk's prompts (Debian
+asterisk-core-sounds-en-wav) are one real human speaker at 8 kHz; espeak-ng gives as many distinct
+synthetic speakers as needed via voice variants.
 """
 
 from __future__ import annotations
