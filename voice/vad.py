@@ -20,7 +20,7 @@ import numpy as np
 from callvet.core.errors import Unavailable
 from callvet.voice.audio import resample
 
-__all__ = ["SileroVad", "VadEvent", "VadStream", "default_vad", "net_speech_s", "pauses"]
+__all__ = ["SileroVad", "VadEvent", "VadStream", "default_vad", "net_speech_s", "pauses", "window_geometry"]
 
 Segment = tuple[float, float]
 
@@ -34,7 +34,8 @@ def _model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
 
 
-def _geometry(sample_rate: int) -> tuple[int, int]:
+def window_geometry(sample_rate: int) -> tuple[int, int]:
+    """Silero's (window, context) sizes in samples: the model is trained only on these two rates."""
     if sample_rate == 16000:
         return 512, 64
     if sample_rate == 8000:
@@ -70,7 +71,7 @@ class SileroVad:
         """Per-window speech probabilities; returns (probs, rate used, window size)."""
         if sample_rate not in (8000, 16000):
             x, sample_rate = resample(x, sample_rate, 16000), 16000
-        win, ctx = _geometry(sample_rate)
+        win, ctx = window_geometry(sample_rate)
         x = np.asarray(x, dtype=np.float32)
         n = int(np.ceil(len(x) / win))
         padded = np.zeros(n * win, dtype=np.float32)
@@ -187,7 +188,7 @@ class VadStream:
     _silence_from: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self._win, self._ctx = _geometry(self.sample_rate)
+        self._win, self._ctx = window_geometry(self.sample_rate)
         if self.vad is None:
             self.vad = default_vad()
         self.reset()

@@ -19,19 +19,12 @@ from typing import Any
 
 import numpy as np
 from callvet.voice.call.frames import decode_payload
+from callvet.voice.vad import window_geometry
 
 __all__ = ["ReplayVad", "Then", "VadHub", "VadLine", "run_batched"]
 
 #: A call's follow-up to its VAD step, run in the same pool job on the call's decoded samples.
 Then = Callable[[np.ndarray], Any]
-
-
-def _geometry(sample_rate: int) -> tuple[int, int]:
-    if sample_rate == 16000:
-        return 512, 64
-    if sample_rate == 8000:
-        return 256, 32
-    raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
 
 
 class ReplayVad:
@@ -51,7 +44,7 @@ class VadLine:
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate
-        self.win, self.ctx = _geometry(sample_rate)
+        self.win, self.ctx = window_geometry(sample_rate)
         self.rem = np.zeros(0, dtype=np.float32)
         self.context = np.zeros(self.ctx, dtype=np.float32)
         self.state = np.zeros((2, 1, 128), dtype=np.float32)
