@@ -1,14 +1,16 @@
-"""A real uvicorn server in a background thread for call tests (loopback, free port, tmp data)."""
+"""Call-test plumbing: a real uvicorn server in a background thread (loopback, free port, tmp data)
+and an in-memory transport for driving a ``CallServer`` directly."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
 from typing import Any
 
-__all__ = ["ServerThread"]
+__all__ = ["QueueTransport", "ServerThread"]
 
 
 class ServerThread:
@@ -43,3 +45,25 @@ class ServerThread:
 
     def url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
+
+
+class QueueTransport:
+    """An in-memory call transport (the call server's mock transport): tests push frames into
+    ``inbox`` and read the JSON events the server sent from ``sent``."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def receive(self) -> str | bytes | None:
+        return await self.inbox.get()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.sent if e.get("event") == name]

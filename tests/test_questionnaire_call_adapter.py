@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from callserver import QueueTransport
 from callvet.core.db import Database
 from callvet.questionnaire.call_adapter import (
     OBSERVER_NAME,
@@ -129,28 +130,9 @@ def test_api_app_registers_the_observer_while_running(api: tuple[Any, dict[str, 
 # ---------------------------------------------------------------- through the real call server
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        self.sent: list[dict[str, Any]] = []
-        self.closed: tuple[int, str] | None = None
-
-    async def receive(self) -> str | bytes | None:
-        return await self.inbox.get()
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = (code, reason)
-
-    def of(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.sent if e.get("event") == name]
-
-
 def _warm_vad() -> None:
-    """Load the VAD in this thread first: its first load imports torch (through the silero_vad package),
-    and a torch import half-done in a server worker makes scipy's resampling in espeak() fail here."""
+    """Load the VAD before streaming, so its one-off model load does not fall inside the call (it once
+    imported torch through the silero_vad package, racing scipy here; voice/vad.py no longer does)."""
     from callvet.voice.call.session import default_vad_factory
 
     default_vad_factory(8000, 700)
@@ -173,7 +155,7 @@ def test_interview_over_the_call_server_with_speech(db: Database) -> None:
         scoring=None,
         observers=[(OBSERVER_NAME, interview_observer_factory(svc))],
     )
-    t = _Transport()
+    t = QueueTransport()
     frame = 0
 
     async def put_audio(x: np.ndarray) -> None:

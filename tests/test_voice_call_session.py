@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from callserver import QueueTransport
 from callvet.core.db import Database
 from callvet.voice.call.observer import (
     AnswerEnd,
@@ -25,26 +26,6 @@ from callvet.voice.call.pipeline import CallConfig
 from callvet.voice.call.session import CallServer, default_vad_factory
 from callvet.voice.call.simulate import mulaw_encode
 from speech import espeak
-
-
-class QueueTransport:
-    def __init__(self) -> None:
-        self.inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        self.sent: list[dict[str, Any]] = []
-        self.closed: tuple[int, str] | None = None
-
-    async def receive(self) -> str | bytes | None:
-        return await self.inbox.get()
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = (code, reason)
-
-    def of(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.sent if e.get("event") == name]
-
 
 START = json.dumps({"event": "start", "start": {
     "streamSid": "MZ5", "callSid": "CA5", "customParameters": {"application_id": "app-s"},
