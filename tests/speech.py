@@ -27,7 +27,7 @@ __all__ = [
     "to_wav_bytes",
 ]
 
-ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
+ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
 
 

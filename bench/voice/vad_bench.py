@@ -23,7 +23,7 @@ PROMPTS = ["vm-intro", "vm-goodbye", "vm-login", "vm-password", "vm-options", "v
 
 
 def load(name: str) -> np.ndarray:
-    with wave.open(f"/usr/share/asterisk/sounds/en/{name}.wav") as w:
+    with wave.open(f"/usr/share/asterisk/sounds/en_US_f_Allison/{name}.wav") as w:
         x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
         return resample(x, w.getframerate(), 16000)
 
