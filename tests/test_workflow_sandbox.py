@@ -41,6 +41,12 @@ RUNTIME_BOMBS = [
     "[0] * 10**8",
     "str([[0] * 10000] * 10000)",
     "sum([[1]] * 10)",
+    "round(5, -10**9)",
+    "round(5, 10**9)",
+    "round(x, -25)",
+    "(-8) ** 0.5",
+    "big + 1",
+    "big * big",
 ]
 
 
@@ -54,7 +60,7 @@ def test_escape_attempts_are_rejected_at_validation(expr: str) -> None:
 def test_resource_bombs_fail_fast(expr: str) -> None:
     start = time.perf_counter()
     with pytest.raises(SandboxError):
-        sandbox.evaluate(expr, {"x": 1})
+        sandbox.evaluate(expr, {"x": 1, "big": 1 << 4000})
     assert time.perf_counter() - start < 5  # generous bound: a real 9**9**9 would never return
 
 
@@ -125,3 +131,16 @@ def test_interpreter_does_not_use_eval_builtins() -> None:
 def test_pathological_nesting_and_size_are_typed_errors(expr: str) -> None:
     with pytest.raises(SandboxError):
         sandbox.evaluate(expr, {"x": 1, "a": [1]})
+
+
+def test_round_within_bounds_still_works() -> None:
+    assert sandbox.evaluate("round(1234.5678, 2)", {}) == 1234.57
+    assert sandbox.evaluate("round(1234, -2)", {}) == 1200
+
+
+def test_step_budget_bounds_long_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "MAX_STEPS", 50)
+    script = "\n".join(f"a{i} = {i} + 1" for i in range(40))
+    with pytest.raises(SandboxError, match="steps"):
+        sandbox.execute(script, {})
+    sandbox.execute("a = 1 + 1", {})

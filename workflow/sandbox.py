@@ -7,7 +7,9 @@ upload time (:func:`validate`), and run by a small tree-walking interpreter (:fu
 
 What is impossible by construction: imports, attribute access of any kind (so no ``__class__`` walks),
 names starting with ``_``, calls except a few pure functions, lambdas, comprehensions, loops,
-f-strings and ``str.format``. Every value a step produces is size-checked (``9**9**9`` or
+f-strings and ``str.format``. Operands and results are bounded (integers to ``MAX_INT_BITS`` bits,
+exponents to 64, ``round``'s ndigits to +-20, no complex numbers) and every evaluation has a step budget
+(``MAX_STEPS``). Every value a step produces is size-checked (``9**9**9`` or
 ``'a' * 10**9`` fail fast with :class:`SandboxError` instead of eating the server), so each script
 finishes in time linear in its own length.
 """
@@ -26,6 +28,8 @@ MAX_SOURCE = 20_000
 MAX_INT_BITS = 256
 MAX_SEQUENCE = 10_000
 MAX_NODES = 2_000
+MAX_NDIGITS = 20
+MAX_STEPS = 100_000
 
 
 class SandboxError(ValueError):
@@ -33,6 +37,11 @@ class SandboxError(ValueError):
 
 
 def _safe_round(x: Any, n: int = 0) -> Any:
+    """``round`` with ``ndigits`` bounded: ``round(5, -10**9)`` would compute ``10**10**9``."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise SandboxError("round() takes a number")
+    if isinstance(n, bool) or not isinstance(n, int) or abs(n) > MAX_NDIGITS:
+        raise SandboxError(f"round() ndigits must be an integer within +-{MAX_NDIGITS}")
     return round(x, n)
 
 
@@ -173,12 +182,17 @@ def _check_size(value: Any) -> Any:
         raise SandboxError(f"integer result larger than {MAX_INT_BITS} bits")
     if isinstance(value, float) and math.isinf(value):
         raise SandboxError("float overflow")
+    if isinstance(value, complex):
+        raise SandboxError("complex results are not allowed")
     if isinstance(value, str | list | tuple | dict) and len(value) > MAX_SEQUENCE:
         raise SandboxError(f"result longer than {MAX_SEQUENCE} items")
     return value
 
 
 def _binop(op: ast.operator, left: Any, right: Any) -> Any:
+    for operand in (left, right):
+        if isinstance(operand, int) and not isinstance(operand, bool) and operand.bit_length() > MAX_INT_BITS:
+            raise SandboxError(f"integer operand larger than {MAX_INT_BITS} bits")
     if isinstance(op, ast.Pow):
         if isinstance(right, int | float) and abs(right) > 64:
             raise SandboxError("exponent larger than 64 is not allowed")
@@ -205,8 +219,12 @@ def _binop(op: ast.operator, left: Any, right: Any) -> Any:
 class _Interp:
     def __init__(self, names: MutableMapping[str, Any]) -> None:
         self.names = names
+        self.steps = 0
 
     def ev(self, node: ast.AST) -> Any:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise SandboxError(f"expression took more than {MAX_STEPS} steps")
         match node:
             case ast.Expression(body=body):
                 return self.ev(body)
