@@ -20,6 +20,18 @@ app = typer.Typer(
 )
 
 
+def _die_with_parent() -> None:
+    """In the worker between fork and exec: ask Linux to SIGTERM it when the server process dies,
+    however it dies (``kill -9`` included); the worker also watches its parent pid as a fallback."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind"),
@@ -32,6 +44,7 @@ def serve(
     log_level: str = typer.Option("info"),
 ) -> None:
     """Start the API (REST + WebSocket; OpenAPI at /openapi.json) and the workflow worker."""
+    import os
     import subprocess
     import sys
 
@@ -40,7 +53,10 @@ def serve(
 
     open_db()
     worker = (
-        subprocess.Popen([sys.executable, "-m", "callvet", "workflow", "worker"])
+        subprocess.Popen(
+            [sys.executable, "-m", "callvet", "workflow", "worker", "--parent-pid", str(os.getpid())],
+            preexec_fn=_die_with_parent,
+        )
         if workflow_worker
         else None
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -101,6 +102,7 @@ def worker(
     housekeeping_every: float = typer.Option(
         15.0, help="seconds between rounds of priorities, reminders, escalations and assignment"
     ),
+    parent_pid: int = typer.Option(0, min=0, max=2**22, help="exit when this process (the server) is gone"),
 ) -> None:
     """Resume interrupted instances, fire due timers, remind, escalate and assign -- until SIGTERM."""
     rt = _runtime(decider or None)
@@ -117,6 +119,8 @@ def worker(
     signal.signal(signal.SIGINT, _stop)
     last_housekeeping = 0.0
     while not stop["now"]:
+        if parent_pid and os.getppid() != parent_pid:
+            return
         try:
             advanced = rt.run_due(shard=part)
         except CallvetError as exc:
