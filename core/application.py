@@ -8,6 +8,7 @@ fields are kept, since upstream systems may send more than this contract names.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from datetime import date, datetime
 from typing import Literal
@@ -17,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "Applicant",
     "Application",
+    "BankRelationship",
     "CreditProfile",
     "EmergencyContact",
     "Employment",
     "Home",
+    "RecentTransaction",
 ]
 
 _MOBILE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
@@ -83,6 +86,30 @@ class CreditProfile(_Part):
     inquiries_6m: int | None = Field(default=None, ge=0)
 
 
+class RecentTransaction(_Part):
+    """One recent card or account transaction the bank booked (issue 13: a fact the form never held)."""
+
+    merchant: str = Field(min_length=1, max_length=100)
+    amount: float = Field(ge=0, le=10_000_000)
+    date: _dt.date
+
+    @field_validator("date")
+    @classmethod
+    def _not_future(cls, v: _dt.date) -> _dt.date:
+        if not (_dt.date(2000, 1, 1) <= v <= _dt.date.today() + _dt.timedelta(days=1)):
+            raise ValueError("date must lie between 2000-01-01 and today")
+        return v
+
+
+class BankRelationship(_Part):
+    """What the bank knows from its own books about an existing customer, independent of the form."""
+
+    cards_held: int | None = Field(default=None, ge=0, le=50)
+    salary_account: bool | None = None
+    last_repayment_amount: float | None = Field(default=None, ge=0, le=10_000_000)
+    recent_transaction: RecentTransaction | None = None
+
+
 class Application(_Part):
     application_id: str = Field(min_length=1, max_length=64)
     language: Literal["zh-CN", "en", "en-US", "en-GB"]
@@ -95,6 +122,7 @@ class Application(_Part):
     requested_limit: float | None = Field(default=None, ge=0)
     emergency_contact: EmergencyContact | None = None
     credit_profile: CreditProfile | None = None
+    bank_relationship: BankRelationship | None = None
     risk_reasons: list[str] = Field(default_factory=list)
 
     @property

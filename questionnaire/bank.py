@@ -14,11 +14,23 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ANSWER_TYPES", "MATCHERS", "Bank", "Matcher", "Question", "load_bank"]
+__all__ = ["ANSWER_TYPES", "MATCHERS", "SOURCES", "Bank", "Matcher", "Question", "load_bank", "source_of"]
 
 ANSWER_TYPES = ("date", "amount", "name", "place", "organisation", "yes_no", "choice", "free_text", "digits")
 MATCHERS = ("date", "amount", "name", "place", "organisation", "yes_no", "choice", "free_text", "digits_tail")
 BANK_DIR = Path(__file__).resolve().parent / "bank"
+#: Where the fact a question checks comes from: what the applicant typed (``form``), the credit bureau
+#: (``bureau``, ``credit_profile``) or the bank's own books (``bank``, ``bank_relationship``). Only
+#: bureau and bank facts tell the owner from someone who holds the filled-in form.
+SOURCES = ("form", "bureau", "bank")
+
+
+def source_of(path: str) -> Literal["form", "bureau", "bank"]:
+    if path.startswith("credit_profile"):
+        return "bureau"
+    if path.startswith("bank_relationship"):
+        return "bank"
+    return "form"
 
 
 class Matcher(BaseModel):
@@ -50,13 +62,25 @@ class Question(BaseModel):
     text: dict[Literal["en", "zh"], list[str]]
     followups: list[str] = Field(default_factory=list)
     risk: list[str] = Field(default_factory=list)
+    source: Literal["form", "bureau", "bank"] | None = None
 
     @model_validator(mode="after")
     def _both_languages(self) -> Question:
         for lang in ("en", "zh"):
             if not self.text.get(lang):  # type: ignore[call-overload]
                 raise ValueError(f"question {self.id}: needs at least one {lang} phrasing")
+        derived = source_of(self.checks[0]) if self.checks else "form"
+        if self.source is not None and self.source != derived:
+            raise ValueError(
+                f"question {self.id}: source {self.source} but it checks {self.checks[0]} ({derived})"
+            )
+        object.__setattr__(self, "source", derived)
         return self
+
+    @property
+    def independent(self) -> bool:
+        """A fact the applicant did not type: the bureau's or the bank's."""
+        return self.source != "form"
 
 
 class Bank(BaseModel):

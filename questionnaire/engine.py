@@ -20,7 +20,7 @@ from callvet.core.application import Application
 from callvet.core.errors import Conflict, InvalidInput
 from callvet.questionnaire import normalize as nz
 from callvet.questionnaire.bank import Bank, Question
-from callvet.questionnaire.prosody import features_of, hesitation
+from callvet.questionnaire.prosody import delivery, features_of, hesitation, lookup_delay
 from callvet.questionnaire.scoring import Judgement, Outcome, RenderedQuestion, Scorer, Validity
 
 __all__ = ["LIMITS", "InterviewEngine", "InterviewState", "Verdict", "seed_for"]
@@ -45,15 +45,27 @@ _TRANSITIONS: dict[InterviewState, set[InterviewState]] = {
 }
 
 LIMITS = {
-    "max_questions": 10,  # fact questions answered (re-asks of the same question not counted)
-    "max_asks": 14,  # every question put to the caller, re-asks included
+    "max_questions": 12,  # fact questions answered (re-asks of the same question not counted)
+    "max_asks": 16,  # every question put to the caller, re-asks included
     "min_facts": 4,  # fact answers (warm-up excluded) before a pass
     "min_facts_fail": 3,  # ... and before a fail, unless the evidence is twice the fail bound
     "pass_llr": 5.0,
     "fail_llr": -4.0,
     "end_fail_llr": -1.0,  # at the question limit: below this fail, between this and pass inconclusive
     "max_reasks": 2,
+    # Evidence against "someone who holds the filled-in form" (issue 13): only facts the form does not
+    # hold (bureau, bank) and how the answers were delivered count. A pass needs this bound too when the
+    # application carries at least ``min_independent`` such facts.
+    "holder_pass_llr": 2.0,
+    "min_independent": 2,
 }
+# Evidence against the form-holder from delivery: a number looked up (several seconds later than the
+# caller's own word answers); identity numbers an owner knows by heart weigh more than income, on which
+# owners hesitate naturally. A number said at once is weak evidence for the owner (a reader is quick too).
+_LOOKUP_LLR = {"identity": -2.0, "other": -1.0}
+_RECALL_LLR = 0.4
+_SCRIPTED_LLR = -2.5
+_IDENTITY_NUMBERS = ("applicant.birth_date", "applicant.mobile", "applicant.id_number")
 _BEHAVIOUR_LLR = {
     "echo": -1.5,
     "fast_generic": -1.0,
@@ -77,6 +89,9 @@ def _value(app: Application, q: Question) -> object:
 
 def _llr(q: Question, outcome: Outcome) -> float:
     o, g = q.owner_rate, q.guess_rate
+    if outcome is Outcome.NO_ANSWER and q.independent:
+        # Owners forget what the bank booked far more often than what they typed themselves.
+        return 0.5 * math.log((1 - o) / (1 - g))
     right = math.log(o / g)
     wrong = math.log((1 - o) / (1 - g))
     if outcome is Outcome.CORRECT:
@@ -120,6 +135,8 @@ class InterviewEngine:
             "reasks": {},
             "answers": [],
             "llr": 0.0,
+            "llr_holder": 0.0,
+            "scripted": False,
             "current": None,
             "result": None,
             "seq": 0,
@@ -162,8 +179,17 @@ class InterviewEngine:
                 >= 0.5
             )
         )
+        indep = [i for i in rest if self.bank.questions[i].independent]
+        if self.app.risk_reasons and len(indep) >= LIMITS["min_independent"]:
+            # A risky applicant meets the facts a form-holder cannot know before the ones he can.
+            rest = [i for i in rest if i not in indep[:2]]
+            return warm[:1] + indep[:1] + risky[:2] + indep[1:2] + rest
         order = warm[:1] + risky[:2] + rest[:1] + risky[2:] + rest[1:]
         return order
+
+    def _independent_available(self) -> int:
+        return sum(1 for q in self.bank.questions.values()
+                   if q.independent and not q.escalation_only and self._eligible(q))
 
     # ------------------------------------------------------------------ asking
 
@@ -198,7 +224,16 @@ class InterviewEngine:
         else:
             joined = ""
         city = str(self.app.get_path("home.city") or ("您所在的城市" if lang == "zh" else "your city"))
-        text = template.format(choices=joined, said=said or "", city=city)
+        txn = self.app.bank_relationship.recent_transaction if self.app.bank_relationship else None
+        txn_date = txn_amount = ""
+        if txn is not None:
+            txn_date = (f"{txn.date.month}月{txn.date.day}日" if lang == "zh"
+                        else f"{txn.date.day} {txn.date.strftime('%B')}")
+            txn_amount = _money(round(txn.amount / 10) * 10 if txn.amount >= 50 else txn.amount, lang)
+            if lang == "en":
+                txn_amount = f"£{txn_amount}"
+        text = template.format(choices=joined, said=said or "", city=city, txn_date=txn_date,
+                               txn_amount=txn_amount)
         self.state["seq"] += 1
         return RenderedQuestion(
             question_id=f"q{self.state['seq']}-{q.id}",
@@ -332,6 +367,10 @@ class InterviewEngine:
                 0.5 if f == "hesitant" and judgement.outcome is Outcome.CORRECT else 1.0
             )
         self.state["llr"] += llr
+        holder, look = self._holder_llr(q, judgement, feats, llr)
+        if look["looked_up"]:
+            flags.append("lookup_delay")
+        self.state["llr_holder"] = self.state.get("llr_holder", 0.0) + holder
         record = {
             "question_id": cur.question_id,
             "bank_id": q.id,
@@ -343,21 +382,50 @@ class InterviewEngine:
             "validity": judgement.validity.value,
             "flags": flags,
             "llr": round(llr, 3),
+            "llr_holder": round(holder, 3),
+            "source": q.source,
+            "answer_type": q.answer_type,
+            "lookup_excess_s": look["excess_s"],
             "features": feats,
             "reask": reask,
             "transcript": transcript,
         }
         self.state["answers"].append(record)
+        dv = delivery(self.state["answers"])
+        if dv["scripted"] and not self.state.get("scripted"):
+            self.state["scripted"] = True
+            self.state["llr_holder"] += _SCRIPTED_LLR
+            record["llr_holder"] = round(record["llr_holder"] + _SCRIPTED_LLR, 3)
+            flags.append("scripted_delivery")
         assessment = {
             "question_id": cur.question_id,
             **judgement.to_dict(),
             "flags": flags,
             "hesitation": {"score": hes["score"], "z": hes["z"]},
             "evidence_llr": round(llr, 3),
+            "holder_evidence_llr": record["llr_holder"],
+            "source": q.source,
+            "delivery": {"lookup_excess_s": look["excess_s"], **dv},
             "running_risk": round(self.risk_score(), 3),
         }
         self._plan_after(q, cur, judgement, flags, transcript, reask)
         return {"assessment": assessment, **self.view()}
+
+    def _holder_llr(
+        self, q: Question, j: Judgement, feats: dict[str, float], fact_llr: float
+    ) -> tuple[float, dict[str, Any]]:
+        """Evidence of this answer for the owner against someone who holds the filled-in form: the fact
+        itself only when the form does not hold it; for form numbers, how late the answer came."""
+        history = [a for a in self.state["answers"] if not a.get("reask")]
+        look = lookup_delay(q.answer_type, feats.get("delay_s"), history)
+        out = fact_llr if q.independent else 0.0
+        if q.source == "form" and look["excess_s"] is not None and j.validity is Validity.ANSWER:
+            kind = "identity" if q.checks[0] in _IDENTITY_NUMBERS else "other"
+            if look["looked_up"]:
+                out += _LOOKUP_LLR[kind]
+            elif look["excess_s"] < 1.0 and kind == "identity":
+                out += _RECALL_LLR
+        return out, look
 
     def _guessing_flags(
         self, cur: RenderedQuestion, transcript: str, j: Judgement, hes: dict[str, Any]
@@ -422,6 +490,18 @@ class InterviewEngine:
                     if x.escalation_only and x.checks == q.checks and x.id not in self.state["asked"]
                 ]
             self.state["queue"][:0] = extra
+        rehearsed = "lookup_delay" in flags or "scripted_delivery" in flags
+        holder_short = (self.state["llr"] >= LIMITS["pass_llr"] and self._holder_required()
+                        and self.state.get("llr_holder", 0.0) < LIMITS["holder_pass_llr"])
+        if rehearsed or holder_short:
+            # Form answers that look rehearsed, or form facts alone that would pass: ask what only the
+            # owner can know.
+            indep = [x.id for x in self.bank.questions.values()
+                     if x.independent and not x.escalation_only and not x.followup_only
+                     and x.id not in self.state["asked"] and self._eligible(x)]
+            indep.sort(key=lambda i: self.bank.questions[i].guess_rate)
+            if indep:
+                self.state["queue"][:0] = indep[:1]
         if self._maybe_finish(force=False):
             return
         self._ask_next(said_for=said_for)
@@ -431,8 +511,21 @@ class InterviewEngine:
     def _facts(self) -> int:
         return sum(1 for a in self.state["answers"] if not a["warmup"] and not a["reask"])
 
-    def _maybe_finish(self, *, force: bool) -> bool:
+    def _holder_required(self) -> bool:
+        return self._independent_available() >= LIMITS["min_independent"]
+
+    def _evidence(self) -> float:
+        """The evidence the verdict rests on: against the identity thief and, when the application
+        holds facts the form does not, against the form-holder too (the weaker of the two)."""
         llr = self.state["llr"]
+        if self._holder_required():
+            hold = self.state.get("llr_holder", 0.0)
+            # The form-holder bound is lower than the thief's; scale so both meet at the pass bound.
+            llr = min(llr, hold * LIMITS["pass_llr"] / LIMITS["holder_pass_llr"] if hold > 0 else hold)
+        return llr
+
+    def _maybe_finish(self, *, force: bool) -> bool:
+        llr = self._evidence()
         asked = len(self.state["answers"])
         facts = sum(1 for a in self.state["answers"] if not a["reask"])
         verdict: Verdict | None = None
@@ -459,6 +552,8 @@ class InterviewEngine:
             "reasons": self.reasons(verdict),
             "questions_asked": asked,
             "evidence_llr": round(llr, 3),
+            "evidence_by_threat": {"identity_thief": round(self.state["llr"], 3),
+                                   "form_holder": round(self.state.get("llr_holder", 0.0), 3)},
         }
         return True
 
@@ -476,7 +571,7 @@ class InterviewEngine:
 
     def risk_score(self) -> float:
         """0 (surely the owner) .. 1 (surely not): a logistic of the accumulated evidence."""
-        return 1.0 / (1.0 + math.exp(max(-50.0, min(50.0, self.state["llr"] / 1.5))))
+        return 1.0 / (1.0 + math.exp(max(-50.0, min(50.0, self._evidence() / 1.5))))
 
     def reasons(self, verdict: Verdict) -> list[str]:
         out: list[str] = []
@@ -493,10 +588,14 @@ class InterviewEngine:
             for f in a["flags"]:
                 if f in ("echo", "fast_generic", "repeated_yes"):
                     out.append(f"guessing_{f}")
-                elif f in ("decoy_chosen", "hesitant", "tone_shift"):
+                elif f in ("decoy_chosen", "hesitant", "tone_shift", "lookup_delay"):
                     out.append(f"{f}:{tag}")
+                elif f == "scripted_delivery":
+                    out.append(f)
         if verdict is Verdict.INCONCLUSIVE:
             out.append("insufficient_evidence")
+            if self._holder_required() and self.state["llr"] >= LIMITS["pass_llr"]:
+                out.append("independent_facts_unconfirmed")
         if verdict is Verdict.PASS and not out:
             out.append("all_facts_confirmed")
         return list(dict.fromkeys(out))

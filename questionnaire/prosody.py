@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["FEATURES", "features_of", "hesitation"]
+__all__ = ["FEATURES", "NUMBER_TYPES", "delivery", "features_of", "hesitation", "lookup_delay"]
 
 FEATURES = (
     "delay_s",
@@ -110,3 +110,58 @@ def hesitation(current: dict[str, float], history: list[dict[str, float]]) -> di
         "flags": flags,
         "baseline_answers": min((sum(1 for h in history if k in h) for k in current), default=0),
     }
+
+
+# ---------------------------------------------------------------- delivery per answer type (issue 13)
+
+#: Answer types a person who holds only the form has to find on the sheet before answering.
+NUMBER_TYPES = frozenset({"date", "digits", "amount"})
+#: An answer counts as looked up when it comes this much later than the caller's own word answers.
+LOOKUP_EXCESS_S = 2.0
+LOOKUP_MIN_DELAY_S = 2.5
+
+
+def _median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    n = len(ys)
+    return ys[n // 2] if n % 2 else 0.5 * (ys[n // 2 - 1] + ys[n // 2])
+
+
+def lookup_delay(answer_type: str, delay: float | None, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """How much later than this caller's own word answers (names, places, choices) a number came.
+
+    A real owner says his birth date or mobile at once (he may pause on income); someone reading the
+    form is quick on names and slow on every number he must find. The baseline is the median delay of
+    the earlier non-number answers in this call, so a slow speaker is compared with himself.
+    """
+    if delay is None or answer_type not in NUMBER_TYPES:
+        return {"excess_s": None, "looked_up": False}
+    words = [float(h["features"]["delay_s"]) for h in history
+             if h.get("answer_type") not in NUMBER_TYPES and "delay_s" in (h.get("features") or {})]
+    if not words:
+        return {"excess_s": None, "looked_up": False}
+    excess = delay - _median(words)
+    return {"excess_s": round(excess, 3),
+            "looked_up": excess >= LOOKUP_EXCESS_S and delay >= LOOKUP_MIN_DELAY_S}
+
+
+def delivery(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Reading-like delivery over the whole call so far: every answer after the same pause, at the same
+    speech rate, without a filler or a pause inside, whatever was asked. People answering from memory
+    are quick on some facts and slow on others; someone reading a prepared sheet is not.
+
+    Needs six answers with timing; ``scripted`` is True when the delays' spread is under 0.12 s, the
+    speech rate varies by under 3 % and no answer had a pause or a filler word."""
+    feats = [h["features"] for h in history if "delay_s" in (h.get("features") or {})]
+    rates = [f["speech_rate"] for f in feats if f.get("speech_rate")]
+    if len(feats) < 6 or len(rates) < 6:
+        return {"scripted": False, "answers": len(feats)}
+    delays = [f["delay_s"] for f in feats]
+    md, mr = sum(delays) / len(delays), sum(rates) / len(rates)
+    sd_d = math.sqrt(sum((d - md) ** 2 for d in delays) / (len(delays) - 1))
+    cv_r = math.sqrt(sum((r - mr) ** 2 for r in rates) / (len(rates) - 1)) / max(mr, 1e-6)
+    paused = any(f.get("pause_count", 0) > 0 for f in feats)
+    fillers = any("filler_words" in (h.get("flags") or []) for h in history)
+    scripted = sd_d <= 0.12 and cv_r <= 0.03 and not paused and not fillers
+    return {"scripted": scripted, "answers": len(feats), "delay_sd_s": round(sd_d, 3),
+            "rate_cv": round(cv_r, 3)}

@@ -353,7 +353,13 @@ class Scorer:
         said = nz.yes_no(text)
         if said is None:
             return None, {"reason": "neither yes nor no"}
-        expected = bool(p.get("expected", True))
+        mode = p.get("expected", True)
+        if mode == "from_value":
+            expected = bool(truth)
+        elif mode == "from_positive":
+            expected = float(truth or 0) > 0  # type: ignore[arg-type]
+        else:
+            expected = bool(mode)
         return (Outcome.CORRECT if said == expected else Outcome.WRONG), {"heard": said}
 
     def _m_choice(self, q: RenderedQuestion, text: str, truth: object, p: dict[str, Any]):

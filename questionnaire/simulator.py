@@ -28,6 +28,7 @@ from callvet.questionnaire.bank import Bank, load_bank
 __all__ = [
     "Caller",
     "EngineDriver",
+    "FormHolder",
     "GenuineApplicant",
     "Guesser",
     "InformedFraudster",
@@ -221,7 +222,27 @@ def make_application(seed: int, bank: Bank | None = None) -> Application:
         },
         "risk_reasons": rng.sample(_RISKS, k=rng.choice([0, 1, 1, 2])),
     }
+    data["bank_relationship"] = _bank_relationship(seed, lang, income, bank)
     return Application.model_validate(data)
+
+
+def _bank_relationship(seed: int, lang: str, income: float, bank: Bank) -> dict[str, Any] | None:
+    """Two applicants in three are existing customers whose books the bank can quote (issue 13). A
+    separate generator, so the rest of each seeded application stays what it was before."""
+    rng = random.Random(seed * 7 + 0xBA4C)
+    if rng.random() >= 0.65:
+        return None
+    when = _REF_DAY - timedelta(days=rng.randrange(2, 21))
+    return {
+        "cards_held": rng.choice([0, 1, 1, 1, 2, 2, 3]),
+        "salary_account": rng.random() < 0.45,
+        "last_repayment_amount": round(income * rng.uniform(0.05, 0.35), 2) if rng.random() < 0.8 else None,
+        "recent_transaction": {
+            "merchant": rng.choice(bank.pools["merchant"][lang]),
+            "amount": round(rng.lognormvariate(5.0 if lang == "zh" else 3.3, 0.8), 2),
+            "date": when,
+        },
+    }
 
 
 # ---------------------------------------------------------------- saying values
@@ -369,18 +390,22 @@ class Caller:
         self.base_pitch = r.uniform(100, 240)
         self.base_energy = r.uniform(0.05, 0.2)
 
-    def speak(self, text: str, *, hesitate: float = 0.0, fast: bool = False) -> dict[str, Any]:
+    def speak(self, text: str, *, hesitate: float = 0.0, fast: bool = False, delay: float | None = None,
+              read: bool = False) -> dict[str, Any]:
+        """``delay`` overrides the caller's own pace (a number looked up); ``read`` is prepared reading:
+        an even pause and rate, no pauses inside."""
         r = self.rng
-        delay = (
-            r.uniform(0.05, 0.3)
-            if fast
-            else max(0.15, r.gauss(self.base_delay, 0.25) + hesitate * r.uniform(1.0, 3.0))
-        )
-        pauses = [round(r.uniform(0.2, 0.6), 2) for _ in range(r.choice([0, 0, 1]))]
+        if delay is None:
+            delay = (
+                r.uniform(0.05, 0.3)
+                if fast
+                else max(0.15, r.gauss(self.base_delay, 0.25) + hesitate * r.uniform(1.0, 3.0))
+            )
+        pauses = [] if read else [round(r.uniform(0.2, 0.6), 2) for _ in range(r.choice([0, 0, 1]))]
         if hesitate > 0:
             pauses += [round(r.uniform(0.4, 1.5), 2) for _ in range(int(hesitate * r.choice([1, 2, 3])))]
         syllables = max(1, len(re.findall(r"[\u4e00-\u9fff]|[aeiouy]+", text.lower())))
-        rate = max(1.0, r.gauss(self.base_rate - 0.6 * hesitate, 0.3))
+        rate = max(1.0, r.gauss(self.base_rate - 0.6 * hesitate, 0.06 if read else 0.3))
         return {
             "transcript": text,
             "timing": {
@@ -420,6 +445,12 @@ class Caller:
             return _say_digits(re.sub(r"\D", "", str(value))[-4:], lang, r)
         if kind == "amount":
             v = float(value)  # type: ignore[arg-type]
+            if path == "bank_relationship.last_repayment_amount":
+                # Nobody remembers 2 860.50: people round.
+                step = r.choice([100, 100, 500, 1000]) if v >= 1000 else 50
+                v = max(step, round(v / step) * step)
+                said = say_number(v, lang, r)
+                return ("大概" + said) if zh else ("about " + said)
             said = say_number(v, lang, r)
             if path.endswith(("income", "obligations")) and r.random() < 0.4:
                 return ("大概" + said + "左右") if zh else ("about " + said)
@@ -453,6 +484,14 @@ class Caller:
             if zh:
                 return r.choice([v, f"我是{v}", f"做{v}的", f"我在单位当{v}"])
             return r.choice([v, f"I'm a {v}", *_JOB_PARAPHRASE_EN.get(v, [v])])
+        if kind == "yes_no" and path != "risk_reasons":
+            num = float(value or 0)  # type: ignore[arg-type]
+            yes = bool(value) if path.startswith("bank_relationship") else num > 0
+            if zh:
+                return r.choice(["是的", "对，是的", "有过一次"] if yes else ["不是", "没有", "没有过"])
+            return r.choice(
+                ["Yes", "Yes, it is", "Yes, once"] if yes else ["No", "No, it isn't", "No, never"]
+            )
         if kind == "yes_no":
             return r.choice(
                 ["是的，是我自己申请的", "对，是我"] if zh else ["Yes, that was me", "Yes, I applied myself"]
@@ -505,6 +544,11 @@ class GenuineApplicant(Caller):
         "employment.monthly_income": 0.04,
         "requested_limit": 0.06,
         "credit_profile.inquiries_6m": 0.15,
+        "bank_relationship.cards_held": 0.05,
+        "bank_relationship.salary_account": 0.03,
+        "bank_relationship.last_repayment_amount": 0.2,
+        "bank_relationship.recent_transaction.merchant": 0.25,
+        "credit_profile.delinquencies_24m": 0.05,
     }
 
     def respond(self, q: dict[str, Any]) -> dict[str, Any]:
@@ -518,7 +562,13 @@ class GenuineApplicant(Caller):
         text = self._true_answer(q, value)
         if r.random() < 0.1:
             text = ("嗯，" if lang == "zh" else "um, ") + text
-        owner_hard = path.startswith(("emergency_contact", "credit_profile")) or path == "applied_at"
+        owner_hard = path.startswith(("emergency_contact", "credit_profile", "bank_relationship")) or (
+            path in ("applied_at", "requested_limit"))
+        money = path.endswith(("monthly_income", "last_repayment_amount", "monthly_obligations"))
+        if money and r.random() < 0.35:
+            return self.speak(text, hesitate=r.uniform(0.3, 1.0))  # people pause on money
+        if path.startswith("applicant.") and r.random() < 0.7:
+            return self.speak(text, delay=max(0.15, r.gauss(self.base_delay * 0.8, 0.2)))
         return self.speak(text, hesitate=0.3 if owner_hard and r.random() < 0.3 else 0.0)
 
     def _slip(self, q: dict[str, Any], value: object) -> str:
@@ -526,6 +576,10 @@ class GenuineApplicant(Caller):
         kind = q["answer_type"]
         if kind == "amount" and isinstance(value, float | int) and value and r.random() < 0.6:
             return say_number(float(value) * r.choice([0.7, 1.3, 0.8, 1.25]), lang, r)
+        if kind == "amount" and isinstance(value, int) and not isinstance(value, bool):
+            return say_number(max(0, value + r.choice([-1, 1])), lang, r)
+        if kind == "yes_no" and isinstance(value, bool):
+            return ("不是" if value else "是的") if lang == "zh" else ("No" if value else "Yes")
         if kind == "date" and isinstance(value, datetime):
             return _say_date(
                 value.date() + timedelta(days=r.choice([-3, -2, 2, 3])), lang, r, with_year=False
@@ -621,7 +675,21 @@ class PartialIdentityFraudster(Caller):
             )
             pool = self.bank.pools["district"].get(city or "", None)
             return self.rng.choice(pool) if pool else self.decoy.get_path(path)
-        return self.decoy.get_path(path)
+        got = self.decoy.get_path(path)
+        return got if got is not None else _plausible(path, self.lang, self.rng, self.bank)
+
+
+def _plausible(path: str, lang: str, rng: random.Random, bank: Bank) -> object:
+    """What a caller without the fact would say when even a look-alike application does not hold it."""
+    if path.endswith("cards_held"):
+        return rng.choice([0, 1, 1, 2])
+    if path.endswith("salary_account"):
+        return rng.random() < 0.5
+    if path.endswith("merchant"):
+        return rng.choice(bank.pools["merchant"][lang])
+    if path.endswith("delinquencies_24m"):
+        return 0 if rng.random() < 0.8 else 1
+    return 3000.0 if lang == "zh" else 300.0
 
 
 class InformedFraudster(PartialIdentityFraudster):
@@ -638,6 +706,47 @@ class InformedFraudster(PartialIdentityFraudster):
             "home.city",
             "home.district",
         }
+
+
+class FormHolder(Caller):
+    """The person who typed the application (or reads it off a fraud ring's sheet): every form field is
+    known, but nothing the bureau or the bank knows. Looks up every number on the sheet (several seconds
+    before each) and is quick on names; two in five instead read every answer at one prepared, even pace.
+    Bureau and bank facts are guessed plausibly (from a look-alike application)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        r = self.rng
+        self.reader = r.random() < 0.4
+        self.read_delay = r.uniform(1.2, 2.6)
+        self.decoy = make_application(r.randrange(10**9), self.bank)
+
+    def _delivery(self, kind: str, independent: bool) -> dict[str, Any]:
+        r = self.rng
+        if self.reader:
+            return {"delay": max(0.2, r.gauss(self.read_delay, 0.06)), "read": True}
+        if kind in ("date", "digits", "amount") and not independent:
+            return {"delay": r.uniform(3.0, 8.0)}
+        if independent:
+            return {"hesitate": r.uniform(0.0, 0.8)}
+        return {"delay": r.uniform(0.3, 0.9)}
+
+    def respond(self, q: dict[str, Any]) -> dict[str, Any]:
+        r = self.rng
+        path = q["checks"][0]
+        independent = path.startswith(("credit_profile", "bank_relationship"))
+        how = self._delivery(q["answer_type"], independent)
+        if not independent:
+            value = True if path == "risk_reasons" else self.app.get_path(path)
+            return self.speak(self._true_answer(q, value), **how)
+        if r.random() < 0.1:
+            return self.speak("我不太记得了" if self.lang == "zh" else "I can't remember exactly", **how)
+        if q["answer_type"] == "choice":
+            return self.speak(r.choice(q.get("choices") or ["A"]), **how)
+        guess = self.decoy.get_path(path)
+        if guess is None:
+            guess = _plausible(path, self.lang, r, self.bank)
+        return self.speak(self._true_answer(q, guess), **how)
 
 
 class Guesser(Caller):

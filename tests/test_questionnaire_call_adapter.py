@@ -147,6 +147,8 @@ def test_interview_over_the_call_server_with_speech(db: Database) -> None:
     _warm_vad()
     svc = InterviewService(db)
     app = next(a for a in (make_application(s) for s in range(10_100, 10_200)) if a.lang == "en")
+    # The call plumbing under test, not the form-holder check (tests/test_questionnaire_independent.py).
+    app = app.model_copy(update={"credit_profile": None, "bank_relationship": None})
     caller = GenuineApplicant(app, random.Random(11))
     created = svc.create(app, actor="robot")
     server = CallServer(
@@ -202,7 +204,7 @@ def test_interview_over_the_call_server_with_speech(db: Database) -> None:
             )
         )
         asked = 0
-        while asked < 14 and await wait_for(asked + 1):
+        while asked < 16 and await wait_for(asked + 1):
             q = t.of("callvet.question")[asked]
             asked += 1
             await t.inbox.put(
@@ -215,8 +217,9 @@ def test_interview_over_the_call_server_with_speech(db: Database) -> None:
                     }
                 )
             )
-            text = caller.respond(q)["transcript"]
-            await put_audio(np.zeros(int(0.8 * 8000), np.float32))
+            reply = caller.respond(q)
+            text = reply["transcript"]
+            await put_audio(np.zeros(int(min(reply["timing"]["delay_s"], 3.0) * 8000), np.float32))
             await put_audio(espeak(text, "en-us+m3", sample_rate=8000))
             await t.inbox.put(
                 json.dumps(
@@ -274,6 +277,7 @@ def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
     key = auth.create_key(db, "robot", "robot-test")
     hdr = {"Authorization": f"Bearer {key}"}
     application = next(a for a in (make_application(s) for s in range(10_300, 10_400)) if a.lang == "en")
+    application = application.model_copy(update={"credit_profile": None, "bank_relationship": None})
     caller = GenuineApplicant(application, random.Random(5))
 
     async def robot(url: str, interview_id: str) -> list[dict[str, Any]]:
@@ -329,7 +333,7 @@ def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
 
             asked = 0
             deadline = time.monotonic() + 120
-            while asked < 14 and time.monotonic() < deadline:
+            while asked < 16 and time.monotonic() < deadline:
                 questions = [e for e in events if e.get("event") == "callvet.question"]
                 if any(e.get("event") == "callvet.interview_result" for e in events):
                     break
@@ -348,8 +352,10 @@ def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
                         }
                     )
                 )
-                text = caller.respond(q)["transcript"]
-                await audio(np.zeros(int(0.7 * 8000), np.float32))
+                reply = caller.respond(q)
+                text = reply["transcript"]
+                # The caller's own pause before answering: a fixed one would read as scripted delivery.
+                await audio(np.zeros(int(min(reply["timing"]["delay_s"], 3.0) * 8000), np.float32))
                 await audio(espeak(text, "en-us+f2", sample_rate=8000))
                 await ws.send(
                     json.dumps(

@@ -30,6 +30,7 @@ from callvet.questionnaire.engine import InterviewEngine
 from callvet.questionnaire.scoring import Scorer
 from callvet.questionnaire.simulator import (
     EngineDriver,
+    FormHolder,
     GenuineApplicant,
     Guesser,
     InformedFraudster,
@@ -43,10 +44,12 @@ KINDS = [
     ("genuine", GenuineApplicant),
     ("partial_identity_fraudster", PartialIdentityFraudster),
     ("guesser", Guesser),
+    ("form_holder (issue 13)", FormHolder),
     ("informed_fraudster (beyond brief)", InformedFraudster),
     ("genuine_asr_noise (beyond brief)", NoisyGenuineApplicant),
 ]
-TARGETS = {"genuine": (">=", 0.97), "partial_identity_fraudster": ("<", 0.05), "guesser": ("<", 0.01)}
+TARGETS = {"genuine": (">=", 0.97), "partial_identity_fraudster": ("<", 0.05), "guesser": ("<", 0.01),
+           "form_holder (issue 13)": ("<=", 0.10)}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
