@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from callvet.core.db import JSONText, metadata
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text
 
-__all__ = ["api_keys", "audit_log"]
+__all__ = ["api_keys", "audit_log", "outbox"]
 
 api_keys = Table(
     "api_keys",
@@ -32,4 +32,22 @@ audit_log = Table(
     Column("details", JSONText, nullable=True),
     Index("ix_audit_target", "target_type", "target_id"),
     Index("ix_audit_at", "at"),
+)
+
+# -- issue 17: the transactional outbox --------------------------------------------------------------
+# Rows are written in the same transaction as the change they announce; the relay publishes pending rows
+# (published_at IS NULL) and marks them, so its position is durable in this table and survives a crash.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("subject", String(200), nullable=False),
+    Column("aggregate_type", String(64), nullable=False),
+    Column("aggregate_id", String(100), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_pending", "published_at", "id"),
 )
