@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
 from callvet.core.errors import Unavailable
 
 __all__ = ["OcrEngine", "RapidOcrEngine", "TesseractEngine", "TextLine", "rapidocr_model_paths"]
@@ -116,7 +115,7 @@ class RapidOcrEngine:
     def read(self, image: np.ndarray) -> list[TextLine]:
         img = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
         with self._lock:
-            out = self._ocr(np.ascontiguousarray(img[:, :, ::-1]), use_cls=True)
+            out = self._ocr(np.ascontiguousarray(img[:, :, ::-1]), use_det=True, use_cls=True, use_rec=True)
         if out.boxes is None or out.txts is None:
             return []
         return [
@@ -129,7 +128,7 @@ class RapidOcrEngine:
         """Text-line quadrilaterals only (no recognition): cheap evidence for page orientation and skew."""
         img = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
         with self._lock:
-            out = self._ocr(np.ascontiguousarray(img[:, :, ::-1]), use_cls=False, use_rec=False)
+            out = self._ocr(np.ascontiguousarray(img[:, :, ::-1]), use_det=True, use_cls=False, use_rec=False)
         return [] if out.boxes is None else [np.asarray(b, dtype=np.float32) for b in out.boxes]
 
     def upright_votes(self, crops: list[np.ndarray]) -> tuple[int, int]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
 from callvet.forms.ocr import RapidOcrEngine
 
 __all__ = ["NormalisedPage", "flatten", "normalise_page", "remove_red"]
@@ -42,7 +41,7 @@ def remove_red(rgb: np.ndarray) -> tuple[np.ndarray, bool]:
     r, g, b = (rgb[:, :, i].astype(np.int16) for i in range(3))
     redness = r - np.maximum(g, b)
     found = bool((redness > 60).mean() > 0.002)
-    if float(np.abs(r - g).mean() + np.abs(g - b).mean()) < 2.0:
+    if not found and float(np.abs(r - g).mean() + np.abs(g - b).mean()) < 2.0:
         return rgb[:, :, 1].copy(), False
     return rgb[:, :, 0].copy(), found
 
