@@ -295,8 +295,8 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
 def _response_logit(rng: np.random.Generator, age: np.ndarray, value: np.ndarray, stick: np.ndarray,
                     life: np.ndarray, digital: np.ndarray, has_credit: np.ndarray) -> np.ndarray:
     """True log-odds of answering a card offer; ``latent`` is a trait only past responses reveal."""
-    latent = rng.normal(0, 0.9, age.size)
-    return (-4.1 + 0.55 * value + 0.35 * stick + 0.9 * (life == 1) - 1.2 * (life == 4) + 0.4 * (life == 0)
+    latent = rng.normal(0, 0.6, age.size)
+    return (-4.3 + 0.8 * value + 0.45 * stick + 1.0 * (life == 1) - 1.4 * (life == 4) + 0.4 * (life == 0)
             - 0.0012 * (age - 36) ** 2 + 1.2 * (digital - 0.5) - 0.6 * has_credit + latent)
 
 
