@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -283,6 +284,8 @@ def explain(defn: TagDefinition, version: int, row: Mapping[str, Any]) -> dict[s
 
 
 def _plain(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        v = float(v)
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, float):
