@@ -112,8 +112,7 @@ class _Writers:
     def write(self, name: str, cols: dict[str, Any]) -> None:
         table = pa.table(cols)
         if name not in self._w:
-            self._w[name] = pq.ParquetWriter(self.out / f"{name}.parquet", table.schema,
-                                             compression="zstd")
+            self._w[name] = pq.ParquetWriter(self.out / f"{name}.parquet", table.schema, compression="zstd")
         self._w[name].write_table(table, row_group_size=1 << 20)
 
     def close(self) -> None:
@@ -136,15 +135,17 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     age = np.clip(rng.normal(40, 12, n), 18, 85).astype(np.int16)
     tier = _choice(rng, [0.25, 0.35, 0.4], n) + 1
     # Onboarding: new customers joined in the last 150 days of the window, others 1..15 years ago.
-    onboard = np.where(b_life == 0, rng.integers(WINDOW_DAYS - 150, WINDOW_DAYS - 10, n),
-                       -rng.integers(200, 5500, n)).astype(np.int32)
+    onboard = np.where(
+        b_life == 0, rng.integers(WINDOW_DAYS - 150, WINDOW_DAYS - 10, n), -rng.integers(200, 5500, n)
+    ).astype(np.int32)
     consent = rng.random(n) < 0.82
     digital = np.clip(rng.normal(0.55 - 0.008 * (age - 40), 0.2), 0.02, 0.98)
 
     # Stickiness: payroll deposit and the number of products.
     payroll = rng.random(n) < np.array([0.01, 0.5, 0.99])[b_stick]
-    n_accounts = np.select([b_stick == 0, b_stick == 1],
-                           [rng.integers(1, 2, n), rng.integers(2, 3, n)], rng.integers(3, 5, n)).astype(np.int8)
+    n_accounts = np.select(
+        [b_stick == 0, b_stick == 1], [rng.integers(1, 2, n), rng.integers(2, 3, n)], rng.integers(3, 5, n)
+    ).astype(np.int8)
     credit_p = np.array([0.35, 0.6, 0.85])[b_stick]
     has_credit = rng.random(n) < credit_p
     n_credit = np.where(has_credit, 1 + (rng.random(n) < 0.25), 0).astype(np.int8)
@@ -165,16 +166,24 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     first_acc = acc_k == 0
     # Customers without credit show risk through returned direct debits: none, 1-3, 4 or more.
     fo = acc_owner[first_acc]
-    ret = np.select([b_risk[fo] == 0, b_risk[fo] == 1],
-                    [rng.poisson(0.01, fo.size), np.minimum(1 + rng.poisson(0.4, fo.size), 3)],
-                    4 + rng.poisson(1.0, fo.size))
+    ret = np.select(
+        [b_risk[fo] == 0, b_risk[fo] == 1],
+        [rng.poisson(0.01, fo.size), np.minimum(1 + rng.poisson(0.4, fo.size), 3)],
+        4 + rng.poisson(1.0, fo.size),
+    )
     returned[first_acc] = ret * ~has_credit[fo]
-    w.write("accounts", {
-        "account_id": ids[acc_owner] * 10 + acc_k, "customer_id": ids[acc_owner],
-        "kind": _dict(("current", "savings", "deposit"), kind), "avg_balance": balance,
-        "payroll": first_acc & payroll[acc_owner], "returned_debits_12m": returned,
-        "opened_day": np.maximum(onboard[acc_owner], onboard[acc_owner] + 30 * acc_k).astype(np.int32),
-    })
+    w.write(
+        "accounts",
+        {
+            "account_id": ids[acc_owner] * 10 + acc_k,
+            "customer_id": ids[acc_owner],
+            "kind": _dict(("current", "savings", "deposit"), kind),
+            "avg_balance": balance,
+            "payroll": first_acc & payroll[acc_owner],
+            "returned_debits_12m": returned,
+            "opened_day": np.maximum(onboard[acc_owner], onboard[acc_owner] + 30 * acc_k).astype(np.int32),
+        },
+    )
 
     # Cards: one debit card each, credit cards for some.
     n_cards = 1 + n_credit
@@ -184,13 +193,18 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     is_credit = card_k > 0
     product = np.where(is_credit, np.minimum(b_value[card_owner] + (rng.random(card_owner.size) < 0.2), 2), 0)
     limit = np.where(is_credit, np.array([10_000.0, 30_000.0, 80_000.0])[product], 0.0).astype(np.float32)
-    w.write("cards", {
-        "card_id": card_id, "customer_id": ids[card_owner],
-        "kind": _dict(("debit", "credit"), is_credit.astype(np.int8)),
-        "product": _dict(PRODUCTS, product.astype(np.int8)), "credit_limit": limit,
-        "opened_day": np.maximum(onboard[card_owner], onboard[card_owner] + 45 * card_k).astype(np.int32),
-        "status": _dict(("active", "closed"), (rng.random(card_owner.size) < 0.02).astype(np.int8)),
-    })
+    w.write(
+        "cards",
+        {
+            "card_id": card_id,
+            "customer_id": ids[card_owner],
+            "kind": _dict(("debit", "credit"), is_credit.astype(np.int8)),
+            "product": _dict(PRODUCTS, product.astype(np.int8)),
+            "credit_limit": limit,
+            "opened_day": np.maximum(onboard[card_owner], onboard[card_owner] + 45 * card_k).astype(np.int32),
+            "status": _dict(("active", "closed"), (rng.random(card_owner.size) < 0.02).astype(np.int8)),
+        },
+    )
 
     # Payment-app bindings and the true binding propensity.
     bind_logit = -1.2 + 3.2 * (digital - 0.5) - 0.03 * (age - 40) + 0.5 * (b_life == 1) - 0.9 * (b_life == 4)
@@ -200,22 +214,29 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     bcard = np.repeat(np.arange(n), n_bound)
     bk = np.arange(bcard.size) - np.repeat(np.cumsum(n_bound) - n_bound, n_bound)
     app = rng.choice(4, bcard.size, p=[0.45, 0.4, 0.1, 0.05]).astype(np.int8)
-    w.write("bindings", {
-        "customer_id": ids[bcard], "card_id": ids[bcard] * 10 + np.minimum(bk, n_cards[bcard] - 1),
-        "app": _dict(APPS, app),
-        "bound_day": np.maximum(onboard[bcard] + 5, rng.integers(-700, WINDOW_DAYS - 20, bcard.size))
-        .astype(np.int32),
-    })
+    w.write(
+        "bindings",
+        {
+            "customer_id": ids[bcard],
+            "card_id": ids[bcard] * 10 + np.minimum(bk, n_cards[bcard] - 1),
+            "app": _dict(APPS, app),
+            "bound_day": np.maximum(
+                onboard[bcard] + 5, rng.integers(-700, WINDOW_DAYS - 20, bcard.size)
+            ).astype(np.int32),
+        },
+    )
 
     # Transactions: monthly Poisson counts shaped by lifecycle, from onboarding on.
     months = np.arange(12)
-    shape = np.stack([
-        np.ones(12),                                    # new (cut by onboarding below)
-        np.r_[np.full(6, 0.3), np.full(6, 1.7)],        # growing
-        np.ones(12),                                    # mature
-        np.r_[np.full(6, 1.7), np.full(6, 0.3)],        # declining
-        np.r_[np.full(8, 1.25), np.zeros(4)],           # dormant: nothing in the last 4 months
-    ])
+    shape = np.stack(
+        [
+            np.ones(12),  # new (cut by onboarding below)
+            np.r_[np.full(6, 0.3), np.full(6, 1.7)],  # growing
+            np.ones(12),  # mature
+            np.r_[np.full(6, 1.7), np.full(6, 0.3)],  # declining
+            np.r_[np.full(8, 1.25), np.zeros(4)],  # dormant: nothing in the last 4 months
+        ]
+    )
     active = ((months[None, :] + 1) * MONTH_DAYS > onboard[:, None]).astype(float)
     lam = rate_year[:, None] / 12 * shape[b_life] * active
     counts = rng.poisson(lam)
@@ -231,18 +252,28 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     mcc_idx = (rng.random(m) * np.array([len(MCC[c]) for c in CATEGORIES])[cat]).astype(np.int8)
     mcc_table = np.array([[*MCC[c], *([0] * (4 - len(MCC[c])))] for c in CATEGORIES], dtype=np.int16)
     mcc = mcc_table[cat, mcc_idx]
-    amount = (_CAT_AMOUNT[cat] * spend_level[t_owner] / 5_000 * np.exp(rng.normal(0, 0.6, m))).astype(np.float32)
+    amount = (_CAT_AMOUNT[cat] * spend_level[t_owner] / 5_000 * np.exp(rng.normal(0, 0.6, m))).astype(
+        np.float32
+    )
     online = rng.random(m) < digital[t_owner] * np.where(cat == 3, 1.0, 0.4)
     wallet = ~online & bound_any[t_owner] & (rng.random(m) < 0.5)
     atm = ~online & ~wallet & (rng.random(m) < 0.03)
     channel = np.select([online, wallet, atm], [1, 2, 3], 0).astype(np.int8)
     card_pick = (rng.random(m) * n_cards[t_owner]).astype(np.int64)
     txn_hour = np.clip(rng.normal(np.where(cat == 0, 19, 14), 3.5), 0, 23).astype(np.int8)
-    w.write("transactions", {
-        "txn_id": np.int64(ids[0]) * 1000 + np.arange(m, dtype=np.int64),
-        "customer_id": ids[t_owner], "card_id": ids[t_owner] * 10 + card_pick, "day": day,
-        "hour": txn_hour, "mcc": mcc, "channel": _dict(CHANNELS, channel), "amount": amount,
-    })
+    w.write(
+        "transactions",
+        {
+            "txn_id": np.int64(ids[0]) * 1000 + np.arange(m, dtype=np.int64),
+            "customer_id": ids[t_owner],
+            "card_id": ids[t_owner] * 10 + card_pick,
+            "day": day,
+            "hour": txn_hour,
+            "mcc": mcc,
+            "channel": _dict(CHANNELS, channel),
+            "amount": amount,
+        },
+    )
 
     # Repayments: 12 monthly instalments for credit-card holders (and loan holders among the others).
     has_loan = ~has_credit & (rng.random(n) < 0.3)
@@ -263,45 +294,95 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     dpd[med + rng.integers(6, 12, med.size)] = rng.integers(15, 41, med.size)
     hi = firsts[br[firsts] == 2]
     dpd[hi + rng.integers(0, 12, hi.size)] = rng.integers(60, 121, hi.size)
-    due = np.where(has_credit[rep_owner], spend_level[rep_owner] * 0.4 + 200,
-                   np.exp(rng.normal(8, 0.4, rep_owner.size))).astype(np.float32)
+    due = np.where(
+        has_credit[rep_owner], spend_level[rep_owner] * 0.4 + 200, np.exp(rng.normal(8, 0.4, rep_owner.size))
+    ).astype(np.float32)
     paid = np.where(dpd > 30, due * rng.uniform(0, 0.5, rep_owner.size), due).astype(np.float32)
-    w.write("repayments", {
-        "customer_id": ids[rep_owner], "month": rep_month.astype(np.int8),
-        "product": _dict(("credit_card", "loan"), (~has_credit[rep_owner]).astype(np.int8)),
-        "due": due, "paid": paid, "days_past_due": dpd, "utilisation": util.astype(np.float32),
-    })
+    w.write(
+        "repayments",
+        {
+            "customer_id": ids[rep_owner],
+            "month": rep_month.astype(np.int8),
+            "product": _dict(("credit_card", "loan"), (~has_credit[rep_owner]).astype(np.int8)),
+            "due": due,
+            "paid": paid,
+            "days_past_due": dpd,
+            "utilisation": util.astype(np.float32),
+        },
+    )
 
     # Marketing: past card-offer and binding campaigns with responses from the true propensities.
     resp_logit = _response_logit(rng, age, b_value, b_stick, b_life, digital, has_credit)
     p_resp = _sigmoid(resp_logit)
     _contacts(rng, ids, p_resp, p_bind, has_credit, bound_any, onboard, w)
 
-    w.write("customers", {
-        "customer_id": ids, "age": age, "city_tier": tier.astype(np.int8), "onboard_day": onboard,
-        "marketing_consent": consent, "digital_score": digital.astype(np.float32),
-    })
+    w.write(
+        "customers",
+        {
+            "customer_id": ids,
+            "age": age,
+            "city_tier": tier.astype(np.int8),
+            "onboard_day": onboard,
+            "marketing_consent": consent,
+            "digital_score": digital.astype(np.float32),
+        },
+    )
     # Hidden truth. bad_next_6m: the realised outcome after the window, for re-tuning risk thresholds.
     bad = rng.random(n) < np.array([0.01, 0.06, 0.3])[risk]
-    w.write("truth", {
-        "customer_id": ids, "risk_level": _dict(RISK, risk), "value": _dict(VALUE, value),
-        "stickiness": _dict(STICKINESS, stick), "preference": _dict(CATEGORIES, pref),
-        "lifecycle": _dict(LIFECYCLE, life), "p_response": p_resp.astype(np.float32),
-        "p_binding": p_bind.astype(np.float32), "resp_logit": resp_logit.astype(np.float32),
-        "has_credit_card": has_credit, "bound_any": bound_any, "bad_next_6m": bad,
-    })
+    w.write(
+        "truth",
+        {
+            "customer_id": ids,
+            "risk_level": _dict(RISK, risk),
+            "value": _dict(VALUE, value),
+            "stickiness": _dict(STICKINESS, stick),
+            "preference": _dict(CATEGORIES, pref),
+            "lifecycle": _dict(LIFECYCLE, life),
+            "p_response": p_resp.astype(np.float32),
+            "p_binding": p_bind.astype(np.float32),
+            "resp_logit": resp_logit.astype(np.float32),
+            "has_credit_card": has_credit,
+            "bound_any": bound_any,
+            "bad_next_6m": bad,
+        },
+    )
 
 
-def _response_logit(rng: np.random.Generator, age: np.ndarray, value: np.ndarray, stick: np.ndarray,
-                    life: np.ndarray, digital: np.ndarray, has_credit: np.ndarray) -> np.ndarray:
+def _response_logit(
+    rng: np.random.Generator,
+    age: np.ndarray,
+    value: np.ndarray,
+    stick: np.ndarray,
+    life: np.ndarray,
+    digital: np.ndarray,
+    has_credit: np.ndarray,
+) -> np.ndarray:
     """True log-odds of answering a card offer; ``latent`` is a trait only past responses reveal."""
     latent = rng.normal(0, 0.6, age.size)
-    return (-4.3 + 0.8 * value + 0.45 * stick + 1.0 * (life == 1) - 1.4 * (life == 4) + 0.4 * (life == 0)
-            - 0.0012 * (age - 36) ** 2 + 1.2 * (digital - 0.5) - 0.6 * has_credit + latent)
+    return (
+        -4.3
+        + 0.8 * value
+        + 0.45 * stick
+        + 1.0 * (life == 1)
+        - 1.4 * (life == 4)
+        + 0.4 * (life == 0)
+        - 0.0012 * (age - 36) ** 2
+        + 1.2 * (digital - 0.5)
+        - 0.6 * has_credit
+        + latent
+    )
 
 
-def _contacts(rng: np.random.Generator, ids: np.ndarray, p_resp: np.ndarray, p_bind: np.ndarray,
-              has_credit: np.ndarray, bound_any: np.ndarray, onboard: np.ndarray, w: _Writers) -> None:
+def _contacts(
+    rng: np.random.Generator,
+    ids: np.ndarray,
+    p_resp: np.ndarray,
+    p_bind: np.ndarray,
+    has_credit: np.ndarray,
+    bound_any: np.ndarray,
+    onboard: np.ndarray,
+    w: _Writers,
+) -> None:
     n = ids.size
     n_offer = rng.poisson(1.6, n)
     n_bind = rng.poisson(0.5, n)
@@ -313,17 +394,28 @@ def _contacts(rng: np.random.Generator, ids: np.ndarray, p_resp: np.ndarray, p_b
         owner, day = owner[ok], day[ok]
         responded = rng.random(owner.size) < p[owner]
         campaign = (day // 30).astype(np.int16) * 2 + kind
-        rows.append({"owner": owner, "day": day, "kind": np.full(owner.size, kind, np.int8),
-                     "campaign": campaign, "responded": responded})
+        rows.append(
+            {
+                "owner": owner,
+                "day": day,
+                "kind": np.full(owner.size, kind, np.int8),
+                "campaign": campaign,
+                "responded": responded,
+            }
+        )
     owner = np.concatenate([r["owner"] for r in rows])
     ch = rng.choice(3, owner.size, p=[0.5, 0.3, 0.2]).astype(np.int8)
-    w.write("contacts", {
-        "customer_id": ids[owner], "campaign_id": np.concatenate([r["campaign"] for r in rows]),
-        "kind": _dict(("card_offer", "app_binding"), np.concatenate([r["kind"] for r in rows])),
-        "channel": _dict(("sms", "call", "app_push"), ch),
-        "day": np.concatenate([r["day"] for r in rows]).astype(np.int16),
-        "responded": np.concatenate([r["responded"] for r in rows]),
-    })
+    w.write(
+        "contacts",
+        {
+            "customer_id": ids[owner],
+            "campaign_id": np.concatenate([r["campaign"] for r in rows]),
+            "kind": _dict(("card_offer", "app_binding"), np.concatenate([r["kind"] for r in rows])),
+            "channel": _dict(("sms", "call", "app_push"), ch),
+            "day": np.concatenate([r["day"] for r in rows]).astype(np.int16),
+            "responded": np.concatenate([r["responded"] for r in rows]),
+        },
+    )
 
 
 def _mcc_table() -> dict[str, Any]:
@@ -348,16 +440,23 @@ def generate(out: Path, spec: BankSpec) -> dict[str, Any]:
         w.write("mcc", _mcc_table())
     finally:
         w.close()
-    manifest = {"spec": asdict(spec), "window_days": WINDOW_DAYS, "as_of_day": WINDOW_DAYS,
-                "tables": list(TABLES), "truth": "truth.parquet", "generator": "callvet.portrait.generate/1"}
+    manifest = {
+        "spec": asdict(spec),
+        "window_days": WINDOW_DAYS,
+        "as_of_day": WINDOW_DAYS,
+        "tables": list(TABLES),
+        "truth": "truth.parquet",
+        "generator": "callvet.portrait.generate/1",
+    }
     for name in (*TABLES, "truth"):
         manifest.setdefault("rows", {})[name] = pq.ParquetFile(out / f"{name}.parquet").metadata.num_rows
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
-def simulate_campaign(bank: Path, *, seed: int, kind: str = "card_offer", fraction: float = 0.3,
-                      drift: float = 0.3) -> dict[str, np.ndarray]:
+def simulate_campaign(
+    bank: Path, *, seed: int, kind: str = "card_offer", fraction: float = 0.3, drift: float = 0.3
+) -> dict[str, np.ndarray]:
     """A later campaign on the same customers: a random ``fraction`` is contacted after the window and
     responds from its true propensity, moved by a random drift (log-odds sd ``drift``) for the time that
     passed. Returns customer_id and responded arrays (the outcomes a bank would record)."""

@@ -58,15 +58,22 @@ def train(con: Any, defn: TagDefinition, out_dir: Path, *, as_of_day: int, seed:
     rows = np.array([pos[int(c)] for c in lid if int(c) in pos], dtype=np.int64)
     y = np.array([v for c, v in zip(lid, ly, strict=True) if int(c) in pos], dtype=np.int64)
     if rows.size < 200 or y.sum() < 20:
-        raise InvalidInput(f"too few recorded outcomes to train {defn['model']}: {rows.size} contacted, "
-                           f"{int(y.sum())} responded (need 200 and 20)", code="too_few_outcomes")
+        raise InvalidInput(
+            f"too few recorded outcomes to train {defn['model']}: {rows.size} contacted, "
+            f"{int(y.sum())} responded (need 200 and 20)",
+            code="too_few_outcomes",
+        )
     rng = np.random.default_rng(seed)
     hold = rng.random(rows.size) < 0.25
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     model.fit(x[rows[~hold]], y[~hold])
     p_hold = model.predict_proba(x[rows[hold]])[:, 1]
-    metrics = {"contacted": int(rows.size), "responded": int(y.sum()), "base_rate": round(float(y.mean()), 5),
-               "holdout_auc": round(_auc(y[hold], p_hold), 4)}
+    metrics = {
+        "contacted": int(rows.size),
+        "responded": int(y.sum()),
+        "base_rate": round(float(y.mean()), 5),
+        "holdout_auc": round(_auc(y[hold], p_hold), 4),
+    }
     order = np.argsort(-p_hold)
     top = order[: max(1, order.size // 10)]
     metrics["holdout_top_decile_lift"] = round(float(y[hold][top].mean() / max(y[hold].mean(), 1e-9)), 3)
@@ -74,19 +81,33 @@ def train(con: Any, defn: TagDefinition, out_dir: Path, *, as_of_day: int, seed:
     onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset=17)
     blob = onx.SerializeToString()
     sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-    diff = float(np.max(np.abs(sess.run(None, {sess.get_inputs()[0].name: x[:2000]})[1][:, 1]
-                               - model.predict_proba(x[:2000])[:, 1])))
+    diff = float(
+        np.max(
+            np.abs(
+                sess.run(None, {sess.get_inputs()[0].name: x[:2000]})[1][:, 1]
+                - model.predict_proba(x[:2000])[:, 1]
+            )
+        )
+    )
     if diff > 1e-4:
         raise RuntimeError(f"ONNX export disagrees with sklearn by {diff}")
     sha = hashlib.sha256(blob).hexdigest()
     out = Path(out_dir) / defn["model"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.onnx").write_bytes(blob)
-    card = {"name": defn["model"], "version": f"{defn['model']}-logit-{sha[:8]}", "sha256": sha,
-            "features": names, "train_cutoff_day": cutoff, "label_window_days": LABEL_WINDOW,
-            "metrics": metrics, "onnx_max_abs_diff_vs_sklearn": diff,
-            "coefficients": dict(zip(names, np.round(model[-1].coef_[0] / model[0].scale_, 6).tolist(),
-                                     strict=True))}
+    card = {
+        "name": defn["model"],
+        "version": f"{defn['model']}-logit-{sha[:8]}",
+        "sha256": sha,
+        "features": names,
+        "train_cutoff_day": cutoff,
+        "label_window_days": LABEL_WINDOW,
+        "metrics": metrics,
+        "onnx_max_abs_diff_vs_sklearn": diff,
+        "coefficients": dict(
+            zip(names, np.round(model[-1].coef_[0] / model[0].scale_, 6).tolist(), strict=True)
+        ),
+    }
     (out / "card.json").write_text(json.dumps(card, indent=1))
     return card
 
@@ -94,8 +115,9 @@ def train(con: Any, defn: TagDefinition, out_dir: Path, *, as_of_day: int, seed:
 def load_card(models_dir: Path, name: str) -> dict[str, Any]:
     path = Path(models_dir) / name / "card.json"
     if not path.is_file():
-        raise Unavailable(f"model {name!r} is not trained for this bank: run callvet portrait build",
-                          code="model_not_built")
+        raise Unavailable(
+            f"model {name!r} is not trained for this bank: run callvet portrait build", code="model_not_built"
+        )
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
@@ -106,10 +128,22 @@ def score(con: Any, defn: TagDefinition, models_dir: Path, *, as_of_day: int) ->
     card = load_card(models_dir, defn["model"])
     ids, x, names = _matrix(con, defn, as_of_day)
     if names != card["features"]:
-        raise InvalidInput(f"the {defn['model']} definition's features {names} differ from the model's "
-                           f"{card['features']}: retrain", code="model_mismatch")
-    sess = ort.InferenceSession(str(Path(models_dir) / defn["model"] / "model.onnx"),
-                                providers=["CPUExecutionProvider"])
-    p = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i:i + 500_000]})[1][:, 1]
-                        for i in range(0, max(len(x), 1), 500_000)]) if len(x) else np.zeros(0)
+        raise InvalidInput(
+            f"the {defn['model']} definition's features {names} differ from the model's "
+            f"{card['features']}: retrain",
+            code="model_mismatch",
+        )
+    sess = ort.InferenceSession(
+        str(Path(models_dir) / defn["model"] / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    p = (
+        np.concatenate(
+            [
+                sess.run(None, {sess.get_inputs()[0].name: x[i : i + 500_000]})[1][:, 1]
+                for i in range(0, max(len(x), 1), 500_000)
+            ]
+        )
+        if len(x)
+        else np.zeros(0)
+    )
     return pa.table({"customer_id": ids, "score": p.astype(np.float64)}), card["version"]

@@ -30,10 +30,26 @@ from callvet.portrait.tags import DIMENSIONS, MODEL_DIMENSIONS, connect, explain
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert, select
 
-__all__ = ["SegmentRequest", "build", "customer_facts", "decision_tags", "import_tables", "portrait",
-           "propose_risk_tuning", "select_segment"]
+__all__ = [
+    "SegmentRequest",
+    "build",
+    "customer_facts",
+    "decision_tags",
+    "default_bank",
+    "get_segment",
+    "import_tables",
+    "portrait",
+    "propose_risk_tuning",
+    "select_segment",
+]
 
 MAX_SEGMENT = 100_000
+
+
+def default_bank(settings: Any) -> Path:
+    """``CALLVET_PORTRAIT_BANK_DIR`` (settings.portrait_bank_dir) or ``data_dir/portrait``."""
+    configured = getattr(settings, "portrait_bank_dir", "")
+    return Path(configured).resolve() if configured else Path(settings.data_dir) / "portrait"
 
 
 def _manifest(bank: Path) -> dict[str, Any]:
@@ -43,8 +59,15 @@ def _manifest(bank: Path) -> dict[str, Any]:
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
-def build(db: Database, bank: Path, *, actor: str, retrain: bool = True, threads: int | None = None,
-          memory_limit: str | None = None) -> dict[str, Any]:
+def build(
+    db: Database,
+    bank: Path,
+    *,
+    actor: str,
+    retrain: bool = True,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> dict[str, Any]:
     """Train the propensity models (when asked or missing) and compute every tag with the active
     definitions; writes ``tags.parquet`` and ``build.json``."""
     bank = Path(bank)
@@ -63,20 +86,26 @@ def build(db: Database, bank: Path, *, actor: str, retrain: bool = True, threads
         model_versions = {}
         for dim in DIMENSIONS:
             t = time.perf_counter()
-            version, defn = defs[dim]
+            _version, defn = defs[dim]
             scores = None
             if defn["kind"] == "model":
                 scores, model_versions[dim] = propensity.score(con, defn, bank / "models", as_of_day=as_of)
             out = run_definition(con, defn, as_of_day=as_of, scores=scores)
-            renamed = out.rename_columns([c if c == "customer_id" else (dim if c == "tag" else f"{dim}__{c}")
-                                          for c in out.column_names])
+            renamed = out.rename_columns(
+                [
+                    c if c == "customer_id" else (dim if c == "tag" else f"{dim}__{c}")
+                    for c in out.column_names
+                ]
+            )
             con.register("acc_new", renamed)
             if result is None:
                 result = con.sql("SELECT * FROM acc_new ORDER BY customer_id").to_arrow_table()
             else:
                 con.register("acc", result)
-                result = con.sql("SELECT acc.*, acc_new.* EXCLUDE (customer_id) FROM acc "
-                                 "LEFT JOIN acc_new USING (customer_id) ORDER BY customer_id").to_arrow_table()
+                result = con.sql(
+                    "SELECT acc.*, acc_new.* EXCLUDE (customer_id) FROM acc "
+                    "LEFT JOIN acc_new USING (customer_id) ORDER BY customer_id"
+                ).to_arrow_table()
                 con.unregister("acc")
             con.unregister("acc_new")
             timings[dim] = round(time.perf_counter() - t, 3)
@@ -84,13 +113,26 @@ def build(db: Database, bank: Path, *, actor: str, retrain: bool = True, threads
         con.close()
     assert result is not None
     pq.write_table(result, bank / "tags.parquet", compression="zstd")
-    info = {"built_at": utcnow().isoformat(), "built_by": actor, "as_of_day": as_of, "customers": result.num_rows,
-            "versions": {d: defs[d][0] for d in DIMENSIONS}, "models": model_versions,
-            "trained": {k: v["metrics"] for k, v in models.items()}, "seconds": timings}
+    info = {
+        "built_at": utcnow().isoformat(),
+        "built_by": actor,
+        "as_of_day": as_of,
+        "customers": result.num_rows,
+        "versions": {d: defs[d][0] for d in DIMENSIONS},
+        "models": model_versions,
+        "trained": {k: v["metrics"] for k, v in models.items()},
+        "seconds": timings,
+    }
     (bank / "build.json").write_text(json.dumps(info, indent=1))
     with db.begin() as conn:
-        audit.record(conn, actor, "portrait.build", "portrait_bank", str(bank.resolve())[-100:],
-                     details={"versions": info["versions"], "models": model_versions})
+        audit.record(
+            conn,
+            actor,
+            "portrait.build",
+            "portrait_bank",
+            str(bank.resolve())[-100:],
+            details={"versions": info["versions"], "models": model_versions},
+        )
     return info
 
 
@@ -130,12 +172,17 @@ def portrait(db: Database, bank: Path, customer_id: int) -> dict[str, Any]:
     """The seven tags of one customer, each with its explanation (facts, thresholds, rule)."""
     info = _build_info(bank)
     row = _customer_row(bank, customer_id)
-    out: dict[str, Any] = {"customer_id": customer_id, "as_of_day": info["as_of_day"], "tags": {},
-                           "explanations": {}, "built_at": info["built_at"]}
+    out: dict[str, Any] = {
+        "customer_id": customer_id,
+        "as_of_day": info["as_of_day"],
+        "tags": {},
+        "explanations": {},
+        "built_at": info["built_at"],
+    }
     for dim in DIMENSIONS:
         version = info["versions"][dim]
         defn = store.get_version(db, dim, version)["content"]
-        sub = {k[len(dim) + 2:]: v for k, v in row.items() if k.startswith(f"{dim}__")}
+        sub = {k[len(dim) + 2 :]: v for k, v in row.items() if k.startswith(f"{dim}__")}
         sub.update(tag=row[dim], customer_id=customer_id)
         out["tags"][dim] = row[dim]
         exp = explain(defn, version, sub)
@@ -170,8 +217,9 @@ def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str)
         allowed = set(store.get_version(db, dim, info["versions"][dim])["content"]["categories"])
         bad = [c for c in cats if c not in allowed]
         if not cats or bad:
-            raise InvalidInput(f"{dim} filter needs categories among {sorted(allowed)}", code="invalid_filter",
-                               field=dim)
+            raise InvalidInput(
+                f"{dim} filter needs categories among {sorted(allowed)}", code="invalid_filter", field=dim
+            )
         where.append(f"t.{dim} IN ({', '.join('?' for _ in cats)})")
         params.extend(cats)
     as_of = int(info["as_of_day"])
@@ -188,7 +236,7 @@ def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str)
                  USING (customer_id)
           LEFT JOIN (SELECT customer_id, COUNT(*) AS n FROM cards k WHERE {held} GROUP BY customer_id) h
                  USING (customer_id)
-          {'WHERE ' + ' AND '.join(where) if where else ''})
+          {"WHERE " + " AND ".join(where) if where else ""})
         SELECT customer_id, score, x_high_risk, x_no_consent, x_recent_contact, x_card_holder FROM base"""
     q_params = [req.contact_window_days, *([req.product] if req.product else []), *params]
     con = _tags_con(bank)
@@ -198,31 +246,62 @@ def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str)
         con.close()
     ids = tbl["customer_id"].to_numpy()
     score = tbl["score"].to_numpy()
-    flags = {k: tbl[f"x_{k}"].to_numpy(zero_copy_only=False).astype(bool)
-             for k in ("high_risk", "no_consent", "recent_contact", "card_holder")}
+    flags = {
+        k: tbl[f"x_{k}"].to_numpy(zero_copy_only=False).astype(bool)
+        for k in ("high_risk", "no_consent", "recent_contact", "card_holder")
+    }
     excluded = np.zeros(ids.size, bool)
     for f in flags.values():
         excluded |= f
     keep = np.flatnonzero(~excluded)
     order = keep[np.lexsort((ids[keep], -score[keep]))][: req.size]
-    counts = {"matching_filters": int(ids.size), **{f"excluded_{k}": int(v.sum()) for k, v in flags.items()},
-              "eligible": int(keep.size), "selected": int(order.size)}
+    counts = {
+        "matching_filters": int(ids.size),
+        **{f"excluded_{k}": int(v.sum()) for k, v in flags.items()},
+        "eligible": int(keep.size),
+        "selected": int(order.size),
+    }
     seg_id = uuid.uuid4().hex
-    members = [{"segment_id": seg_id, "rank": i + 1, "customer_id": int(ids[j]), "score": float(score[j])}
-               for i, j in enumerate(order)]
+    members = [
+        {"segment_id": seg_id, "rank": i + 1, "customer_id": int(ids[j]), "score": float(score[j])}
+        for i, j in enumerate(order)
+    ]
     with db.begin() as conn:
-        conn.execute(insert(segments).values(
-            segment_id=seg_id, requested_by=actor, reason=req.reason, request=req.model_dump(),
-            build={"built_at": info["built_at"], "versions": info["versions"], "models": info["models"]},
-            counts=counts, size=len(members), created_at=utcnow()))
+        conn.execute(
+            insert(segments).values(
+                segment_id=seg_id,
+                requested_by=actor,
+                reason=req.reason,
+                request=req.model_dump(),
+                build={"built_at": info["built_at"], "versions": info["versions"], "models": info["models"]},
+                counts=counts,
+                size=len(members),
+                created_at=utcnow(),
+            )
+        )
         if members:
             conn.execute(insert(segment_members), members)
-        audit.record(conn, actor, "portrait.segment", "portrait_segment", seg_id, reason=req.reason,
-                     details={"request": req.model_dump(), "counts": counts})
-    return {"segment_id": seg_id, "requested_by": actor, "reason": req.reason, "counts": counts,
-            "versions": info["versions"], "models": info["models"],
-            "customers": [{"rank": m["rank"], "customer_id": m["customer_id"], "score": round(m["score"], 6)}
-                          for m in members]}
+        audit.record(
+            conn,
+            actor,
+            "portrait.segment",
+            "portrait_segment",
+            seg_id,
+            reason=req.reason,
+            details={"request": req.model_dump(), "counts": counts},
+        )
+    return {
+        "segment_id": seg_id,
+        "requested_by": actor,
+        "reason": req.reason,
+        "counts": counts,
+        "versions": info["versions"],
+        "models": info["models"],
+        "customers": [
+            {"rank": m["rank"], "customer_id": m["customer_id"], "score": round(m["score"], 6)}
+            for m in members
+        ],
+    }
 
 
 def get_segment(db: Database, segment_id: str) -> dict[str, Any]:
@@ -230,17 +309,20 @@ def get_segment(db: Database, segment_id: str) -> dict[str, Any]:
         s = conn.execute(select(segments).where(segments.c.segment_id == segment_id)).first()
         if s is None:
             raise NotFound(f"no segment {segment_id!r}", code="segment_not_found")
-        ms = conn.execute(select(segment_members.c.rank, segment_members.c.customer_id, segment_members.c.score)
-                          .where(segment_members.c.segment_id == segment_id)
-                          .order_by(segment_members.c.rank)).all()
+        ms = conn.execute(
+            select(segment_members.c.rank, segment_members.c.customer_id, segment_members.c.score)
+            .where(segment_members.c.segment_id == segment_id)
+            .order_by(segment_members.c.rank)
+        ).all()
     d = dict(s._mapping)
     d["created_at"] = d["created_at"].isoformat()
     d["customers"] = [dict(m._mapping) for m in ms]
     return d
 
 
-def propose_risk_tuning(db: Database, bank: Path, *, target_bad_rate: float, field: str = "max_dpd_12m",
-                        actor: str) -> dict[str, Any]:
+def propose_risk_tuning(
+    db: Database, bank: Path, *, target_bad_rate: float, field: str = "max_dpd_12m", actor: str
+) -> dict[str, Any]:
     """Re-tune the risk tag's thresholds on ``field`` from realised outcomes (``outcomes.parquet`` or
     the generator's ``bad_next_6m``): scale them by one factor k (0.30..2.50) and pick the k that keeps
     the most customers out of ``high`` while the bad rate among them stays <= target. Proposes; never
@@ -265,9 +347,11 @@ def propose_risk_tuning(db: Database, bank: Path, *, target_bad_rate: float, fie
         def effect(d: dict[str, Any]) -> dict[str, float]:
             t = run_definition(con, d, as_of_day=as_of)
             con.register("cand", t)
-            r = con.sql("SELECT AVG(CASE WHEN tag <> 'high' THEN 1.0 ELSE 0.0 END) AS kept, "
-                        "AVG(CASE WHEN tag <> 'high' THEN CAST(o.bad_next_6m AS DOUBLE) END) AS bad "
-                        "FROM cand JOIN outcomes o USING (customer_id)").fetchone()
+            r = con.sql(
+                "SELECT AVG(CASE WHEN tag <> 'high' THEN 1.0 ELSE 0.0 END) AS kept, "
+                "AVG(CASE WHEN tag <> 'high' THEN CAST(o.bad_next_6m AS DOUBLE) END) AS bad "
+                "FROM cand JOIN outcomes o USING (customer_id)"
+            ).fetchall()[0]
             con.unregister("cand")
             assert r is not None
             return {"kept_rate": round(float(r[0]), 4), "bad_rate_kept": round(float(r[1] or 0), 5)}
@@ -285,10 +369,19 @@ def propose_risk_tuning(db: Database, bank: Path, *, target_bad_rate: float, fie
         con.close()
     assert best is not None
     _, k, tuned, after = best
-    effect_doc = {"target": f"bad_rate_kept={target_bad_rate}", "field": field, "factor": k,
-                  "base_version": version, "outcomes": src.name, "before": before, "after": after}
-    note = (f"tuned from v{version}: thresholds on {field} x{k:g}; kept {before['kept_rate']:.3f} -> "
-            f"{after['kept_rate']:.3f}, bad rate {before['bad_rate_kept']:.4f} -> {after['bad_rate_kept']:.4f}")
+    effect_doc = {
+        "target": f"bad_rate_kept={target_bad_rate}",
+        "field": field,
+        "factor": k,
+        "base_version": version,
+        "outcomes": src.name,
+        "before": before,
+        "after": after,
+    }
+    note = (
+        f"tuned from v{version}: thresholds on {field} x{k:g}; kept {before['kept_rate']:.3f} -> "
+        f"{after['kept_rate']:.3f}, bad rate {before['bad_rate_kept']:.4f} -> {after['bad_rate_kept']:.4f}"
+    )
     return store.propose(db, "risk_level", tuned, actor=actor, note=note, expected_effect=effect_doc)
 
 
@@ -298,8 +391,12 @@ def decision_tags(bank: Path, customer_id: int) -> dict[str, Any] | None:
         row = _customer_row(bank, customer_id)
     except NotFound:
         return None
-    return {"risk_level": row["risk_level"], "value": row["value"],
-            "max_dpd_12m": row.get("risk_level__max_dpd_12m"), "contribution_12m": row.get("value__contribution_12m")}
+    return {
+        "risk_level": row["risk_level"],
+        "value": row["value"],
+        "max_dpd_12m": row.get("risk_level__max_dpd_12m"),
+        "contribution_12m": row.get("value__contribution_12m"),
+    }
 
 
 def customer_facts(bank: Path, customer_id: int) -> dict[str, Any]:
@@ -307,16 +404,31 @@ def customer_facts(bank: Path, customer_id: int) -> dict[str, Any]:
     recent card transaction (day, merchant category, amount) and the payment apps a card is bound to."""
     con = _tags_con(bank)
     try:
-        last = con.execute("SELECT t.day, m.category, t.amount, t.channel FROM transactions t "
-                           "JOIN mcc m USING (mcc) WHERE t.customer_id = ? ORDER BY t.day DESC, t.txn_id DESC "
-                           "LIMIT 1", [customer_id]).fetchone()
-        apps = [r[0] for r in con.execute("SELECT DISTINCT app FROM bindings WHERE customer_id = ? ORDER BY 1",
-                                          [customer_id]).fetchall()]
+        last = con.execute(
+            "SELECT t.day, m.category, t.amount, t.channel FROM transactions t "
+            "JOIN mcc m USING (mcc) WHERE t.customer_id = ? ORDER BY t.day DESC, t.txn_id DESC "
+            "LIMIT 1",
+            [customer_id],
+        ).fetchone()
+        apps = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT app FROM bindings WHERE customer_id = ? ORDER BY 1", [customer_id]
+            ).fetchall()
+        ]
     finally:
         con.close()
-    return {"recent_transaction": None if last is None else
-            {"day": int(last[0]), "category": last[1], "amount": round(float(last[2]), 2), "channel": last[3]},
-            "bound_payment_apps": apps}
+    return {
+        "recent_transaction": None
+        if last is None
+        else {
+            "day": int(last[0]),
+            "category": last[1],
+            "amount": round(float(last[2]), 2),
+            "channel": last[3],
+        },
+        "bound_payment_apps": apps,
+    }
 
 
 def import_tables(src: Path, bank: Path, *, as_of_day: int) -> dict[str, Any]:
@@ -335,13 +447,21 @@ def import_tables(src: Path, bank: Path, *, as_of_day: int) -> dict[str, Any]:
                 reader = f"read_csv('{csv_path}', header = true)"
             else:
                 raise InvalidInput(f"missing table {t} (.csv or .parquet) in {src}", code="invalid_import")
-            missing = set(REQUIRED_COLUMNS[t]) - {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+            missing = set(REQUIRED_COLUMNS[t]) - {
+                r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+            }
             if missing:
-                raise InvalidInput(f"table {t} lacks columns {sorted(missing)}", code="invalid_import", table=t)
+                raise InvalidInput(
+                    f"table {t} lacks columns {sorted(missing)}", code="invalid_import", table=t
+                )
             con.execute(f"COPY (SELECT * FROM {reader}) TO '{bank / t}.parquet' (FORMAT parquet)")
-            rows[t] = int(con.sql(f"SELECT COUNT(*) FROM read_parquet('{bank / t}.parquet')").fetchone()[0])
+            rows[t] = int(
+                con.sql(f"SELECT COUNT(*) FROM read_parquet('{bank / t}.parquet')").fetchall()[0][0]
+            )
     except duckdb.Error as exc:
-        raise InvalidInput(f"cannot import: {str(exc).splitlines()[0][:300]}", code="invalid_import") from None
+        raise InvalidInput(
+            f"cannot import: {str(exc).splitlines()[0][:300]}", code="invalid_import"
+        ) from None
     finally:
         con.close()
     manifest = {"imported_from": str(src), "as_of_day": as_of_day, "tables": list(TABLES), "rows": rows}

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -128,8 +128,13 @@ def compile_jdm_table(graph: Mapping[str, Any]) -> list[dict[str, str]]:
         tag = (row.get(outs[0]["id"]) or "").strip()
         if not re.fullmatch(r'"[a-z_]+"', tag):
             raise _bad(f"a tag output must be a quoted category, got {tag!r}")
-        rules.append({"tag": tag[1:-1], "when": " AND ".join(conds) or "TRUE",
-                      "description": row.get("_description", "")})
+        rules.append(
+            {
+                "tag": tag[1:-1],
+                "when": " AND ".join(conds) or "TRUE",
+                "description": row.get("_description", ""),
+            }
+        )
     if not rules or rules[-1]["when"] != "TRUE":
         raise _bad("the decision table's last row must catch everything (all cells empty)")
     return rules
@@ -140,8 +145,14 @@ def _rules(defn: TagDefinition) -> tuple[list[dict[str, str]], str]:
     if defn["kind"] == "jdm":
         rules = compile_jdm_table(defn["graph"])
         return rules[:-1], "'" + rules[-1]["tag"] + "'"
-    rules = [{"tag": r["tag"], "when": _fill(r["when"], defn.get("thresholds", {})),
-              "description": r.get("description", "")} for r in defn.get("rules", [])]
+    rules = [
+        {
+            "tag": r["tag"],
+            "when": _fill(r["when"], defn.get("thresholds", {})),
+            "description": r.get("description", ""),
+        }
+        for r in defn.get("rules", [])
+    ]
     if "default_expr" in defn:
         return rules, defn["default_expr"]
     return rules, "'" + defn["default"] + "'"
@@ -160,7 +171,11 @@ def validate_definition(defn: Any, dimension: str | None = None) -> TagDefinitio
     if (kind == "model") != (dim in MODEL_DIMENSIONS):
         raise _bad(f"{dim} must be {'a model' if dim in MODEL_DIMENSIONS else 'a rule (sql or jdm)'} tag")
     cats = defn.get("categories")
-    if not isinstance(cats, list) or not cats or not all(isinstance(c, str) and _IDENT.match(c) for c in cats):
+    if (
+        not isinstance(cats, list)
+        or not cats
+        or not all(isinstance(c, str) and _IDENT.match(c) for c in cats)
+    ):
         raise _bad("categories must be a non-empty list of lower-case names")
     sql = defn.get("facts_sql")
     if not isinstance(sql, str) or not 0 < len(sql) <= MAX_SQL:
@@ -172,8 +187,10 @@ def validate_definition(defn: Any, dimension: str | None = None) -> TagDefinitio
     if len(stmts) != 1 or stmts[0].type != duckdb.StatementType.SELECT:
         raise _bad("facts_sql must be exactly one SELECT statement")
     th = defn.get("thresholds", {})
-    if not isinstance(th, dict) or not all(_IDENT.match(k) and isinstance(v, int | float) and not
-                                           isinstance(v, bool) and abs(v) < 1e12 for k, v in th.items()):
+    if not isinstance(th, dict) or not all(
+        _IDENT.match(k) and isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e12
+        for k, v in th.items()
+    ):
         raise _bad("thresholds must map names to numbers")
     if kind == "jdm":
         import zen
@@ -184,8 +201,9 @@ def validate_definition(defn: Any, dimension: str | None = None) -> TagDefinitio
             raise _bad(f"zen-engine rejected the graph: {str(exc).splitlines()[0][:300]}") from None
     else:
         rules = defn.get("rules")
-        if not isinstance(rules, list) or not all(isinstance(r, dict) and isinstance(r.get("when"), str)
-                                                  and len(r["when"]) <= 2000 for r in rules):
+        if not isinstance(rules, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("when"), str) and len(r["when"]) <= 2000 for r in rules
+        ):
             raise _bad("rules must be a list of {tag, when}")
         if "default" not in defn and "default_expr" not in defn:
             raise _bad("a definition needs a default tag")
@@ -216,14 +234,19 @@ def render(defn: TagDefinition, *, as_of_day: int, score_table: str | None = Non
         facts_cols = "f0.*, s.score"
         src = f"(SELECT {facts_cols} FROM {src}) f"
     tag = "CASE " + " ".join(f"WHEN {r['when']} THEN '{r['tag']}'" for r in rules) + f" ELSE {default} END"
-    idx = "CASE " + " ".join(f"WHEN {r['when']} THEN {i}" for i, r in enumerate(rules)) + f" ELSE {len(rules)} END"
+    idx = (
+        "CASE "
+        + " ".join(f"WHEN {r['when']} THEN {i}" for i, r in enumerate(rules))
+        + f" ELSE {len(rules)} END"
+    )
     if not rules:
         tag, idx = default, "0"
     return f"SELECT f.*, {tag} AS tag, {idx} AS rule FROM {src}"
 
 
-def connect(bank: Path, *, threads: int | None = None, memory_limit: str | None = None
-            ) -> duckdb.DuckDBPyConnection:
+def connect(
+    bank: Path, *, threads: int | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per bank table over its Parquet file, then locked to that
     directory: definitions are SQL written by people, so they may read the bank's tables and nothing else
     (no other files, no COPY out, no extensions)."""
@@ -231,8 +254,9 @@ def connect(bank: Path, *, threads: int | None = None, memory_limit: str | None 
     missing = [t for t in TABLES if not (bank / f"{t}.parquet").is_file()]
     if missing:
         raise Unavailable(f"no bank at {bank}: missing {', '.join(missing)}.parquet", code="bank_not_built")
-    con = duckdb.connect(config={"threads": threads or 2, **({"memory_limit": memory_limit} if memory_limit
-                                                              else {})})
+    con = duckdb.connect(
+        config={"threads": threads or 2, **({"memory_limit": memory_limit} if memory_limit else {})}
+    )
     for t in TABLES:
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{bank / t}.parquet')")
     con.execute(f"SET allowed_directories = ['{bank}/']")
@@ -241,8 +265,9 @@ def connect(bank: Path, *, threads: int | None = None, memory_limit: str | None 
     return con
 
 
-def run_definition(con: duckdb.DuckDBPyConnection, defn: TagDefinition, *, as_of_day: int,
-                   scores: pa.Table | None = None) -> pa.Table:
+def run_definition(
+    con: duckdb.DuckDBPyConnection, defn: TagDefinition, *, as_of_day: int, scores: pa.Table | None = None
+) -> pa.Table:
     """Run one definition on DuckDB; returns customer_id, facts, tag and rule as an Arrow table."""
     name = None
     if scores is not None:
@@ -251,8 +276,10 @@ def run_definition(con: duckdb.DuckDBPyConnection, defn: TagDefinition, *, as_of
     try:
         return con.sql(render(defn, as_of_day=as_of_day, score_table=name)).to_arrow_table()
     except duckdb.Error as exc:
-        raise InvalidInput(f"{defn['dimension']}: the definition fails on this bank: "
-                           f"{str(exc).splitlines()[0][:300]}", code="invalid_definition") from None
+        raise InvalidInput(
+            f"{defn['dimension']}: the definition fails on this bank: {str(exc).splitlines()[0][:300]}",
+            code="invalid_definition",
+        ) from None
     finally:
         if name:
             con.unregister(name)
@@ -261,16 +288,27 @@ def run_definition(con: duckdb.DuckDBPyConnection, defn: TagDefinition, *, as_of
 def explain(defn: TagDefinition, version: int, row: Mapping[str, Any]) -> dict[str, Any]:
     """Why a customer has a tag: the facts, the thresholds, and the rule that fired (for jdm, zen-engine
     re-evaluates the facts and its answer is reported beside the stored one)."""
-    rules, default = _rules(defn)
+    rules, _default = _rules(defn)
     facts = {k: _plain(row[k]) for k in row if k not in ("customer_id", "tag", "rule")}
     i = int(row["rule"])
-    fired = rules[i] if i < len(rules) else {"tag": row["tag"], "when": "otherwise (no earlier rule matched)",
-                                              "description": "default"}
+    fired = (
+        rules[i]
+        if i < len(rules)
+        else {"tag": row["tag"], "when": "otherwise (no earlier rule matched)", "description": "default"}
+    )
     out: dict[str, Any] = {
-        "tag": row["tag"], "version": version, "kind": defn["kind"], "facts": facts,
-        "fact_meanings": defn.get("facts", {}), "thresholds": defn.get("thresholds", {}),
-        "rule": {"index": i, "when": fired["when"], "description": fired.get("description", ""),
-                 "tag": fired["tag"]},
+        "tag": row["tag"],
+        "version": version,
+        "kind": defn["kind"],
+        "facts": facts,
+        "fact_meanings": defn.get("facts", {}),
+        "thresholds": defn.get("thresholds", {}),
+        "rule": {
+            "index": i,
+            "when": fired["when"],
+            "description": fired.get("description", ""),
+            "tag": fired["tag"],
+        },
         "rules_checked_before": [r["when"] for r in rules[:i]],
     }
     if defn["kind"] == "jdm":
