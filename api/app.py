@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from callvet import __version__
 from callvet.api.context import AppContext
-from callvet.api.routes import audit, blacklist, calls, decisions, interviews, workflow
+from callvet.api.routes import audit, blacklist, calls, decisions, interviews, portrait, workflow
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings, get_settings
@@ -62,6 +62,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (audit, blacklist, calls, interviews, decisions, workflow):
+    for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
         app.include_router(module.router)
     return app

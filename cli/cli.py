@@ -7,7 +7,17 @@ the API, over the parts' Python interfaces.
 from __future__ import annotations
 
 import typer
-from callvet._cli import blacklist, calls, decision, keys, models, questionnaire, voiceprint, workflow
+from callvet._cli import (
+    blacklist,
+    calls,
+    decision,
+    keys,
+    models,
+    portrait,
+    questionnaire,
+    voiceprint,
+    workflow,
+)
 
 __all__ = ["app", "main"]
 
@@ -83,7 +93,7 @@ def init_db() -> None:
     typer.echo(f"schema ready at {db.url}")
 
 
-for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow):
+for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait):
     _module.register(app)
 
 

@@ -42,6 +42,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     APPROVER = "approver"
     RISK_OFFICER = "risk_officer"
+    MARKETER = "marketer"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ TABLE_MODULES = [
     "callvet.questionnaire.tables",
     "callvet.decision.tables",
     "callvet.workflow.tables",
+    "callvet.portrait.tables",
 ]
 
 
