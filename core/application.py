@@ -102,8 +102,10 @@ class RecentTransaction(_Part):
 
 
 class BankRelationship(_Part):
-    """What the bank knows from its own books about an existing customer, independent of the form."""
+    """What the bank knows from its own books about an existing customer, independent of the form.
+    ``customer_id`` names the customer in the bank's books (the portrait fills empty facts from it)."""
 
+    customer_id: int | None = Field(default=None, ge=1, le=2**53)
     cards_held: int | None = Field(default=None, ge=0, le=50)
     salary_account: bool | None = None
     last_repayment_amount: float | None = Field(default=None, ge=0, le=10_000_000)

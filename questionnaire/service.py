@@ -8,6 +8,7 @@ are audited in the same transaction as the change.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,10 @@ class InterviewService:
         bank: Bank | None = None,
         scorer: Scorer | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        enrich: Callable[[Application], Application] | None = None,
     ) -> None:
         self.db = db
+        self._enrich = enrich
         self.max_attempts = max_attempts
         self.bank = bank or load_bank()
         if scorer is None:
@@ -110,6 +113,8 @@ class InterviewService:
                 application = Application.model_validate(application)
             except ValidationError as exc:
                 raise validation_error(exc, "application") from exc
+        if self._enrich is not None:
+            application = self._enrich(application)
         if language is not None and language not in LANGUAGES:
             raise InvalidInput(
                 f"language must be one of {', '.join(LANGUAGES)}", code="invalid_field", field="language"

@@ -10,6 +10,8 @@ from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.decision import DecisionEngine, Investigation
 from callvet.decision import store as policy_store
+from callvet.portrait.links import enrich
+from callvet.portrait.service import default_bank
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
@@ -38,15 +40,23 @@ def engine(ctx: AppContext) -> DecisionEngine:
 @router.post("/v1/decisions")
 def decide(req: DecisionRequest, ctx: AppContext = Depends(get_ctx),
            p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
-    return engine(ctx).decide(req.application, req.investigation, actor=p.actor).to_dict()
+    apps, known = enrich(default_bank(ctx.settings), [req.application])
+    out = engine(ctx).decide(apps[0], req.investigation, actor=p.actor).to_dict()
+    if known[0] is not None:
+        out["portrait"] = known[0]
+    return out
 
 
 @router.post("/v1/decisions:batch")
 def decide_batch(req: BatchRequest, ctx: AppContext = Depends(get_ctx),
                  p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
-    out = engine(ctx).decide_batch([i.application for i in req.items], [i.investigation for i in req.items],
-                                   actor=p.actor)
-    return {"items": [d.to_dict() for d in out]}
+    apps, known = enrich(default_bank(ctx.settings), [i.application for i in req.items])
+    out = engine(ctx).decide_batch(apps, [i.investigation for i in req.items], actor=p.actor)
+    items = [d.to_dict() for d in out]
+    for item, k in zip(items, known, strict=True):
+        if k is not None:
+            item["portrait"] = k
+    return {"items": items}
 
 
 @router.get("/v1/decisions/{decision_id}")

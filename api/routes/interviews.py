@@ -10,6 +10,8 @@ from typing import Any
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
 from callvet.core.auth import Principal, Role
+from callvet.portrait.links import enrich
+from callvet.portrait.service import default_bank
 from callvet.questionnaire.service import InterviewService
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -39,7 +41,13 @@ router = APIRouter(tags=["interviews"], lifespan=_lifespan)
 
 def interview_service(ctx: AppContext) -> InterviewService:
     """The process-wide service (sentence encoder loaded once, when built)."""
-    return ctx.service("questionnaire", lambda c: InterviewService(c.db, models_dir=c.settings.models_dir))
+    def build(c: AppContext) -> InterviewService:
+        bank = default_bank(c.settings)
+        return InterviewService(
+            c.db, models_dir=c.settings.models_dir, enrich=lambda a: enrich(bank, [a])[0][0]
+        )
+
+    return ctx.service("questionnaire", build)
 
 
 class CreateInterview(BaseModel):
