@@ -124,6 +124,15 @@ class RapidOcrEngine:
             if str(t).strip()
         ]
 
+    def recognise(self, image: np.ndarray) -> tuple[str, float]:
+        """Recognition only, of a crop holding one line of text: (text, score)."""
+        img = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+        with self._lock:
+            out = self._ocr(np.ascontiguousarray(img[:, :, ::-1]), use_det=False, use_cls=False, use_rec=True)
+        if not out.txts:
+            return "", 0.0
+        return str(out.txts[0]), float(out.scores[0])
+
     def detect(self, image: np.ndarray) -> list[np.ndarray]:
         """Text-line quadrilaterals only (no recognition): cheap evidence for page orientation and skew."""
         img = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
