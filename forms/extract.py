@@ -28,7 +28,7 @@ from callvet.forms.ocr import TextLine
 from callvet.forms.templates import FieldSpec, Template, TemplateSet
 from pydantic import ValidationError
 
-__all__ = ["ExtractedField", "Extraction", "NotAForm", "extract_fields", "REVIEW_BELOW"]
+__all__ = ["REVIEW_BELOW", "ExtractedField", "Extraction", "NotAForm", "extract_fields"]
 
 REVIEW_BELOW = 0.85
 _UNIT = re.compile(r"^[(（][^)）]{0,4}[)）]")  # 月收入(元): a unit printed with the label
@@ -49,8 +49,14 @@ class ExtractedField:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "value": self.value, "confidence": round(self.confidence, 3),
-                "box": list(self.box) if self.box else None, "raw": self.raw, "note": self.note}
+        return {
+            "path": self.path,
+            "value": self.value,
+            "confidence": round(self.confidence, 3),
+            "box": list(self.box) if self.box else None,
+            "raw": self.raw,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -122,8 +128,12 @@ class _Page:
         self.lines = lines
         self.texts = [_norm(ln.text) for ln in lines]
         self.image = image
-        self.height = float(image.shape[0]) if image is not None else max((ln.box[3] for ln in lines), default=1)
-        self.width = float(image.shape[1]) if image is not None else max((ln.box[2] for ln in lines), default=1)
+        self.height = (
+            float(image.shape[0]) if image is not None else max((ln.box[3] for ln in lines), default=1)
+        )
+        self.width = (
+            float(image.shape[1]) if image is not None else max((ln.box[2] for ln in lines), default=1)
+        )
         self.median_h = float(np.median([ln.h for ln in lines])) if lines else 20.0
 
     def same_row(self, a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
@@ -169,14 +179,9 @@ def _label_hits(page: _Page, template: Template) -> list[_Hit]:
         if by_ctx:
             chosen = by_ctx
         elif plain:
-            chosen = {p for p in plain if not _context_ok(page, box, _ctx_of(specs, p, plain))} or plain
+            chosen = plain
         hits.append(_Hit(line, s, e, box, tuple(sorted(chosen)), exact))
     return hits
-
-
-def _ctx_of(specs: tuple[FieldSpec, ...], path: str, plain: set[str]) -> tuple[str, ...]:
-    """For a plain label shared by two fields (姓名), the other field's context argues against this one."""
-    return ()
 
 
 def _context_ok(page: _Page, box: tuple[float, float, float, float], context: tuple[str, ...]) -> bool:
@@ -190,12 +195,14 @@ def _context_ok(page: _Page, box: tuple[float, float, float, float], context: tu
         left_same_row = page.same_row(b, box) and b[0] < box[0]
         inside = b[0] <= box[0] and b[2] >= box[2] and b[1] <= box[1] + 1 and b[3] >= box[3] - 1
         above = b[3] <= box[1] + 2 and box[1] - b[3] < 2.5 * h and b[0] < box[2] and b[2] > box[0] - 3 * h
-        if left_same_row or above or inside and text.find(_norm(context[0])) != -1:
+        if left_same_row or above or (inside and text.find(_norm(context[0])) != -1):
             return True
     return False
 
 
-def _clip_at_hits(page: _Page, hits_by_line: dict[int, list[_Hit]], line: int, start: int) -> tuple[str, bool]:
+def _clip_at_hits(
+    page: _Page, hits_by_line: dict[int, list[_Hit]], line: int, start: int
+) -> tuple[str, bool]:
     """The text of a line from ``start`` up to the next label hit in it; (text, whether cut)."""
     text = page.texts[line]
     cut = len(text)
@@ -208,12 +215,22 @@ def _clip_at_hits(page: _Page, hits_by_line: dict[int, list[_Hit]], line: int, s
 def _union(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float] | None:
     if not boxes:
         return None
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
 
 
 class _Extractor:
-    def __init__(self, page: _Page, template: Template, hits: list[_Hit],
-                 reread: Callable[[tuple[float, float, float, float]], list[TextLine]] | None) -> None:
+    def __init__(
+        self,
+        page: _Page,
+        template: Template,
+        hits: list[_Hit],
+        reread: Callable[[tuple[float, float, float, float]], list[TextLine]] | None,
+    ) -> None:
         self.page = page
         self.template = template
         self.hits = hits
@@ -239,7 +256,12 @@ class _Extractor:
             return segs
         stop = self.page.width
         for h in self.hits:
-            if h is not hit and h.line != hit.line and self.page.same_row(h.box, hit.box) and h.box[0] > hit.box[2]:
+            if (
+                h is not hit
+                and h.line != hit.line
+                and self.page.same_row(h.box, hit.box)
+                and h.box[0] > hit.box[2]
+            ):
                 stop = min(stop, h.box[0])
         row = []
         for i, ln in enumerate(self.page.lines):
@@ -273,7 +295,7 @@ class _Extractor:
         for i, ln in enumerate(self.page.lines):
             if i == hit.line:
                 continue
-            x0, y0, x1, y1 = ln.box
+            x0, y0 = ln.box[0], ln.box[1]
             if y0 < hit.box[3] - 0.4 * lh or y0 > hit.box[3] + 2.0 * lh:
                 continue
             if x0 < left or x0 >= right - 0.5 * lh:
@@ -289,8 +311,12 @@ class _Extractor:
         if not cands:
             return []
         top = min(cands, key=lambda i: self.page.lines[i].box[1])
-        row = [i for i in cands if self.page.same_row(self.page.lines[i].box, self.page.lines[top].box)
-               or abs(self.page.lines[i].cy - self.page.lines[top].cy) < 0.7 * lh]
+        row = [
+            i
+            for i in cands
+            if self.page.same_row(self.page.lines[i].box, self.page.lines[top].box)
+            or abs(self.page.lines[i].cy - self.page.lines[top].cy) < 0.7 * lh
+        ]
         row.sort(key=lambda i: self.page.lines[i].box[0])
         segs = []
         for i in row:
@@ -302,8 +328,13 @@ class _Extractor:
         return segs
 
     # -- reading -------------------------------------------------------------------------------
-    def candidate(self, spec: FieldSpec, segs: list[tuple[str, float, tuple[float, float, float, float], int]],
-                  hit: _Hit | None, position: float) -> _Candidate | None:
+    def candidate(
+        self,
+        spec: FieldSpec,
+        segs: list[tuple[str, float, tuple[float, float, float, float], int]],
+        hit: _Hit | None,
+        position: float,
+    ) -> _Candidate | None:
         if not segs:
             return None
         raw = "".join(s[0] for s in segs)
@@ -325,8 +356,9 @@ class _Extractor:
             return self.checkbox(spec, box)
         return normalise(spec.type, raw, spec.options)
 
-    def second_look(self, spec: FieldSpec, box: tuple[float, float, float, float], hit: _Hit | None,
-                    position: float) -> _Candidate | None:
+    def second_look(
+        self, spec: FieldSpec, box: tuple[float, float, float, float], hit: _Hit | None, position: float
+    ) -> _Candidate | None:
         """Recognise the value's region again on its own, enlarged: small or stamped print often reads
         right the second time; the reading only counts if it validates better."""
         assert self.reread is not None
@@ -337,7 +369,7 @@ class _Extractor:
         if hit is not None:
             for lab in spec.labels:
                 if raw.startswith(_norm(lab)):
-                    raw = raw[len(_norm(lab)):]
+                    raw = raw[len(_norm(lab)) :]
         raw = _PUNCT.sub("", raw)
         parsed = self.parse(spec, raw, box)
         score = min(ln.score for ln in lines)
@@ -356,7 +388,12 @@ class _Extractor:
         opts: list[tuple[int, int, str, str]] = []  # line, index of the word, word, code
         for i, ln in enumerate(self.page.lines):
             b = ln.box
-            if b[2] < box[0] - region_h or b[0] > box[2] + region_h or b[3] < box[1] - region_h or b[1] > box[3] + region_h:
+            if (
+                b[2] < box[0] - region_h
+                or b[0] > box[2] + region_h
+                or b[3] < box[1] - region_h
+                or b[1] > box[3] + region_h
+            ):
                 continue
             text = self.page.texts[i]
             for word, code in sorted(spec.options.items(), key=lambda kv: -len(kv[0])):
@@ -432,14 +469,15 @@ class _Extractor:
                 out.append(self._from_span(spec, stream, spans, m.start("v"), m.end("v"), 1.0))
         for lab in spec.labels:
             for m in re.finditer(re.escape(_norm(lab)), stream):
-                tail = re.match(r"[:：]?(?:为|是|系)?([^，。；;,！!？?]{1,30})", stream[m.end():])
+                tail = re.match(r"[:：]?(?:为|是|系)?([^，。；;,！!？?]{1,30})", stream[m.end() :])
                 if tail:
                     s = m.end() + tail.start(1)
                     out.append(self._from_span(spec, stream, spans, s, s + len(tail.group(1)), 0.9))
         return [c for c in out if c is not None]
 
-    def _from_span(self, spec: FieldSpec, stream: str, spans: list[tuple[int, int, int]], s: int, e: int,
-                   label: float) -> _Candidate | None:
+    def _from_span(
+        self, spec: FieldSpec, stream: str, spans: list[tuple[int, int, int]], s: int, e: int, label: float
+    ) -> _Candidate | None:
         raw = stream[s:e]
         used = [(i, a, b) for i, a, b in spans if a < e and b > s]
         if not used:
@@ -488,8 +526,11 @@ class _Extractor:
         pos = spec.position
         for hit in hits:
             tries: list[tuple[str, float]] = (
-                [("same_cell", 0.97), ("right_of", 0.97), ("below", 0.95)] if pos == "any"
-                else [(pos, 1.0)] if pos != "sentence" else []
+                [("same_cell", 0.97), ("right_of", 0.97), ("below", 0.95)]
+                if pos == "any"
+                else [(pos, 1.0)]
+                if pos != "sentence"
+                else []
             )
             for name, certainty in tries:
                 segs = getattr(self, name)(hit)
@@ -530,10 +571,15 @@ def _cross_check(fields: dict[str, ExtractedField]) -> None:
                 f.note = (f.note + "; " if f.note else "") + "ID number and birth date disagree"
 
 
-def extract_fields(lines: list[TextLine], image: np.ndarray | None, templates: TemplateSet, *,
-                   template: str | None = None, review_below: float = REVIEW_BELOW,
-                   reread: Callable[[tuple[float, float, float, float]], list[TextLine]] | None = None,
-                   ) -> Extraction:
+def extract_fields(
+    lines: list[TextLine],
+    image: np.ndarray | None,
+    templates: TemplateSet,
+    *,
+    template: str | None = None,
+    review_below: float = REVIEW_BELOW,
+    reread: Callable[[tuple[float, float, float, float]], list[TextLine]] | None = None,
+) -> Extraction:
     """Fields of one upright page. Raises :class:`NotAForm` when the page is not an application."""
     if len(lines) < 3:
         raise NotAForm("the page is blank: no text was found on it", code="blank_page")
@@ -557,11 +603,14 @@ def extract_fields(lines: list[TextLine], image: np.ndarray | None, templates: T
         if cand is None:
             found[spec.path] = ExtractedField(spec.path, None, 0.0, None, "", "not found on the page")
             continue
-        box = tuple(int(round(v)) for v in cand.box) if cand.box else None
+        box = tuple(round(v) for v in cand.box) if cand.box else None
         found[spec.path] = ExtractedField(
-            spec.path, cand.parsed.value if cand.parsed.validity > 0 else None, cand.confidence,
+            spec.path,
+            cand.parsed.value if cand.parsed.validity > 0 else None,
+            cand.confidence,
             box,  # type: ignore[arg-type]
-            cand.raw, cand.parsed.note,
+            cand.raw,
+            cand.parsed.note,
         )
     _cross_check(found)
     fields = list(found.values())
@@ -573,8 +622,9 @@ def extract_fields(lines: list[TextLine], image: np.ndarray | None, templates: T
     errors: list[str] = []
     application: dict[str, Any] | None
     try:
-        application = Application.model_validate(app).model_dump(mode="json", exclude_none=True,
-                                                                 exclude_defaults=True)
+        application = Application.model_validate(app).model_dump(
+            mode="json", exclude_none=True, exclude_defaults=True
+        )
         application["language"] = tpl.language
     except ValidationError as exc:
         application = None
@@ -583,5 +633,6 @@ def extract_fields(lines: list[TextLine], image: np.ndarray | None, templates: T
             errors.append(f"{path}: {err['msg']}")
             if path not in review:
                 review.append(path)
-    return Extraction(template=tpl.name, fields=fields, application=application, needs_review=review,
-                      errors=errors)
+    return Extraction(
+        template=tpl.name, fields=fields, application=application, needs_review=review, errors=errors
+    )

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from callvet.questionnaire.normalize import numbers_in, parse_dates, place_core
+from callvet.questionnaire.normalize import numbers_in, parse_dates
 
 __all__ = ["NORMALISERS", "Parsed", "id_check_digit", "normalise", "places"]
 
@@ -56,9 +56,30 @@ def id_check_digit(first17: str) -> str:
     return _ID_CHECK[sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
 
 
-_DIGIT_LIKE = str.maketrans({"O": "0", "o": "0", "D": "0", "Q": "0", "I": "1", "l": "1", "|": "1",
-                             "Z": "2", "S": "5", "B": "8", "g": "9", "×": "X", "x": "X", "＊": "*",
-                             "°": "", "·": "", "。": "", ".": "", "-": "", "_": ""})
+_DIGIT_LIKE = str.maketrans(
+    {
+        "O": "0",
+        "o": "0",
+        "D": "0",
+        "Q": "0",
+        "I": "1",
+        "l": "1",
+        "|": "1",
+        "Z": "2",
+        "S": "5",
+        "B": "8",
+        "g": "9",
+        "×": "X",
+        "x": "X",
+        "＊": "*",
+        "°": "",
+        "·": "",
+        "。": "",
+        ".": "",
+        "-": "",
+        "_": "",
+    }
+)
 
 
 def parse_id_number(text: str) -> Parsed:
@@ -156,10 +177,10 @@ def parse_name(text: str) -> Parsed:
 
 def _split_city(t: str) -> tuple[str | None, str]:
     """(city without 市, the rest) of a place string such as 北京市朝阳区 or 北京朝阳区."""
-    t = re.sub(r"^(中国)?([{}]{{2,3}}省)".format(_CJK), "", t)
+    t = re.sub(rf"^(中国)?([{_CJK}]{{2,3}}省)", "", t)
     for city in sorted(places(), key=len, reverse=True):
         if t.startswith(city):
-            rest = t[len(city):]
+            rest = t[len(city) :]
             return city, rest[1:] if rest.startswith("市") else rest
     m = re.match(rf"([{_CJK}]{{2,4}}?)市(.*)", t)
     if m:
@@ -181,11 +202,14 @@ def parse_district(text: str) -> Parsed:
     t = re.sub(rf"[^{_CJK}]", "", _compact(text))
     city, rest = _split_city(t)
     m = re.search(rf"([{_CJK}]{{1,6}}?(?:新区|区|县|旗))$", rest) or re.search(
-        rf"([{_CJK}]{{1,6}}?(?:新区|区|县|旗))", rest)
+        rf"([{_CJK}]{{1,6}}?(?:新区|区|县|旗))", rest
+    )
     if not m:
         return Parsed(None, 0.0, "no district")
     d = m.group(1)
-    pool = places()[city] if city is not None and city in places() else {x for v in places().values() for x in v}
+    pool = (
+        places()[city] if city is not None and city in places() else {x for v in places().values() for x in v}
+    )
     if d in pool:
         return Parsed(d, 1.0)
     # Stamp text or a neighbour's words before the district: the longest known district it ends with.
@@ -200,8 +224,32 @@ def parse_district(text: str) -> Parsed:
     return Parsed(d, 0.6, "district not in the gazetteer")
 
 
-_ORG_END = ("公司", "集团", "银行", "医院", "学校", "大学", "学院", "研究院", "研究所", "局", "中心",
-            "事务所", "厂", "委员会", "政府", "店", "社", "院", "馆", "部", "所", "协会", "中学", "小学")
+_ORG_END = (
+    "公司",
+    "集团",
+    "银行",
+    "医院",
+    "学校",
+    "大学",
+    "学院",
+    "研究院",
+    "研究所",
+    "局",
+    "中心",
+    "事务所",
+    "厂",
+    "委员会",
+    "政府",
+    "店",
+    "社",
+    "院",
+    "馆",
+    "部",
+    "所",
+    "协会",
+    "中学",
+    "小学",
+)
 
 
 def parse_employer(text: str) -> Parsed:

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from callvet.core.errors import InvalidInput
-from callvet.forms.extract import REVIEW_BELOW, Extraction, ExtractedField, extract_fields
+from callvet.forms.extract import REVIEW_BELOW, ExtractedField, Extraction, extract_fields
 from callvet.forms.ocr import OcrEngine, RapidOcrEngine, TextLine
 from callvet.forms.page import normalise_page
 from callvet.forms.templates import TemplateSet, load_templates
@@ -52,11 +51,14 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = M
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             if img.format not in ("PNG", "JPEG", "TIFF", "MPO"):
-                raise InvalidInput(f"unsupported image format {img.format}; PNG, JPEG, TIFF or PDF",
-                                   code="bad_image")
+                raise InvalidInput(
+                    f"unsupported image format {img.format}; PNG, JPEG, TIFF or PDF", code="bad_image"
+                )
             if img.width * img.height > max_pixels:
-                raise InvalidInput(f"the image has {img.width}x{img.height} pixels; at most {max_pixels}",
-                                   code="too_many_pixels")
+                raise InvalidInput(
+                    f"the image has {img.width}x{img.height} pixels; at most {max_pixels}",
+                    code="too_many_pixels",
+                )
             img.seek(0)
             rgb = np.asarray(img.convert("RGB"))
     except InvalidInput:
@@ -80,7 +82,9 @@ def _pdf_page(data: bytes, max_pixels: int) -> np.ndarray:
         w, h = page.get_size()
         scale = _PDF_DPI / 72
         if w * scale * h * scale > max_pixels:
-            raise InvalidInput(f"the PDF page renders to more than {max_pixels} pixels", code="too_many_pixels")
+            raise InvalidInput(
+                f"the PDF page renders to more than {max_pixels} pixels", code="too_many_pixels"
+            )
         bitmap = page.render(scale=scale)
         rgb = np.asarray(bitmap.to_pil().convert("RGB"))
     finally:
@@ -114,9 +118,15 @@ class FormResult:
 class FormReader:
     """Page normalisation, OCR and template extraction, built once per process (models load once)."""
 
-    def __init__(self, *, engine: OcrEngine | None = None, templates: TemplateSet | None = None,
-                 template_dirs: tuple[Path, ...] = (), threads: int = 1,
-                 review_below: float = REVIEW_BELOW) -> None:
+    def __init__(
+        self,
+        *,
+        engine: OcrEngine | None = None,
+        templates: TemplateSet | None = None,
+        template_dirs: tuple[Path, ...] = (),
+        threads: int = 1,
+        review_below: float = REVIEW_BELOW,
+    ) -> None:
         self.engine = engine or RapidOcrEngine(threads=threads)
         self._orienter = self.engine if isinstance(self.engine, RapidOcrEngine) else None
         self.templates = templates or load_templates(*template_dirs)
@@ -136,17 +146,36 @@ class FormReader:
         lines = self.engine.read(page.image)
         ex = self.extract(lines, page.image, template=template)
         return FormResult(
-            application=ex.application, fields=ex.fields, rotation=page.rotation, skew=page.skew,
-            template=ex.template, needs_review=ex.needs_review, errors=ex.errors,
+            application=ex.application,
+            fields=ex.fields,
+            rotation=page.rotation,
+            skew=page.skew,
+            template=ex.template,
+            needs_review=ex.needs_review,
+            errors=ex.errors,
             seconds=time.perf_counter() - t0,
         )
 
-    def extract(self, lines: list[TextLine], image: np.ndarray, *, template: str | None = None,
-                templates: TemplateSet | None = None) -> Extraction:
-        return extract_fields(lines, image, templates or self.templates, template=template,
-                              review_below=self.review_below, reread=self._rereader(image))
+    def extract(
+        self,
+        lines: list[TextLine],
+        image: np.ndarray,
+        *,
+        template: str | None = None,
+        templates: TemplateSet | None = None,
+    ) -> Extraction:
+        return extract_fields(
+            lines,
+            image,
+            templates or self.templates,
+            template=template,
+            review_below=self.review_below,
+            reread=self._rereader(image),
+        )
 
-    def _rereader(self, image: np.ndarray) -> Callable[[tuple[float, float, float, float]], list[TextLine]] | None:
+    def _rereader(
+        self, image: np.ndarray
+    ) -> Callable[[tuple[float, float, float, float]], list[TextLine]] | None:
         recognise = getattr(self.engine, "recognise", None)
         if recognise is None:
             return None

@@ -111,36 +111,55 @@ def _build(name: str, raw: dict[str, Any], source: str) -> Template:
             raise InvalidInput(f"{where}: field {path!r} must be a mapping", code="bad_template")
         kind = spec.get("type")
         if kind not in _TYPES:
-            raise InvalidInput(f"{where}: field {path!r} has type {kind!r}; one of {', '.join(_TYPES)}",
-                               code="bad_template")
+            raise InvalidInput(
+                f"{where}: field {path!r} has type {kind!r}; one of {', '.join(_TYPES)}", code="bad_template"
+            )
         pos = spec.get("position", default_pos)
         if pos not in _POSITIONS:
-            raise InvalidInput(f"{where}: field {path!r} has position {pos!r}; one of "
-                               + ", ".join(_POSITIONS), code="bad_template")
+            raise InvalidInput(
+                f"{where}: field {path!r} has position {pos!r}; one of " + ", ".join(_POSITIONS),
+                code="bad_template",
+            )
         options = spec.get("options") or {}
         if kind in ("choice", "checkbox") and not options:
             raise InvalidInput(f"{where}: field {path!r} of type {kind} needs options", code="bad_template")
         try:
             patterns = tuple(re.compile(p) for p in _str_tuple(spec.get("patterns"), f"{where}: {path}"))
         except re.error as exc:
-            raise InvalidInput(f"{where}: field {path!r} has a bad pattern: {exc}", code="bad_template") from exc
+            raise InvalidInput(
+                f"{where}: field {path!r} has a bad pattern: {exc}", code="bad_template"
+            ) from exc
         for p in patterns:
             if "v" not in p.groupindex:
-                raise InvalidInput(f"{where}: field {path!r}: each pattern needs a group (?P<v>...)",
-                                   code="bad_template")
-        specs.append(FieldSpec(
-            path=str(path), type=str(kind), labels=_str_tuple(spec.get("labels"), f"{where}: {path}"),
-            position=pos, options={str(k): str(v) for k, v in options.items()},
-            context=_str_tuple(spec.get("context"), path), context_labels=_str_tuple(spec.get("context_labels"), path),
-            patterns=patterns, anywhere=bool(spec.get("anywhere", False)),
-        ))
+                raise InvalidInput(
+                    f"{where}: field {path!r}: each pattern needs a group (?P<v>...)", code="bad_template"
+                )
+        specs.append(
+            FieldSpec(
+                path=str(path),
+                type=str(kind),
+                labels=_str_tuple(spec.get("labels"), f"{where}: {path}"),
+                position=pos,
+                options={str(k): str(v) for k, v in options.items()},
+                context=_str_tuple(spec.get("context"), path),
+                context_labels=_str_tuple(spec.get("context_labels"), path),
+                patterns=patterns,
+                anywhere=bool(spec.get("anywhere", False)),
+            )
+        )
     detect = raw.get("detect") or {}
     return Template(
-        name=name, title=str(raw.get("title", name)), language=str(raw.get("language", "zh-CN")),
-        fields=tuple(specs), ignore_labels=_str_tuple(raw.get("ignore_labels"), where),
-        form_words=_str_tuple(raw.get("form_words"), where), min_fields=int(raw.get("min_fields", 6)),
-        detect_all=_str_tuple(detect.get("all"), where), detect_any=_str_tuple(detect.get("any"), where),
-        detect_none=_str_tuple(detect.get("none"), where), source=source,
+        name=name,
+        title=str(raw.get("title", name)),
+        language=str(raw.get("language", "zh-CN")),
+        fields=tuple(specs),
+        ignore_labels=_str_tuple(raw.get("ignore_labels"), where),
+        form_words=_str_tuple(raw.get("form_words"), where),
+        min_fields=int(raw.get("min_fields", 6)),
+        detect_all=_str_tuple(detect.get("all"), where),
+        detect_any=_str_tuple(detect.get("any"), where),
+        detect_none=_str_tuple(detect.get("none"), where),
+        source=source,
     )
 
 
