@@ -467,6 +467,8 @@ class _Extractor:
         for pat in spec.patterns:
             for m in pat.finditer(stream):
                 out.append(self._from_span(spec, stream, spans, m.start("v"), m.end("v"), 1.0))
+        if any(c is not None and c.parsed.validity >= 0.9 for c in out):
+            return [c for c in out if c is not None]
         for lab in spec.labels:
             for m in re.finditer(re.escape(_norm(lab)), stream):
                 tail = re.match(r"[:：]?(?:为|是|系)?([^，。；;,！!？?]{1,30})", stream[m.end() :])
@@ -532,11 +534,15 @@ class _Extractor:
                 if pos != "sentence"
                 else []
             )
+            beside = False
             for name, certainty in tries:
+                if name == "below" and beside:
+                    continue  # a valid value beside the label: the row below belongs to another label
                 segs = getattr(self, name)(hit)
                 c = self.candidate(spec, segs, hit, certainty)
                 if c is not None:
                     cands.append(c)
+                    beside = beside or (name != "below" and c.parsed.validity >= 0.9)
         if pos == "sentence" or (pos == "any" and not any(c.parsed.validity >= 0.9 for c in cands)):
             cands += self.sentence(spec, *stream) if pos == "sentence" or spec.patterns else []
         cands = [c for c in cands if c.parsed.value is not None]

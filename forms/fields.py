@@ -146,6 +146,8 @@ def _integer(text: str, lo: float, hi: float, unit: str) -> Parsed:
         return Parsed(int(v) if v == int(v) else v, 0.1, f"outside {lo:g}-{hi:g}")
     if v != int(v):
         return Parsed(v, 0.5, "not a whole number")
+    if re.match(r"0\d", t):
+        return Parsed(int(v), 0.2, "leading zero: misread or upside-down print")
     residue = re.sub(r"[\d零〇一二两三四五六七八九十百千万亿.元年]", "", t)
     if residue:
         validity = min(validity, 0.6)
