@@ -82,6 +82,10 @@ _DIGIT_LIKE = str.maketrans(
 )
 
 
+# Amounts keep their decimal point (1.5万 is 15000).
+_NUMBER_LIKE = str.maketrans({k: v for k, v in _DIGIT_LIKE.items() if chr(k) not in ".-"})
+
+
 def parse_id_number(text: str) -> Parsed:
     t = _compact(text).translate(_DIGIT_LIKE).upper()
     t = re.sub(r"[^0-9X*]", "", t)
@@ -133,7 +137,7 @@ def parse_date(text: str) -> Parsed:
 
 
 def _integer(text: str, lo: float, hi: float, unit: str) -> Parsed:
-    t = _compact(text).translate(_DIGIT_LIKE)
+    t = _compact(text).translate(_NUMBER_LIKE)
     t = t.replace(",", "").replace("，", "")
     t = re.sub(rf"[{unit}]+$", "", t)
     t = re.sub(r"(人民币|RMB|¥|￥|约)", "", t)

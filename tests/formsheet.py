@@ -20,10 +20,20 @@ FONTS_PRESENT = LABEL_FONT.is_file() and VALUE_FONT.is_file()
 
 TRUTH: dict[str, Any] = {
     "application_id": "CC20260115123456",
-    "applicant": {"name": "王建国", "id_number": "110105198503123416", "birth_date": "1985-03-12",
-                  "mobile": "13912345678"},
-    "employment": {"employer": "北京华信电子有限公司", "job_title": "工程师", "monthly_income": 15000,
-                   "years_employed": 6, "work_city": "北京", "work_district": "海淀区"},
+    "applicant": {
+        "name": "王建国",
+        "id_number": "110105198503123416",
+        "birth_date": "1985-03-12",
+        "mobile": "13912345678",
+    },
+    "employment": {
+        "employer": "北京华信电子有限公司",
+        "job_title": "工程师",
+        "monthly_income": 15000,
+        "years_employed": 6,
+        "work_city": "北京",
+        "work_district": "海淀区",
+    },
     "home": {"city": "上海", "district": "浦东新区", "housing": "rented"},
     "card_product": "牡丹白金卡",
     "requested_limit": 50000,
@@ -41,7 +51,9 @@ def _tick_box(d: ImageDraw.ImageDraw, x: int, y: int, ticked: bool, s: int = 26)
         d.line((x + 4, y + s // 2, x + s // 2 - 2, y + s - 3, x + s + 8, y - 10), fill=(20, 30, 90), width=4)
 
 
-def render_form(layout: str = "table", values: dict[str, Any] | None = None, *, hand: bool = False) -> Image.Image:
+def render_form(
+    layout: str = "table", values: dict[str, Any] | None = None, *, hand: bool = False
+) -> Image.Image:
     v = values or TRUTH
     a, e, h, c = v["applicant"], v["employment"], v["home"], v["emergency_contact"]
     img = Image.new("RGB", (1240, 1754), "white")
@@ -51,14 +63,22 @@ def render_form(layout: str = "table", values: dict[str, Any] | None = None, *, 
     d.text((840, 150), f"申请编号：{v['application_id']}", font=lab, fill="black")
     rel = {"spouse": "配偶", "parent": "父母", "child": "子女", "sibling": "兄弟姐妹", "friend": "朋友"}
     rows = [
-        ("申请人姓名", a["name"]), ("身份证号码", a["id_number"]),
+        ("申请人姓名", a["name"]),
+        ("身份证号码", a["id_number"]),
         ("出生日期", a["birth_date"].replace("-", "年", 1).replace("-", "月") + "日"),
-        ("手机号码", a["mobile"]), ("工作单位", e["employer"]), ("职务", e["job_title"]),
-        ("月收入(元)", f"{e['monthly_income']}元"), ("现单位工作年限", f"{e['years_employed']}年"),
+        ("手机号码", a["mobile"]),
+        ("工作单位", e["employer"]),
+        ("职务", e["job_title"]),
+        ("月收入(元)", f"{e['monthly_income']}元"),
+        ("现单位工作年限", f"{e['years_employed']}年"),
         ("单位所在城市/区", f"{e['work_city']}市 {e['work_district']}"),
-        ("住宅地址城市/区", f"{h['city']}市 {h['district']}"), ("住房状况", None),
-        ("申请卡种", v["card_product"]), ("申请额度", str(v["requested_limit"])),
-        ("紧急联系人姓名", c["name"]), ("与申请人关系", rel[c["relation"]]), ("紧急联系人手机", c["mobile"]),
+        ("住宅地址城市/区", f"{h['city']}市 {h['district']}"),
+        ("住房状况", None),
+        ("申请卡种", v["card_product"]),
+        ("申请额度", str(v["requested_limit"])),
+        ("紧急联系人姓名", c["name"]),
+        ("与申请人关系", rel[c["relation"]]),
+        ("紧急联系人手机", c["mobile"]),
     ]
     if layout == "table":
         for i, (label, value) in enumerate(rows):
@@ -125,10 +145,15 @@ def render_notice() -> Image.Image:
     d = ImageDraw.Draw(img)
     d.text((420, 100), "停水通知", font=_font(LABEL_FONT, 52), fill="black")
     font = _font(VALUE_FONT, 32)
-    for i, line in enumerate([
-        "各位业主：", "因供水管道检修，本小区将于本周六上午八点至下午五点停水。",
-        "请各位业主提前做好储水准备，给您带来的不便敬请谅解。", "物业服务中心", "二〇二六年一月十日",
-    ]):
+    for i, line in enumerate(
+        [
+            "各位业主：",
+            "因供水管道检修，本小区将于本周六上午八点至下午五点停水。",
+            "请各位业主提前做好储水准备，给您带来的不便敬请谅解。",
+            "物业服务中心",
+            "二〇二六年一月十日",
+        ]
+    ):
         d.text((100, 260 + i * 70), line, font=font, fill="black")
     return img
 
@@ -137,7 +162,9 @@ def scan(img: Image.Image, *, rotation: int = 0, skew: float = 0.0, stamp: bool 
     if stamp:
         layer = Image.new("RGB", img.size, "white")
         ImageDraw.Draw(layer).ellipse((700, 280, 980, 560), outline=(220, 30, 30), width=12)
-        img = Image.fromarray((np.asarray(img, np.float32) * np.asarray(layer, np.float32) / 255).astype(np.uint8))
+        img = Image.fromarray(
+            (np.asarray(img, np.float32) * np.asarray(layer, np.float32) / 255).astype(np.uint8)
+        )
     if skew:
         img = img.rotate(skew, expand=True, fillcolor="white")
     return img.rotate(rotation, expand=True) if rotation else img

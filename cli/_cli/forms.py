@@ -99,7 +99,6 @@ def test_template(
             continue
         except CallvetError as exc:
             raise fail(exc) from None
-        auto = reader.templates.choose("".join(ln for f in res.fields for ln in f.raw))
         results.append({"file": str(path), **res.to_dict()})
         if as_json:
             continue
@@ -113,7 +112,6 @@ def test_template(
                 f"  {flag:6} {f.path:28} {json.dumps(f.value, ensure_ascii=False):32} "
                 f"{f.confidence:.2f}  {f.note}"
             )
-        del auto
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False, indent=1))
 
