@@ -107,7 +107,13 @@ def test_values_below_labels_and_comb_cells() -> None:
 
 
 def test_same_cell_and_context_labels() -> None:
-    lines = [*right_of_page(), L("紧急联系人", 100, 1100), L("姓名李秀英", 420, 1100), L("关系配偶", 700, 1100), L("手机13887654321", 900, 1100)]
+    lines = [
+        *right_of_page(),
+        L("紧急联系人", 100, 1100),
+        L("姓名李秀英", 420, 1100),
+        L("关系配偶", 700, 1100),
+        L("手机13887654321", 900, 1100),
+    ]
     ex = extract_fields(lines, None, load_templates())
     assert ex.application is not None
     assert ex.application["emergency_contact"] == {
