@@ -32,6 +32,7 @@ __all__ = ["REVIEW_BELOW", "ExtractedField", "Extraction", "NotAForm", "extract_
 
 REVIEW_BELOW = 0.85
 _UNIT = re.compile(r"^[(（][^)）]{0,4}[)）]")  # 月收入(元): a unit printed with the label
+_ENUM = re.compile(r"^[*＊]?[(（]?[一二三四五六七八九十\d]{1,2}[)）]?[、.．]?$")  # "五、" before a heading
 _PUNCT = re.compile(r"^[\s:：*＊.,，。、;；|()（）\[\]]+|[\s:：*＊,，。、;；|]+$")
 
 
@@ -209,7 +210,10 @@ def _clip_at_hits(
     for h in hits_by_line.get(line, []):
         if h.start >= start and h.start < cut:
             cut = h.start
-    return text[start:cut], cut < len(text)
+    part = text[start:cut]
+    if cut < len(text) and _ENUM.match(part):
+        part = ""
+    return part, cut < len(text)
 
 
 def _union(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float] | None:
@@ -337,6 +341,31 @@ class _Extractor:
     ) -> _Candidate | None:
         if not segs:
             return None
+        if len(segs) > 1 and spec.type != "checkbox":
+            # Stamp text or a neighbour's value may follow on the row: the best-validating prefix wins,
+            # the longer one on a tie (a city and its district printed as two pieces).
+            options = [self._candidate(spec, segs[:k], hit, position) for k in range(1, len(segs) + 1)]
+            cand = max(options, key=lambda c: (round(c.confidence, 3), len(c.raw)))
+        else:
+            cand = self._candidate(spec, segs, hit, position)
+        if (
+            cand.parsed.validity < 0.95
+            and self.reread is not None
+            and cand.box is not None
+            and spec.type != "checkbox"
+        ):
+            better = self.second_look(spec, cand.box, hit, position)
+            if better is not None and better.confidence > cand.confidence:
+                return better
+        return cand
+
+    def _candidate(
+        self,
+        spec: FieldSpec,
+        segs: list[tuple[str, float, tuple[float, float, float, float], int]],
+        hit: _Hit | None,
+        position: float,
+    ) -> _Candidate:
         raw = "".join(s[0] for s in segs)
         box = _union([s[2] for s in segs])
         score = float(np.mean([s[1] for s in segs])) if spec.type == "id_number" else min(s[1] for s in segs)
@@ -344,12 +373,7 @@ class _Extractor:
         if spec.type == "id_number" and parsed.validity == 1.0:
             score = max(score, 0.97)
         label = 1.0 if hit is None or hit.exact else 0.9
-        cand = _Candidate(parsed, raw, score, box, label, position, [(s[3], 0) for s in segs])
-        if parsed.validity < 0.95 and self.reread is not None and box is not None and spec.type != "checkbox":
-            better = self.second_look(spec, box, hit, position)
-            if better is not None and better.confidence > cand.confidence:
-                return better
-        return cand
+        return _Candidate(parsed, raw, score, box, label, position, [(s[3], 0) for s in segs])
 
     def parse(self, spec: FieldSpec, raw: str, box: tuple[float, float, float, float] | None) -> Parsed:
         if spec.type == "checkbox":
