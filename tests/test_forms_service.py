@@ -202,3 +202,53 @@ def test_cli_test_template(tmp_path: Path) -> None:
     assert res["application"]["applicant"]["mobile"] == "13912345678"
     r = CliRunner().invoke(app, ["forms", "test-template", "no_such", str(img)])
     assert r.exit_code == 2 and "unknown_template" in r.output
+
+
+def test_cli_batch_progress_and_resume(tmp_path: Path) -> None:
+    from callvet.cli import app
+    from typer.testing import CliRunner
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (620, 877), "white").save(src / "blank.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["forms", "batch", str(src), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "2 pages (2 read, 0 already done)" in r.output and "1 rejected, 1 failed" in r.output
+    r = CliRunner().invoke(app, ["forms", "batch", str(src), "--out", str(out)])
+    assert "2 pages (0 read, 2 already done)" in r.output
+    r = CliRunner().invoke(app, ["forms", "batch", str(src), "--out", str(out), "--submit"])
+    assert r.exit_code != 0 and "--key" in r.output
+
+
+def test_cli_batch_submits_complete_applications_to_the_decision_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callvet.cli import app
+    from callvet.core.settings import get_settings
+    from decision_fixtures import credit_models_dir
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("CALLVET_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("CALLVET_MODELS_DIR", str(credit_models_dir()))
+    monkeypatch.delenv("CALLVET_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        run = CliRunner().invoke
+        robot = run(app, ["keys", "create", "--role", "robot", "--label", "rpa"]).stdout.strip()
+        src, out = tmp_path / "in", tmp_path / "out"
+        src.mkdir()
+        render_form("table").save(src / "form.png")
+        r = run(app, ["forms", "batch", str(src), "--out", str(out), "--submit", "--key", robot])
+        assert r.exit_code == 0, r.output
+        form = json.loads((out / "forms" / f"{TRUTH['application_id']}.json").read_text("utf-8"))
+        assert form["needs_review"] == [], form["needs_review"]
+        assert "1 submitted" in r.output
+        decision_id = form["decision"]["decision_id"]
+        shown = run(app, ["decision", "show", decision_id])
+        assert json.loads(shown.stdout)["application_id"] == TRUTH["application_id"]
+        again = run(app, ["forms", "batch", str(src), "--out", str(out), "--submit", "--key", robot])
+        assert "0 submitted" in again.output
+    finally:
+        get_settings.cache_clear()
