@@ -163,6 +163,15 @@ def test_tick_boxes_read_from_pixels_and_text() -> None:
     assert f.value == "rented" and f.confidence > 0.85
 
 
+def test_another_banks_form_with_personal_data_is_not_a_card_application() -> None:
+    lines = [L("个人银行结算账户开户申请表", 300, 40)]
+    for i, (label, value) in enumerate(ROWS[:6]):
+        lines += [L(label, 100, 200 + 60 * i), L(value, 420, 202 + 60 * i)]
+    with pytest.raises(NotAForm) as err:
+        extract_fields(lines, None, load_templates())
+    assert err.value.code == "not_a_form" and "form words missing" in err.value.message
+
+
 @pytest.mark.parametrize(
     ("lines", "code"),
     [
