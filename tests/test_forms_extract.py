@@ -27,6 +27,29 @@ ROWS = [
 ]
 
 
+TRUTH_FLAT = {
+    "application_id": "CC20260115123456",
+    "applicant.name": "王建国",
+    "applicant.id_number": "110105198503123416",
+    "applicant.birth_date": "1985-03-12",
+    "applicant.mobile": "13912345678",
+    "employment.employer": "北京华信电子有限公司",
+    "employment.job_title": "工程师",
+    "employment.monthly_income": 15000,
+    "employment.years_employed": 6,
+    "employment.work_city": "北京",
+    "employment.work_district": "海淀区",
+    "home.city": "上海",
+    "home.district": "浦东新区",
+    "home.housing": "rented",
+    "card_product": "牡丹白金卡",
+    "requested_limit": 50000,
+    "emergency_contact.name": "李秀英",
+    "emergency_contact.relation": "spouse",
+    "emergency_contact.mobile": "13887654321",
+}
+
+
 def right_of_page(id_number: str = "110105198503123416", score: float = 0.99) -> list[TextLine]:
     lines = [L("个人信用卡申请表", 400, 40), L("申请编号：CC20260115123456", 700, 100)]
     for i, (label, value) in enumerate(ROWS):
@@ -191,3 +214,21 @@ def test_non_forms_are_rejected_with_a_reason(lines: list[TextLine], code: str) 
     with pytest.raises(NotAForm) as err:
         extract_fields(lines, None, load_templates())
     assert err.value.code == code
+
+
+def test_a_letter_naming_every_field_in_sentences() -> None:
+    text = [
+        "推荐信",
+        "兹推荐我单位员工王建国同志申请贵行牡丹白金卡，申请额度50000元。",
+        "该同志1985年3月12日出生，身份证号码110105198503123416，手机号码13912345678，",
+        "现居住在上海市浦东新区，住房为租赁。",
+        "现在北京华信电子有限公司担任工程师一职，公司位于北京市海淀区，在我单位工作已满6年，月收入约15000元。",
+        "紧急联系人为李秀英（配偶），联系电话13887654321。",
+        "特此推荐。",
+    ]
+    ex = extract_fields([L(t, 100, 100 + 60 * i) for i, t in enumerate(text)], None, load_templates())
+    assert ex.template == "letter"
+    expected = {k: v for k, v in TRUTH_FLAT.items() if k != "application_id"}
+    got = {f.path: f.value for f in ex.fields}
+    assert {k: got[k] for k in expected} == expected
+    assert ex.needs_review == ["application_id"]  # the letter has no number: for a human, not invented
