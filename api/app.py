@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import import_module
 
 from callvet import __version__
 from callvet.api.context import AppContext
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
         app.include_router(module.router)
+    app.include_router(import_module("callvet.api.routes.forms").router)  # issue 15: scanned forms
     return app

@@ -6,6 +6,8 @@ the API, over the parts' Python interfaces.
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import typer
 from callvet._cli import (
     blacklist,
@@ -95,6 +97,7 @@ def init_db() -> None:
 
 for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait):
     _module.register(app)
+import_module("callvet._cli.forms").register(app)  # issue 15: scanned application forms
 
 
 def main() -> None:

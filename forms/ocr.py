@@ -82,12 +82,14 @@ class RapidOcrEngine:
 
     ``threads`` bounds onnxruntime's intra-op threads (a shared server should not take every core).
     Detection runs at ``det_side`` pixels on the short side: at 150 dpi a form's small print needs
-    about its native resolution.
+    about its native resolution. ``line_cls`` turns on the per-line orientation classifier in ``read``.
     """
 
     name = "rapidocr"
 
-    def __init__(self, *, threads: int = 1, det_side: int = 960, min_score: float = 0.3) -> None:
+    def __init__(
+        self, *, threads: int = 1, det_side: int = 960, min_score: float = 0.3, line_cls: bool = False
+    ) -> None:
         from rapidocr import RapidOCR
         from rapidocr.utils.log import logger
 
@@ -111,11 +113,16 @@ class RapidOcrEngine:
             }
         )
         self._lock = threading.Lock()
+        # Pages are made upright before recognition; the per-line 180-degree classifier would only
+        # flip short lines ("9" read as "6", "100000" as "000001"), so it is off unless asked for.
+        self._line_cls = line_cls
 
     def read(self, image: np.ndarray) -> list[TextLine]:
         img = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
         with self._lock:
-            out = self._ocr(np.ascontiguousarray(img[:, :, ::-1]), use_det=True, use_cls=True, use_rec=True)
+            out = self._ocr(
+                np.ascontiguousarray(img[:, :, ::-1]), use_det=True, use_cls=self._line_cls, use_rec=True
+            )
         if out.boxes is None or out.txts is None:
             return []
         return [
@@ -123,6 +130,15 @@ class RapidOcrEngine:
             for b, t, s in zip(out.boxes, out.txts, out.scores, strict=True)
             if str(t).strip()
         ]
+
+    def recognise(self, image: np.ndarray) -> tuple[str, float]:
+        """Recognition only, of a crop holding one line of text: (text, score)."""
+        img = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+        with self._lock:
+            out = self._ocr(np.ascontiguousarray(img[:, :, ::-1]), use_det=False, use_cls=False, use_rec=True)
+        if not out.txts:
+            return "", 0.0
+        return str(out.txts[0]), float(out.scores[0])
 
     def detect(self, image: np.ndarray) -> list[np.ndarray]:
         """Text-line quadrilaterals only (no recognition): cheap evidence for page orientation and skew."""
