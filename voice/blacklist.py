@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
+from callvet.core.settings import env_value
 from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum, set_search_threads
 from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
 from sqlalchemy import delete, func, insert, select, update
@@ -106,9 +106,8 @@ class Blacklist:
         self.db = db
         self.engine = engine
         self.index_dir = Path(index_dir)
-        self.ann_threshold = ann_threshold if ann_threshold is not None else int(
-            os.environ.get("CALLVET_ANN_THRESHOLD", "50000"))
-        self.nprobe = nprobe if nprobe is not None else int(os.environ.get("CALLVET_ANN_NPROBE", "16"))
+        self.ann_threshold = ann_threshold if ann_threshold is not None else int(env_value("ann_threshold"))
+        self.nprobe = nprobe if nprobe is not None else int(env_value("ann_nprobe"))
         self.search_k = search_k
         set_search_threads()
         self._sync = threading.RLock()
