@@ -10,6 +10,7 @@ import typer
 from callvet._cli import (
     blacklist,
     calls,
+    db,
     decision,
     keys,
     models,
@@ -93,7 +94,7 @@ def init_db() -> None:
     typer.echo(f"schema ready at {db.url}")
 
 
-for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait):
+for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait, db):
     _module.register(app)
 
 
