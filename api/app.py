@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from callvet import __version__
+from callvet.api import ops
 from callvet.api.context import AppContext
 from callvet.api.routes import audit, blacklist, calls, decisions, interviews, portrait, workflow
 from callvet.core.db import Database
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
         app.include_router(module.router)
+    app.state.metrics = ops.install(app, ctx)  # issue 9: /readyz, /metrics, request ids
     return app

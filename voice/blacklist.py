@@ -267,6 +267,15 @@ class Blacklist:
             "opened": dict(self.index_status), "unsearchable_prints_by_backend": other,
         }
 
+    def index_sync(self) -> dict[str, Any]:
+        """Whether the searched index holds exactly this back end's stored prints (after a refresh);
+        what ``/readyz`` reports, since a stale index silently misses enrolled fraudsters."""
+        self.refresh()
+        stored = np.sort(self._db_ids())
+        searched = np.sort(np.asarray(self.index.ids(), dtype=np.int64))
+        return {"in_sync": bool(np.array_equal(stored, searched)), "stored_prints": len(stored),
+                "searchable_prints": len(searched), "generation": self._generation}
+
     def close(self) -> None:
         with self._sync:
             if self._dirty:
