@@ -75,6 +75,7 @@ def serve(
         uvicorn.run(
             "callvet.api.app:create_app", factory=True, host=host, port=port, workers=workers,
             log_level=log_level, ws_max_size=1 << 20, ws_per_message_deflate=False,
+            log_config=_log_config(log_level),
         )
     finally:
         if worker is not None:
@@ -83,6 +84,14 @@ def serve(
                 worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _log_config(level: str) -> dict[str, object]:
+    """JSON lines with request ids (``CALLVET_LOG_FORMAT=text`` for people), see callvet.core.logs."""
+    from callvet.core.logs import logging_config
+    from callvet.core.settings import get_settings
+
+    return logging_config(get_settings().log_format, level.upper())
 
 
 @app.command("init-db")
@@ -99,4 +108,10 @@ for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decis
 
 
 def main() -> None:
-    app()
+    from callvet.core.settings import SettingsError
+
+    try:
+        app()
+    except SettingsError as exc:
+        typer.secho(f"error [{exc.code}]: {exc.message}", err=True, fg=typer.colors.RED)
+        raise SystemExit(2) from None
