@@ -89,7 +89,6 @@ class Settings(BaseSettings):
     # -- operations
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    migrate_on_start: bool = True
 
     @field_validator("data_dir", "models_dir")
     @classmethod
