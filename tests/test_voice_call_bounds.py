@@ -106,7 +106,7 @@ def test_absurd_chunk_jump_is_a_protocol_error_not_lost_frames(env: dict[str, An
 def test_jitter_buffer_bounds() -> None:
     jb = JitterBuffer(4, max_jump=100)
     assert [s for s, _, _ in jb.push(1, b"\x01")] == [1]
-    for bad in (1 << 32, -1, 102):
+    for bad in (1 << 32, -1, 103):
         with pytest.raises(ProtocolError) as exc:
             jb.push(bad, b"\x01")
         assert exc.value.code == "bad_chunk" and exc.value.close_code is None
