@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from importlib import import_module
 
 from callvet import __version__
+from callvet.api import ops
 from callvet.api.context import AppContext
 from callvet.api.routes import audit, blacklist, calls, decisions, interviews, portrait, workflow
 from callvet.core.db import Database
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
         app.include_router(module.router)
     app.include_router(import_module("callvet.api.routes.forms").router)  # issue 15: scanned forms
+    app.state.metrics = ops.install(app, ctx)  # issue 9: /readyz, /metrics, request ids
     return app

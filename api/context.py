@@ -36,6 +36,10 @@ class AppContext:
                     self._services[name] = svc
         return svc  # type: ignore[no-any-return]
 
+    def peek(self, name: str) -> Any:
+        """The service ``name`` if it has been built, else None (never builds: for metrics)."""
+        return self._services.get(name)
+
     def close(self) -> None:
         for svc in list(self._services.values()):
             closer = getattr(svc, "close", None)

@@ -12,6 +12,7 @@ import typer
 from callvet._cli import (
     blacklist,
     calls,
+    db,
     decision,
     keys,
     models,
@@ -76,6 +77,7 @@ def serve(
         uvicorn.run(
             "callvet.api.app:create_app", factory=True, host=host, port=port, workers=workers,
             log_level=log_level, ws_max_size=1 << 20, ws_per_message_deflate=False,
+            log_config=_log_config(log_level),
         )
     finally:
         if worker is not None:
@@ -84,6 +86,14 @@ def serve(
                 worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _log_config(level: str) -> dict[str, object]:
+    """JSON lines with request ids (``CALLVET_LOG_FORMAT=text`` for people), see callvet.core.logs."""
+    from callvet.core.logs import logging_config
+    from callvet.core.settings import get_settings
+
+    return logging_config(get_settings().log_format, level.upper())
 
 
 @app.command("init-db")
@@ -95,10 +105,16 @@ def init_db() -> None:
     typer.echo(f"schema ready at {db.url}")
 
 
-for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait):
+for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait, db):
     _module.register(app)
 import_module("callvet._cli.forms").register(app)  # issue 15: scanned application forms
 
 
 def main() -> None:
-    app()
+    from callvet.core.settings import SettingsError
+
+    try:
+        app()
+    except SettingsError as exc:
+        typer.secho(f"error [{exc.code}]: {exc.message}", err=True, fg=typer.colors.RED)
+        raise SystemExit(2) from None

@@ -84,12 +84,17 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_schema(self) -> None:
-        _load_table_modules()
-        metadata.create_all(self.engine)
+        """Bring the schema to the newest migration (an empty database is created and stamped; see
+        :mod:`callvet.core.migrations`)."""
+        from callvet.core.migrations import upgrade
+
+        upgrade(self)
 
     def drop_schema(self) -> None:
         _load_table_modules()
         metadata.drop_all(self.engine)
+        with self.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -1,17 +1,40 @@
-"""Settings from ``CALLVET_*`` environment variables with embedded defaults.
+"""Every ``CALLVET_*`` setting in one place, validated (pydantic-settings), with embedded defaults.
 
 Everything has a default so that ``callvet serve`` runs on a fresh checkout: a SQLite file and the FAISS
 index live under the data directory (``./var``), models under ``models/artifacts`` of the checkout.
+A field ``foo_bar`` is read from ``CALLVET_FOO_BAR``; a value that does not validate stops the service
+at start with the variable's name and what is wrong (:class:`SettingsError`), instead of a ``ValueError``
+deep in a call thread. Modules that read one knob at use time (call server, ASR, FAISS threads...) go
+through :func:`env_value`, so the default and the bounds still live here.
+
+To add a setting: add a typed, bounded field below (and a line in ``docs/operations.md``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-__all__ = ["Settings", "default_models_dir", "get_settings"]
+from callvet.core.errors import InvalidInput
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "default_models_dir",
+    "env_value",
+    "get_settings",
+    "load_settings",
+    "unknown_env",
+]
+
+ENV_PREFIX = "CALLVET_"
+# CALLVET_* variables that are not service settings: CLI credentials and the test suite's database.
+_NOT_SETTINGS = frozenset({"CALLVET_KEY", "CALLVET_TOKEN", "CALLVET_TEST_DATABASE_URL"})
 
 
 def default_models_dir() -> Path:
@@ -20,35 +43,117 @@ def default_models_dir() -> Path:
     return Path(callvet.models.__file__).resolve().parent / "artifacts"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+class SettingsError(InvalidInput):
+    """A ``CALLVET_*`` variable that does not validate; ``message`` names it and says why."""
+
+    code = "bad_setting"
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(_env("CALLVET_DATA_DIR", "var")).resolve())
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore",
+                                      validate_default=True)
+
+    # -- storage and models
+    data_dir: Path = Path("var")
     database_url: str = ""
-    models_dir: Path = field(
-        default_factory=lambda: Path(os.environ["CALLVET_MODELS_DIR"]).resolve()
-        if "CALLVET_MODELS_DIR" in os.environ
-        else default_models_dir()
-    )
-    max_upload_bytes: int = field(
-        default_factory=lambda: int(_env("CALLVET_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
-    )
-    encoder: str = field(default_factory=lambda: _env("CALLVET_ENCODER", "ge2e"))
+    models_dir: Path = Field(default_factory=default_models_dir)
+    encoder: Annotated[str, Field(min_length=1, max_length=64)] = "ge2e"
     # issue 16 (portrait): the bank directory of Parquet tables and tags the portrait routes serve.
-    portrait_bank_dir: str = field(default_factory=lambda: _env("CALLVET_PORTRAIT_BANK_DIR", ""))
+    portrait_bank_dir: str = ""
+    # -- input bounds (issue 9)
+    max_upload_bytes: Annotated[int, Field(gt=0, le=1 << 31)] = 20 * 1024 * 1024
+    max_audio_s: Annotated[float, Field(gt=0, le=24 * 3600)] = 300.0
+    max_speech_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    # -- scorers
+    spoof_ffr: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    asr_grace_ms: Annotated[float, Field(ge=0, le=10_000)] = 300.0
+    asr_processes: Annotated[int, Field(ge=0, le=64)] = 1
+    encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
+    faiss_threads: Annotated[int, Field(ge=1, le=256)] = 1
+    ann_threshold: Annotated[int, Field(ge=0)] = 50_000
+    ann_nprobe: Annotated[int, Field(ge=1, le=65_536)] = 16
+    # -- call server (voice/call/pipeline.py CallConfig)
+    call_silence_ms: Annotated[int, Field(ge=0, le=60_000)] = 700
+    max_lag_s: Annotated[float, Field(gt=0, le=600)] = 2.0
+    call_workers: Annotated[int, Field(ge=1, le=1024)] = Field(default_factory=lambda: os.cpu_count() or 2)
+    call_score_chunk_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    call_rescore_s: Annotated[float, Field(ge=0, le=600)] = 3.0
+    call_stable_rescore_s: Annotated[float, Field(ge=0, le=600)] = 6.0
+    call_min_batch_s: Annotated[float, Field(ge=0, le=60)] = 0.06
+    call_gather_s: Annotated[float, Field(ge=0, le=60)] = 0.03
+    call_max_scored_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    call_idle_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    call_switch_interval_s: Annotated[float, Field(ge=0, le=1)] = 0.0005
+    call_batch_vad: bool = True
+    max_calls: Annotated[int, Field(ge=1, le=100_000)] = 400
+    # -- operations
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    def __post_init__(self) -> None:
+    @field_validator("data_dir", "models_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return Path(v).resolve()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
         if not self.database_url:
-            url = os.environ.get("CALLVET_DATABASE_URL") or f"sqlite:///{self.data_dir / 'callvet.db'}"
-            object.__setattr__(self, "database_url", url)
+            self.__dict__["database_url"] = f"sqlite:///{self.data_dir / 'callvet.db'}"
+        return self
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        name = ENV_PREFIX + "_".join(str(p) for p in err["loc"][:1]).upper()
+        got = err.get("input")
+        parts.append(f"{name}: {err['msg']} (got {got!r})")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """:class:`Settings` from the environment, a bad variable raised as :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid settings: {_describe(exc)}") from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()
+
+
+@lru_cache(maxsize=64)
+def _adapter(name: str) -> TypeAdapter[Any]:
+    info = Settings.model_fields[name]
+    if not info.metadata:
+        return TypeAdapter(info.annotation)
+    return TypeAdapter(Annotated[info.annotation, *info.metadata])  # type: ignore[name-defined]
+
+
+def env_value(name: str) -> Any:
+    """One setting read now from ``CALLVET_<NAME>`` (validated like :class:`Settings`), or its default."""
+    info = Settings.model_fields[name]
+    raw = os.environ.get(ENV_PREFIX + name.upper())
+    if raw is None:
+        return info.get_default(call_default_factory=True)
+    try:
+        return _adapter(name).validate_python(raw)
+    except ValidationError as exc:
+        msg = "; ".join(e["msg"] for e in exc.errors())
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}: {msg} (got {raw!r})") from None
+
+
+def unknown_env() -> list[str]:
+    """``CALLVET_*`` variables set in the environment that no setting reads (typos, removed knobs)."""
+    known = {ENV_PREFIX + n.upper() for n in Settings.model_fields} | _NOT_SETTINGS
+    return sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)

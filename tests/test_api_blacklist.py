@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,7 +116,7 @@ def test_bad_audio_and_sizes(bapi: tuple[Any, dict[str, dict[str, str]]]) -> Non
     assert client.get(f"{IDS}/{a}", headers=h["analyst"]).json()["samples"] == 1
 
     ctx = client.app.state.ctx
-    ctx.settings = dataclasses.replace(ctx.settings, max_upload_bytes=100_000)
+    ctx.settings = ctx.settings.model_copy(update={"max_upload_bytes": 100_000})
     big = wav(FRAUD_A, 1)
     assert 100_000 < len(big) < 100_000 + 64 * 1024
     r = client.post(IDENTIFY, headers=h["robot"], **upload(big))
@@ -200,7 +199,7 @@ def test_models_missing_is_503_and_nothing_is_written(api: tuple[Any, dict[str, 
                                                       tmp_path: Path) -> None:
     client, h = api
     ctx = client.app.state.ctx
-    ctx.settings = dataclasses.replace(ctx.settings, models_dir=tmp_path / "no-models")
+    ctx.settings = ctx.settings.model_copy(update={"models_dir": tmp_path / "no-models"})
     r = client.post(IDENTIFY, headers=h["robot"], **upload(wav(FRAUD_A, 0)))
     assert r.status_code == 503 and r.json()["detail"]["code"] == "encoder_missing"
     assert client.post(IDS, json={"label": "x"}, headers=h["analyst"]).status_code == 503

@@ -192,10 +192,9 @@ def test_disconnect_before_start_and_idle_timeout(sqlite_db: Database, tmp_path:
 
     asyncio.run(go())
     server.close()
-    first, second = server.store.list(limit=2)[::-1]
-    assert first["state"] == "stopped" and first["end_reason"] == "disconnected"
-    assert second["state"] == "failed" and second["close_code"] == 1008
-    assert t2.closed == (1008, "idle_timeout")
+    (only,) = server.store.list(limit=5)  # a socket gone before start leaves no record (issue 9)
+    assert only["state"] == "failed" and only["close_code"] == 1008 and only["end_reason"] == "idle_timeout"
+    assert t1.closed is None and t2.closed == (1008, "idle_timeout")
 
 
 def test_calls_beyond_capacity_are_turned_away(sqlite_db: Database) -> None:

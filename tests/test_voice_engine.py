@@ -110,3 +110,16 @@ def test_cli_analyse_and_info(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not_audio" in res.output
     res = runner.invoke(app, ["voiceprint", "info"])
     assert res.exit_code == 0 and json.loads(res.output)["backend_id"].startswith("ge2e:")
+
+
+def test_embedded_speech_and_upload_duration_are_capped(engine: VoiceEngine) -> None:
+    x = np.concatenate([espeak(t, "en-us+m3") for t in TEXTS])
+    capped = VoiceEngine(engine.encoder, vad=engine.vad, max_speech_s=4.0, max_audio_s=len(x) / 16000 + 1)
+    an = capped.analyse(capped.decode(to_wav_bytes(x, 16000)))
+    assert an.net_speech_s == pytest.approx(4.0, abs=1e-3) and len(an.speech) == 4 * 16000
+    assert engine.analyse(engine.decode(to_wav_bytes(x, 16000))).net_speech_s > 6.0
+    short = VoiceEngine(engine.encoder, vad=engine.vad, max_audio_s=2.0)
+    with pytest.raises(AudioError) as exc:
+        short.decode(to_wav_bytes(x, 16000))
+    assert exc.value.code == "too_long"
+    assert engine.max_audio_s == Settings().max_audio_s

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from callvet.voice.evaluation import Trials, compute_metrics, eer, min_dcf, pool_trials, scan_tree
+from callvet.voice.evaluation import Trials, compute_metrics, det_points, eer, min_dcf, pool_trials, scan_tree
 from speech import espeak, phone_channel, to_wav_bytes
 
 VOICES = ["en-us+m2", "en-us+m4", "en-us+f3", "en-us+f5", "en-us+klatt"]
@@ -27,6 +27,15 @@ def test_eer_and_min_dcf_on_known_scores() -> None:
     assert eer(tar, non) == pytest.approx(0.1587, abs=0.01)
     assert 0 < min_dcf(tar, non) <= 1.0
     assert min_dcf(np.array([2.0]), np.array([0.0])) == 0.0
+
+
+def test_eer_with_tied_scores_is_the_crossing_not_an_end_of_the_staircase() -> None:
+    assert eer(np.zeros(5), np.zeros(7)) == pytest.approx(0.5)
+    assert eer(np.full(3, 0.7), np.full(3, 0.7)) == pytest.approx(0.5)
+    # half the targets tie with half the non-targets: the crossing lies on the tied segment
+    assert eer(np.array([1.0, 1.0, 0.5, 0.5]), np.array([0.5, 0.5, 0.0, 0.0])) == pytest.approx(0.25)
+    _, pm, pf = det_points(np.zeros(4), np.zeros(4))
+    assert list(pm) == [0.0, 1.0] and list(pf) == [1.0, 0.0]
 
 
 def _trials() -> Trials:

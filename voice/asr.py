@@ -84,13 +84,9 @@ def normalize_language(language: str | None) -> str:
 def asr_grace_s() -> float:
     """How long after an answer ends the server waits for the robot's transcript before recognising
     the answer itself (``CALLVET_ASR_GRACE_MS``, default 300)."""
-    raw = os.environ.get("CALLVET_ASR_GRACE_MS", "300")
-    try:
-        ms = float(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"CALLVET_ASR_GRACE_MS must be a number of milliseconds, not {raw!r}",
-                           code="bad_setting") from exc
-    return max(0.0, ms) / 1000.0
+    from callvet.core.settings import env_value
+
+    return float(env_value("asr_grace_ms")) / 1000.0
 
 
 def to_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -242,7 +238,9 @@ def _decode_in_child(model_dir: str, pcm: bytes, search: str) -> tuple[str, floa
 
 def asr_processes() -> int:
     """Child processes that decode (``CALLVET_ASR_PROCESSES``, default 1; 0 decodes in the calling thread)."""
-    return max(0, int(os.environ.get("CALLVET_ASR_PROCESSES", "1")))
+    from callvet.core.settings import env_value
+
+    return int(env_value("asr_processes"))
 
 
 class AnswerCapture:

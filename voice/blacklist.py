@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
+from callvet.core.settings import env_value
 from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum, set_search_threads
 from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
 from sqlalchemy import delete, func, insert, select, update
@@ -106,9 +106,8 @@ class Blacklist:
         self.db = db
         self.engine = engine
         self.index_dir = Path(index_dir)
-        self.ann_threshold = ann_threshold if ann_threshold is not None else int(
-            os.environ.get("CALLVET_ANN_THRESHOLD", "50000"))
-        self.nprobe = nprobe if nprobe is not None else int(os.environ.get("CALLVET_ANN_NPROBE", "16"))
+        self.ann_threshold = ann_threshold if ann_threshold is not None else int(env_value("ann_threshold"))
+        self.nprobe = nprobe if nprobe is not None else int(env_value("ann_nprobe"))
         self.search_k = search_k
         set_search_threads()
         self._sync = threading.RLock()
@@ -267,6 +266,15 @@ class Blacklist:
             "generation": self._generation, "ann_threshold": self.ann_threshold,
             "opened": dict(self.index_status), "unsearchable_prints_by_backend": other,
         }
+
+    def index_sync(self) -> dict[str, Any]:
+        """Whether the searched index holds exactly this back end's stored prints (after a refresh);
+        what ``/readyz`` reports, since a stale index silently misses enrolled fraudsters."""
+        self.refresh()
+        stored = np.sort(self._db_ids())
+        searched = np.sort(np.asarray(self.index.ids(), dtype=np.int64))
+        return {"in_sync": bool(np.array_equal(stored, searched)), "stored_prints": len(stored),
+                "searchable_prints": len(searched), "generation": self._generation}
 
     def close(self) -> None:
         with self._sync:

@@ -19,7 +19,6 @@ Two frontends exist:
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -233,10 +232,9 @@ def load_encoder(models_dir: Path, name: str, *, intra_op_threads: int | None = 
     Raises :class:`Unavailable` when it is not built, or when its files do not match the manifest.
     """
     if intra_op_threads is None:
-        try:
-            intra_op_threads = int(os.environ.get("CALLVET_ENCODER_THREADS", "1"))
-        except ValueError as exc:
-            raise InvalidInput("CALLVET_ENCODER_THREADS must be an integer", code="bad_threads") from exc
+        from callvet.core.settings import env_value
+
+        intra_op_threads = int(env_value("encoder_threads"))
     if not name or "/" in name or name.startswith("."):
         raise InvalidInput(f"bad encoder name {name!r}", code="bad_encoder_name")
     directory = (Path(models_dir) / name).resolve()

@@ -36,6 +36,8 @@ __all__ = [
 #: false alarms per comparison (0.898 measured; bench/voice/RESULTS.md). Only used without a back end.
 COSINE_THRESHOLD = 0.90
 DEFAULT_MIN_NET_SPEECH_S = 3.0
+# issue 9: speech embedded per print; a minute of net speech saturates the encoder, more only costs.
+DEFAULT_MAX_SPEECH_S = 120.0
 _SR = 16000
 _MIN_SEGMENT_FOR_EMBED_S = 0.5
 
@@ -85,6 +87,8 @@ class VoiceEngine:
         vad: SileroVad | None = None,
         min_net_speech_s: float = DEFAULT_MIN_NET_SPEECH_S,
         max_upload_bytes: int | None = None,
+        max_audio_s: float | None = None,
+        max_speech_s: float = DEFAULT_MAX_SPEECH_S,
     ) -> None:
         if encoder.sample_rate != _SR:
             raise ValueError(f"encoder runs at {encoder.sample_rate} Hz; the engine needs {_SR}")
@@ -94,6 +98,8 @@ class VoiceEngine:
         self.sample_rate = _SR
         self.min_net_speech_s = float(min_net_speech_s)
         self.max_upload_bytes = max_upload_bytes
+        self.max_audio_s = max_audio_s
+        self.max_speech_s = float(max_speech_s)
         self.encoder_name = encoder.name
         if backend is None:
             self.dim = encoder.dim
@@ -120,7 +126,8 @@ class VoiceEngine:
             backend = find_backend(
                 encoder, Path(backend_dir) if isinstance(backend_dir, str | Path) else settings.models_dir
             )
-        return cls(encoder, backend=backend, max_upload_bytes=settings.max_upload_bytes)
+        return cls(encoder, backend=backend, max_upload_bytes=settings.max_upload_bytes,
+                   max_audio_s=settings.max_audio_s, max_speech_s=settings.max_speech_s)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -135,16 +142,20 @@ class VoiceEngine:
     # -- audio ---------------------------------------------------------------------------------
     def decode(self, data: bytes, **kw: Any) -> Audio:
         kw.setdefault("max_bytes", self.max_upload_bytes)
+        if self.max_audio_s is not None:
+            kw.setdefault("max_seconds", self.max_audio_s)
         return decode(data, **kw)
 
     def analyse(self, audio: Audio) -> SpeechAnalysis:
-        """VAD at the audio's own rate when Silero supports it (8/16 kHz), net speech at 16 kHz."""
+        """VAD at the audio's own rate when Silero supports it (8/16 kHz), net speech at 16 kHz, at most
+        ``max_speech_s`` of it (the first), so the encoder's cost is bounded whatever the upload."""
         vad_rate = audio.sample_rate if audio.sample_rate in (8000, 16000) else _SR
         vad_audio = audio.to(vad_rate)
         segments = self.vad.segments(vad_audio.samples, vad_rate)
         x16 = audio.to(_SR).samples
         pieces = [x16[int(s * _SR):int(e * _SR)] for s, e in segments]
         speech = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+        speech = speech[: int(self.max_speech_s * _SR)]
         return SpeechAnalysis(
             speech=speech,
             net_speech_s=len(speech) / _SR,

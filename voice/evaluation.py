@@ -343,23 +343,32 @@ def run_protocol(
 
 
 def det_points(tar: np.ndarray, non: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, P_miss, P_fa) at every distinct score."""
-    scores = np.concatenate([tar, non])
+    """(thresholds, P_miss, P_fa) at every distinct score, ascending thresholds.
+
+    From :func:`sklearn.metrics.roc_curve` without dropping points, so tied scores form one operating
+    point (a threshold cannot split them) instead of the order-dependent staircase of a sort."""
+    from sklearn.metrics import roc_curve
+
+    scores = np.concatenate([np.asarray(tar, np.float64), np.asarray(non, np.float64)])
     labels = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
-    order = np.argsort(scores, kind="mergesort")
-    labels = labels[order]
-    thr = scores[order]
-    p_miss = np.concatenate([[0.0], np.cumsum(labels) / max(len(tar), 1)])
-    p_fa = np.concatenate([[1.0], 1 - np.cumsum(1 - labels) / max(len(non), 1)])
-    return np.concatenate([[thr[0] - 1e-9], thr]), p_miss, p_fa
+    fpr, tpr, thr = roc_curve(labels, scores, drop_intermediate=False)
+    thr = np.where(np.isfinite(thr), thr, np.nextafter(scores.max(), np.inf))
+    return thr[::-1].copy(), (1.0 - tpr)[::-1].copy(), fpr[::-1].copy()
 
 
 def eer(tar: np.ndarray, non: np.ndarray) -> float:
+    """Equal error rate: where P_miss = P_fa on the DET curve, linearly interpolated between the two
+    operating points that straddle it (all scores tied gives 0.5, not 0 or 1)."""
     if len(tar) == 0 or len(non) == 0:
         return float("nan")
     _, pm, pf = det_points(tar, non)
-    i = int(np.argmin(np.abs(pm - pf)))
-    return float((pm[i] + pf[i]) / 2)
+    d = pm - pf
+    exact = np.flatnonzero(d == 0)
+    if len(exact):
+        return float(pm[exact[0]])
+    i = int(np.flatnonzero(np.diff(np.sign(d)) != 0)[0])
+    t = d[i] / (d[i] - d[i + 1])
+    return float(pm[i] + t * (pm[i + 1] - pm[i]))
 
 
 def min_dcf(tar: np.ndarray, non: np.ndarray, p_target: float = 0.01) -> float:

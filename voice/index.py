@@ -55,7 +55,11 @@ def set_search_threads(n: int | None = None) -> int:
     cores, and on a loaded machine OpenMP's barrier waits multiply single-query latency, worst at the
     tail (bench/search/RESULTS.md compares both in the same run). Index builds raise it temporarily.
     """
-    threads = n if n is not None else int(os.environ.get("CALLVET_FAISS_THREADS", "1"))
+    if n is None:
+        from callvet.core.settings import env_value
+
+        n = int(env_value("faiss_threads"))
+    threads = n
     threads = max(1, threads)
     faiss.omp_set_num_threads(threads)
     return threads

@@ -13,12 +13,13 @@ silence; the whole call is never re-embedded.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 from callvet.core.errors import CallvetError
+from callvet.core.settings import env_value
 from callvet.voice.call.frames import decode_payload
 from callvet.voice.call.prosody import ProsodyTracker
 from scipy.signal import firwin, resample_poly
@@ -40,45 +41,45 @@ __all__ = [
 _UP2_FILTER = firwin(41, 0.5, window=("kaiser", 5.0)).astype(np.float32)
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+def _env(name: str) -> Callable[[], Any]:
+    """Default factory reading ``CALLVET_<NAME>`` now, validated by :mod:`callvet.core.settings`."""
+    return lambda: env_value(name)
 
 
 @dataclass(frozen=True)
 class CallConfig:
     """Knobs of the call server; every one has an environment variable (``CALLVET_CALL_*``)."""
 
-    silence_ms: int = field(default_factory=lambda: int(_env_float("CALLVET_CALL_SILENCE_MS", 700)))
-    max_lag_s: float = field(default_factory=lambda: _env_float("CALLVET_MAX_LAG_S", 2.0))
-    workers: int = field(default_factory=lambda: int(_env_float("CALLVET_CALL_WORKERS", os.cpu_count() or 2)))
-    score_chunk_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_SCORE_CHUNK_S", 0.5))
+    silence_ms: int = field(default_factory=_env("call_silence_ms"))
+    max_lag_s: float = field(default_factory=_env("max_lag_s"))
+    workers: int = field(default_factory=_env("call_workers"))
+    score_chunk_s: float = field(default_factory=_env("call_score_chunk_s"))
     #: Re-identify after this much more speech; 3 s matches the accumulator's embedding chunk, so a
     #: re-score never embeds the same speech twice.
-    rescore_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_RESCORE_S", 3.0))
+    rescore_s: float = field(default_factory=_env("call_rescore_s"))
     #: Once a re-check has confirmed the verdict, embed only the last ``rescore_s`` of every this much
     #: further speech (and re-check then): embedding is the largest per-call cost, and a confirmed
     #: verdict rarely changes. A changed verdict returns to every ``rescore_s``. <= ``rescore_s``: off.
-    stable_rescore_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_STABLE_RESCORE_S", 6.0))
+    stable_rescore_s: float = field(default_factory=_env("call_stable_rescore_s"))
     #: Audio gathered before a batch goes to the pool (fewer thread hops; adds at most this latency).
-    min_batch_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_MIN_BATCH_S", 0.06))
+    min_batch_s: float = field(default_factory=_env("call_min_batch_s"))
     #: How long the batched VAD waits to gather more calls' audio into one pool job.
-    gather_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_GATHER_S", 0.03))
-    max_scored_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_MAX_SCORED_S", 60.0))
+    gather_s: float = field(default_factory=_env("call_gather_s"))
+    max_scored_s: float = field(default_factory=_env("call_max_scored_s"))
     max_pending_s: float = 10.0
     ring_s: float = 6.0
     jitter_depth: int = 8
     max_frame_s: float = 1.0
     max_errors: int = 20
-    idle_timeout_s: float = field(default_factory=lambda: _env_float("CALLVET_CALL_IDLE_TIMEOUT_S", 30.0))
+    idle_timeout_s: float = field(default_factory=_env("call_idle_timeout_s"))
     drain_timeout_s: float = 15.0
     top_k: int = 5
     #: Python's GIL switch interval while the call server runs (``sys.setswitchinterval``; 0 keeps it).
     #: The event loop makes a syscall per message and must win the GIL back from busy workers each time;
     #: at the default 5 ms it waits up to that long every time (the convoy effect).
-    switch_interval_s: float = field(
-        default_factory=lambda: _env_float("CALLVET_CALL_SWITCH_INTERVAL_S", 0.0005))
-    batch_vad: bool = field(default_factory=lambda: os.environ.get("CALLVET_CALL_BATCH_VAD", "1") != "0")
-    max_calls: int = field(default_factory=lambda: int(_env_float("CALLVET_MAX_CALLS", 400)))
+    switch_interval_s: float = field(default_factory=_env("call_switch_interval_s"))
+    batch_vad: bool = field(default_factory=_env("call_batch_vad"))
+    max_calls: int = field(default_factory=_env("max_calls"))
 
 
 class VoiceWatch(Protocol):

@@ -81,10 +81,15 @@ class JitterBuffer:
     Frames are released in sequence order. A gap is waited for until ``depth`` later frames are held;
     then the missing frames are given up and replaced by silence of the same length (so audio time stays
     true). Late or duplicate frames are dropped and counted. Memory never exceeds ``depth`` frames.
+    A number more than ``max_jump`` frames ahead (default 1500: 30 s of 20 ms frames, longer than any
+    network gap a call survives) is a protocol error and the frame is dropped, so one absurd ``chunk``
+    cannot record a billion lost frames or move the stream's clock.
     """
 
-    def __init__(self, depth: int = 8, *, max_gap: int = 50, silence: bytes = b"\xff") -> None:
+    def __init__(self, depth: int = 8, *, max_gap: int = 50, max_jump: int = 1500,
+                 silence: bytes = b"\xff") -> None:
         self.depth = depth
+        self.max_jump = max_jump
         self.silence = silence
         self.max_gap = max_gap
         self.next_seq: int | None = None
@@ -97,8 +102,14 @@ class JitterBuffer:
         self.reordered = 0
 
     def push(self, seq: int, payload: bytes) -> list[tuple[int, bytes, bool]]:
+        if not 0 <= seq < 1 << 32:
+            raise ProtocolError(f"media chunk {seq} is outside 0..2^32-1", code="bad_chunk")
         if self.next_seq is None:
             self.next_seq = seq
+        if seq - self.next_seq > self.max_jump:
+            raise ProtocolError(
+                f"media chunk {seq} jumps {seq - self.next_seq} frames ahead of {self.next_seq} "
+                f"(limit {self.max_jump}); frame dropped", code="bad_chunk")
         if seq == self.next_seq and not self._heap:  # in order, nothing held: the common case
             self.next_seq = seq + 1
             return [(seq, payload, False)]

@@ -215,6 +215,9 @@ class CallSession:
         self._send_lock = asyncio.Lock()
         self._gone = False
         self._db_futs: list[asyncio.Future[Any]] = []
+        #: The call's row is written with its first record (start, an event, an error), not at connect:
+        #: an idle or silently closed socket leaves nothing behind (issue 9: 200 idle sockets, 201 rows).
+        self._recorded = False
         self._first_audio_wall: float | None = None
         self._last_lag_t = -1e9
         self._question: QuestionAsked | None = None
@@ -232,6 +235,9 @@ class CallSession:
 
     # -- plumbing -------------------------------------------------------------------------------
     def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        if not self._recorded:
+            self._recorded = True
+            self._db(self.server.store.create, self.call_id, self.protocol, self.actor)
         loop = asyncio.get_running_loop()
         try:
             fut = loop.run_in_executor(self.server.db_pool, partial(fn, *args, **kw))
@@ -262,16 +268,18 @@ class CallSession:
         except Exception:
             self._gone = True
 
-    async def _error(self, code: str, message: str, *, close_code: int | None = None) -> None:
+    async def _error(self, code: str, message: str, *, close_code: int | None = None,
+                     record: bool = True) -> None:
         self.errors += 1
         data = {"code": code, "message": message}
         if close_code is not None:
             data["close_code"] = close_code
         await self.send({"event": "callvet.error", **data})
-        self._db(self.server.store.add_event, self.call_id, "error", data, t_s=self.audio_s)
+        if record:
+            self._db(self.server.store.add_event, self.call_id, "error", data, t_s=self.audio_s)
 
-    async def _fail(self, code: str, message: str, close_code: int) -> None:
-        await self._error(code, message, close_code=close_code)
+    async def _fail(self, code: str, message: str, close_code: int, *, record: bool = True) -> None:
+        await self._error(code, message, close_code=close_code, record=record)
         if not self.sm.ended:
             self.sm.to(CallState.FAILED)
         self.end_reason = code
@@ -283,13 +291,12 @@ class CallSession:
 
     # -- main loop ------------------------------------------------------------------------------
     async def run(self) -> None:
-        self._db(self.server.store.create, self.call_id, self.protocol, self.actor)
         try:
             try:
                 await self._receive_loop()
             except TimeoutError:
                 await self._fail("idle_timeout", f"nothing received for {self.cfg.idle_timeout_s:g} s",
-                                 CLOSE_POLICY)
+                                 CLOSE_POLICY, record=self._recorded)
         except Exception as exc:
             log.exception("call %s failed", self.call_id)
             await self._fail("internal", f"internal error: {type(exc).__name__}", CLOSE_INTERNAL)
@@ -716,8 +723,11 @@ class CallSession:
                 stats.update(late=jitter.late, lost=jitter.lost, reordered=jitter.reordered,
                              duplicates=jitter.duplicates)
             net = p.net_speech_s if p is not None and p.watch is not None else 0.0
-            self._db(self.server.store.end, self.call_id, self.sm.state, reason=self.end_reason,
-                     close_code=self.close_code, audio_s=self.audio_s, net_speech_s=net, stats=stats)
+            if not self._recorded:
+                log.info("call %s: closed (%s) before anything was recorded", self.call_id, self.end_reason)
+            else:
+                self._db(self.server.store.end, self.call_id, self.sm.state, reason=self.end_reason,
+                         close_code=self.close_code, audio_s=self.audio_s, net_speech_s=net, stats=stats)
             await self._db_flush()
             if not self._gone:
                 try:
