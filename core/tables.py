@@ -56,7 +56,8 @@ outbox = Table(
 # Raw audio is never stored. ``gen`` is the ``callprint_state`` generation of the transaction that wrote
 # the row (the state row is bumped first, so generations commit in order); a process holding a FAISS index
 # over these prints catches up with ``gen > last seen`` on rows and tombstones instead of re-reading every
-# id. A call's print is replaced (new row, new id, tombstone for the old one) as its speech accumulates.
+# id. A call's print is replaced (new row, new id, tombstone for the old one) as its speech accumulates;
+# ids are never reused (AUTOINCREMENT on SQLite), so a tombstone names exactly one print.
 call_prints = Table(
     "call_prints",
     metadata,
@@ -78,6 +79,7 @@ call_prints = Table(
     Index("ix_call_prints_gen", "gen"),
     Index("ix_call_prints_created", "created_at"),
     Index("ix_call_prints_backend", "backend_id", "id"),
+    sqlite_autoincrement=True,
 )
 
 call_print_tombstones = Table(

@@ -247,7 +247,7 @@ class CallPrintRecords:
                     "purged": len(rows), "call_ids": call_ids[:_MAX_AUDIT_IDS],
                     "call_ids_truncated": len(call_ids) > _MAX_AUDIT_IDS})
             # Tombstones only serve processes catching up; older than the retention nobody needs them.
-            conn.execute(delete(call_print_tombstones).where(call_print_tombstones.c.at < cutoff))
+            conn.execute(delete(call_print_tombstones).where(call_print_tombstones.c.at < self._cutoff()))
         self.refresh()
         return {"purged": len(rows), "cutoff": cutoff.isoformat(), "retention_days": self.retention_days}
 
@@ -348,12 +348,12 @@ class CallPrintStore(CallPrintRecords):
             if self.index.kind == "exact" and len(self.index) + len(new) > self.ann_threshold:
                 self.index = self._build()
                 return
+            if gone:
+                self.index.remove([int(g) for g in gone])
             ids, vecs = self._rows_to_arrays(list(new))
             fresh = np.asarray([i for i in ids.tolist() if i not in self.index], dtype=np.int64)
             if len(fresh):
                 self.index.add(fresh, vecs[np.isin(ids, fresh)])
-            if gone:
-                self.index.remove([int(g) for g in gone])
             self._generation = generation
 
     # -- search -----------------------------------------------------------------------------------------
