@@ -323,7 +323,11 @@ class CallPrintStore(CallPrintRecords):
                 call_prints.c.backend_id == self.engine.backend_id,
                 call_prints.c.created_at >= self._cutoff())).all()
         ids, vecs = self._rows_to_arrays(list(rows))
-        index = VectorIndex.build(self.engine.dim, ids, vecs, ann_threshold=self.ann_threshold)
+        # IVF-Flat with 4 sqrt(n) lists (4,096 at 10^6) and nprobe from 128: 3.2 ms, recall@1 0.985,
+        # recall@5 0.972 at 10^6 realistic prints against 62.6 ms exact (bench/search/ANN.md).
+        nlist = min(4096, 4 * round(float(np.sqrt(max(len(ids), 1)))))
+        index = VectorIndex.build(self.engine.dim, ids, vecs, ann_threshold=self.ann_threshold, nlist=nlist,
+                                  nprobe=max(16, nlist // 32))
         self._generation = generation
         log.info("call-print index built: %d prints, %s, %.1f s", len(index), index.kind,
                  time.perf_counter() - t0)
