@@ -411,6 +411,48 @@ class Blacklist:
             "self_score": round(max(own), 4) if own else None,
         }
 
+    def add_print(self, identity_id: int, vp: Voiceprint, actor: str, *, call_id: str) -> dict[str, Any]:
+        """Enrol a stored call print (no audio: the call's voiceprint is what was kept), audited with
+        the call id; the same call twice for one identity is a ``Conflict`` (``duplicate_sample``)."""
+        vector = np.ascontiguousarray(vp.vector, dtype="<f4")
+        if vector.shape != (self.engine.dim,):
+            raise ValueError(f"print has shape {vector.shape}, expected ({self.engine.dim},)")
+        with self.db.connect() as conn:
+            self._identity(conn, identity_id)
+        digest = hashlib.sha256(b"call:" + call_id.encode() + b":" + vector.tobytes()).hexdigest()
+        scored = self._score_identities(vp, top_k=10)
+        duplicates = [m.to_dict() for m in scored
+                      if m.identity_id != identity_id and m.score >= self.engine.threshold][:5]
+        own = [m.score for m in scored if m.identity_id == identity_id]
+        with self.db.begin() as conn:
+            self._identity(conn, identity_id)
+            same = conn.execute(select(blacklist_samples.c.id).where(
+                blacklist_samples.c.identity_id == identity_id, blacklist_samples.c.sha256 == digest)).first()
+            if same is not None:
+                raise Conflict(f"call {call_id}'s print is already sample {same.id} of identity "
+                               f"{identity_id}",
+                               code="duplicate_sample", sample_id=int(same.id))
+            sample_id = int(conn.execute(
+                insert(blacklist_samples).values(
+                    identity_id=identity_id, backend_id=self.engine.backend_id, dim=self.engine.dim,
+                    vector=vector.tobytes(), stats_mean=float(vp.stats[0]), stats_std=float(vp.stats[1]),
+                    net_speech_s=float(vp.net_speech_s), sha256=digest, created_by=actor,
+                    created_at=utcnow(),
+                ).returning(blacklist_samples.c.id)
+            ).scalar_one())
+            generation = self._bump(conn)
+            record(conn, actor, "blacklist.sample.add", TARGET, identity_id, details={
+                "sample_id": sample_id, "from_call_id": call_id, "sha256": digest,
+                "net_speech_s": round(vp.net_speech_s, 3), "backend_id": self.engine.backend_id,
+                "possible_duplicate_of": [d["identity_id"] for d in duplicates]})
+        self._apply(generation, add=(sample_id, vector))
+        return {
+            "sample_id": sample_id, "identity_id": identity_id, "from_call_id": call_id,
+            "net_speech_s": round(vp.net_speech_s, 3), "duration_s": round(vp.net_speech_s, 3),
+            "sha256": digest, "backend_id": self.engine.backend_id, "possible_duplicate_of": duplicates,
+            "self_score": round(max(own), 4) if own else None,
+        }
+
     # -- search -------------------------------------------------------------------------------------------
 
     def identify(self, data: bytes, **decode_kw: Any) -> IdentifyResult:

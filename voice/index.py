@@ -187,8 +187,11 @@ class VectorIndex:
         recall_k: int = 5,
         recall_queries: int = 200,
         seed: int = 0,
+        nlist: int | None = None,
     ) -> VectorIndex:
-        """Exact below ``ann_threshold`` prints, IVF-Flat (nprobe tuned to ``target_recall``) above."""
+        """Exact below ``ann_threshold`` prints, IVF-Flat (nprobe tuned to ``target_recall``) above;
+        ``nlist`` overrides the default sqrt(n) lists (the call-print store uses 4 sqrt(n), measured in
+        bench/search/ANN.md)."""
         id_arr = _as_ids(ids)
         x = _as_matrix(vectors, dim) if len(id_arr) else np.empty((0, dim), dtype=np.float32)
         if len(id_arr) != len(x):
@@ -203,14 +206,15 @@ class VectorIndex:
                 idx._ids = np.sort(id_arr)
             return idx
         return cls._build_ivf(dim, id_arr, x, nprobe=nprobe, target_recall=target_recall,
-                              recall_k=recall_k, recall_queries=recall_queries, seed=seed)
+                              recall_k=recall_k, recall_queries=recall_queries, seed=seed, nlist=nlist)
 
     @classmethod
     def _build_ivf(cls, dim: int, ids: np.ndarray, x: np.ndarray, *, nprobe: int, target_recall: float,
-                   recall_k: int, recall_queries: int, seed: int) -> VectorIndex:
+                   recall_k: int, recall_queries: int, seed: int, nlist: int | None = None) -> VectorIndex:
         n = len(ids)
         rng = np.random.default_rng(seed)
-        nlist = int(min(4096, max(8, min(round(np.sqrt(n)), n // 39))))
+        default = round(float(np.sqrt(n))) if nlist is None else nlist
+        nlist = int(min(4096 if nlist is None else 65536, max(8, min(default, n // 39))))
         ntrain = min(n, nlist * 40)
         quantizer = faiss.IndexFlatIP(dim)
         ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)

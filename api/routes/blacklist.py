@@ -136,6 +136,7 @@ class MatchOut(BaseModel):
 class SampleOut(BaseModel):
     sample_id: int
     identity_id: int
+    from_call_id: str | None = Field(None, description="the call whose stored print was enrolled")
     net_speech_s: float
     duration_s: float
     sha256: str
@@ -185,17 +186,45 @@ def create_identity(
     return blacklist_service(ctx).create_identity(body.label, body.notes, p.actor)
 
 
+async def _call_ref(request: Request) -> str | None:
+    """``{"call_id": ...}`` when the body is JSON (enrol from a call), else None (a multipart upload)."""
+    if not request.headers.get("content-type", "").lower().startswith("application/json"):
+        return None
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise HTTPException(status_code=422,
+                            detail={"code": "bad_json", "message": "body is not JSON"}) from exc
+    call_id = body.get("call_id") if isinstance(body, dict) else None
+    if not isinstance(call_id, str) or not 0 < len(call_id) <= 100:
+        raise HTTPException(status_code=422, detail={
+            "code": "invalid_call_id", "message": "JSON body must be {\"call_id\": \"<call id>\"}"})
+    return call_id
+
+
 @router.post("/v1/blacklist/identities/{identity_id}/samples", status_code=201, response_model=SampleOut,
-             responses=ERRORS)
+             responses=ERRORS, openapi_extra={"requestBody": {"content": {
+                 "application/json": {"schema": {"type": "object", "required": ["call_id"],
+                                                 "properties": {"call_id": {"type": "string"}}}}}}})
 def add_sample(
     identity_id: int,
-    audio: UploadFile = File(..., description="WAV, or raw pcm16/mulaw with encoding and sample_rate"),
+    audio: UploadFile | None = File(None, description="WAV, or raw pcm16/mulaw (+ encoding, sample_rate)"),
     encoding: Literal["auto", "wav", "pcm16", "mulaw"] = Form("auto"),
     sample_rate: int | None = Form(None, description="required for pcm16 and mulaw"),
+    call_id: str | None = Depends(_call_ref),
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ANALYST)),
 ) -> dict[str, Any]:
-    """Enrol one recording of this identity; only the voiceprint and the file's SHA-256 are stored."""
+    """Enrol one recording of this identity (multipart ``audio``), or the stored voiceprint of a past
+    call (JSON ``{"call_id": ...}``); only voiceprints and SHA-256s are stored, never audio."""
+    if call_id is not None:
+        from callvet.api.routes.calls import callprint_store
+
+        vp = callprint_store(ctx).voiceprint(call_id)
+        return blacklist_service(ctx).add_print(identity_id, vp, p.actor, call_id=call_id)
+    if audio is None:
+        raise HTTPException(status_code=422, detail={
+            "code": "audio_required", "message": "send multipart audio, or JSON {\"call_id\": ...}"})
     data = _read_upload(audio, ctx.settings.max_upload_bytes)
     return blacklist_service(ctx).add_sample(identity_id, data, p.actor, **_decode_kw(encoding, sample_rate))
 

@@ -8,6 +8,7 @@ transport and maps roles.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from callvet.api.context import AppContext
@@ -17,7 +18,9 @@ from callvet.voice.call.session import CallServer
 from fastapi import APIRouter, Depends, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-__all__ = ["StarletteTransport", "call_server", "router"]
+__all__ = [
+    "StarletteTransport", "call_server", "callprint_records", "callprint_store", "reuse_summary", "router",
+]
 
 router = APIRouter(tags=["calls"])
 
@@ -35,13 +38,29 @@ def _blacklist(ctx: AppContext) -> Any:
     return ctx.service("blacklist", lambda c: Blacklist.from_settings(c.settings, c.db, engine))
 
 
+def callprint_store(ctx: AppContext) -> Any:
+    """The process's call-print store (voice reuse across applicants), built on the voice engine."""
+    from callvet.voice.callprints import CallPrintStore
+
+    engine = _engine(ctx)
+    return ctx.service("callprints", lambda c: CallPrintStore.from_settings(c.settings, c.db, engine))
+
+
+def callprint_records(ctx: AppContext) -> Any:
+    """Call-print records without the engine (reads, deletion, purge)."""
+    from callvet.voice.callprints import CallPrintRecords
+
+    return ctx.service("callprint_records", lambda c: CallPrintRecords(c.db))
+
+
 def call_server(ctx: AppContext) -> CallServer:
     """The process's call server (one worker pool for all calls)."""
 
     def build(c: AppContext) -> CallServer:
         from callvet.voice.call.scoring import VoiceScoring
 
-        return CallServer(c.db, scoring=lambda: VoiceScoring(_engine(c), _blacklist(c)))
+        return CallServer(c.db, scoring=lambda: VoiceScoring(_engine(c), _blacklist(c),
+                                                             callprints=callprint_store(c)))
 
     return ctx.service("calls", build)
 
@@ -116,7 +135,38 @@ def get_call(
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR, Role.ROBOT)),
 ) -> dict[str, Any]:
-    return call_server(ctx).store.get(call_id)
+    out = call_server(ctx).store.get(call_id)
+    out.update(reuse_summary(out.get("events") or []))
+    out["voiceprint_store"] = callprint_records(ctx).get(call_id)
+    return out
+
+
+def reuse_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """``voice_reuse`` over the call's verdicts and the other calls found (best score per call)."""
+    found: dict[str, dict[str, Any]] = {}
+    reuse = False
+    for ev in events:
+        data = ev.get("data") or {}
+        if ev.get("kind") != "verdict" or not data.get("voice_reuse"):
+            continue
+        reuse = True
+        for m in data.get("reuse_matches") or []:
+            cur = found.get(m.get("call_id"))
+            if cur is None or m.get("score", 0) > cur.get("score", 0):
+                found[m.get("call_id")] = m
+    return {"voice_reuse": reuse,
+            "reuse_matches": sorted(found.values(), key=lambda m: -float(m.get("score") or 0))}
+
+
+@router.delete("/v1/calls/{call_id}/voiceprint")
+def delete_call_voiceprint(
+    call_id: str,
+    reason: str = Query(..., min_length=1, max_length=500),
+    ctx: AppContext = Depends(get_ctx),
+    p: Principal = Depends(require(Role.ANALYST)),
+) -> dict[str, Any]:
+    """Erase the call's stored voiceprint (the call record stays), audited ``callprint.delete``."""
+    return callprint_records(ctx).delete(call_id, p.actor, reason)
 
 
 @router.delete("/v1/calls/{call_id}", status_code=204)
@@ -126,4 +176,8 @@ def delete_call(
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ANALYST)),
 ) -> None:
+    from callvet.core.errors import NotFound
+
+    with contextlib.suppress(NotFound):
+        callprint_records(ctx).delete(call_id, p.actor, reason)
     call_server(ctx).store.delete(call_id, p.actor, reason)

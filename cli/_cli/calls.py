@@ -97,5 +97,28 @@ def show_call(call_id: str) -> None:
         raise fail(exc) from exc
 
 
+@call.command("purge-prints")
+def purge_prints() -> None:
+    """Delete call voiceprints older than CALLVET_CALLPRINT_RETENTION_DAYS (default 90), audited; run it
+    daily from cron or a systemd timer (the call server also purges at most once an hour)."""
+    from callvet.voice.callprints import CallPrintRecords
+
+    try:
+        typer.echo(json.dumps(CallPrintRecords(open_db()).purge(actor="cli:purge-prints")))
+    except CallvetError as exc:
+        raise fail(exc) from exc
+
+
+@call.command("delete-print")
+def delete_print(call_id: str, reason: str = typer.Option(..., help="why (kept in the audit log)")) -> None:
+    """Erase one call's stored voiceprint (the call record stays), audited."""
+    from callvet.voice.callprints import CallPrintRecords
+
+    try:
+        typer.echo(json.dumps(CallPrintRecords(open_db()).delete(call_id, "cli", reason)))
+    except CallvetError as exc:
+        raise fail(exc) from exc
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(call, name="call")

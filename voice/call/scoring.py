@@ -32,6 +32,7 @@ class EngineWatch:
         self.blacklist = blacklist
         self.top_k = top_k
         self.min_net_speech_s = float(engine.min_net_speech_s)
+        self.last_voiceprint: Any = None
 
     @property
     def net_speech_s(self) -> float:
@@ -42,18 +43,28 @@ class EngineWatch:
 
     def verdict(self) -> dict[str, Any]:
         vp = self.acc.voiceprint()
+        self.last_voiceprint = vp
         return verdict_dict(self.blacklist.identify_voiceprint(vp, top_k=self.top_k))
 
 
 class VoiceScoring:
-    def __init__(self, engine: Any, blacklist: Any, *, top_k: int = 5) -> None:
+    """``callprints`` (a :class:`~callvet.voice.callprints.CallPrintStore`, optional) keeps each call's
+    print and adds the voice-reuse search to every verdict (:mod:`callvet.voice.call.reuse`)."""
+
+    def __init__(self, engine: Any, blacklist: Any, *, top_k: int = 5, callprints: Any = None) -> None:
         self.engine = engine
         self.blacklist = blacklist
         self.top_k = top_k
+        self.callprints = callprints
 
     @property
     def min_net_speech_s(self) -> float:
         return float(self.engine.min_net_speech_s)
 
-    def watch(self) -> EngineWatch:
-        return EngineWatch(self.engine, self.blacklist, self.top_k)
+    def watch(self, call: Any = None) -> Any:
+        watch = EngineWatch(self.engine, self.blacklist, self.top_k)
+        if self.callprints is None or call is None:
+            return watch
+        from callvet.voice.call.reuse import ReuseWatch
+
+        return ReuseWatch(watch, self.callprints, call)

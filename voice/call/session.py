@@ -388,7 +388,7 @@ class CallSession:
         min_net: float | None = None
         try:
             scoring = await loop.run_in_executor(self.server.pool, self.server.scoring)
-            watch = await loop.run_in_executor(self.server.pool, scoring.watch)
+            watch = await loop.run_in_executor(self.server.pool, partial(scoring.watch, self.info))
             min_net = watch.min_net_speech_s
         except CallvetError as exc:
             await self._error("voiceprint_unavailable", exc.message)
