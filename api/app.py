@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from callvet import __version__
 from callvet.api.context import AppContext
 from callvet.api.routes import audit, blacklist, calls, decisions, interviews, portrait, workflow
+from callvet.api.routes import cases as cases_routes
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings, get_settings
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
         app.include_router(module.router)
+    app.include_router(cases_routes.router)  # issue 11: after interviews, so its call observer runs last
     return app
