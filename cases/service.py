@@ -17,6 +17,8 @@ deliver. So a SIGKILL anywhere loses nothing (the entry stays pending) and doubl
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import uuid
 from collections.abc import Callable
@@ -522,6 +524,7 @@ class CaseService:
             try:
                 rt.deliver_message(row.instance_id, "investigation_result", {"investigation": inv},
                                    actor=actor)
+                _failpoint("after_deliver")
             except Conflict:
                 again = rt.summary(row.instance_id, with_events=True)
                 if ((again.get("data") or {}).get("investigation") or {}).get("evidence_key") != ev.key:
@@ -585,6 +588,13 @@ class CaseService:
         check_transition(cur, new)
         conn.execute(update(cases).where(cases.c.case_id == case_id).values(status=new.value,
                                                                             updated_at=self.clock()))
+
+
+def _failpoint(name: str) -> None:
+    """Crash tests: ``CALLVET_CASES_FAILPOINT=after_deliver`` SIGKILLs this process right after the
+    workflow took the message and before the pump marked it delivered (the worst moment)."""
+    if os.environ.get("CALLVET_CASES_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _default_tz(application: dict[str, Any]) -> str:

@@ -37,7 +37,8 @@ async def place_call(claim: dict[str, Any], voice: str, respond: Callable[[dict[
         reader = asyncio.create_task(read())
         await ws.send(json.dumps({"event": "start", "streamSid": "MZ11", "start": {
             "streamSid": "MZ11", "callSid": "CA11", "tracks": ["inbound"],
-            "customParameters": claim["custom_parameters"],
+            # This robot runs its own recogniser and sends every transcript (asr: robot).
+            "customParameters": {**claim["custom_parameters"], "asr": "robot"},
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
         chunk = 0
 
@@ -80,5 +81,5 @@ async def place_call(claim: dict[str, Any], voice: str, respond: Callable[[dict[
                                       "question_id": q["question_id"]}))
             await audio(np.zeros(int(1.2 * 8000), np.float32))
         await ws.send(json.dumps({"event": "stop", "streamSid": "MZ11", "stop": {}}))
-        await asyncio.wait_for(reader, 60)
+        await asyncio.wait_for(reader, 180)
     return events
