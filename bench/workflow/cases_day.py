@@ -70,18 +70,33 @@ def _verdicts(rng: random.Random) -> list[dict[str, Any]]:
     if u < 0.04:
         return [{"alarm": True, "net_speech_s": 9.0, "matches": [{"identity_id": 7, "score": 0.82}]}]
     if u < 0.06:
-        return [{"alarm": True, "review": True, "net_speech_s": 9.0,
-                 "matches": [{"identity_id": 9, "score": 0.61}]}]
+        return [
+            {
+                "alarm": True,
+                "review": True,
+                "net_speech_s": 9.0,
+                "matches": [{"identity_id": 9, "score": 0.61}],
+            }
+        ]
     if u < 0.07:
-        return [{"alarm": False, "net_speech_s": 9.0, "matches": [],
-                 "spoof": {"score": 0.93, "flag": True, "kind": "synthetic"}}]
+        return [
+            {
+                "alarm": False,
+                "net_speech_s": 9.0,
+                "matches": [],
+                "spoof": {"score": 0.93, "flag": True, "kind": "synthetic"},
+            }
+        ]
     return [{"alarm": False, "net_speech_s": 9.0, "matches": []}]
 
 
 def _review(rng: random.Random) -> dict[str, Any]:
     if rng.random() < 0.85:
-        return {"review_decision": "approve", "documents": ["id_card", "income_proof"],
-                "review_note": "Identity and income verified against the documents on file."}
+        return {
+            "review_decision": "approve",
+            "documents": ["id_card", "income_proof"],
+            "review_note": "Identity and income verified against the documents on file.",
+        }
     return {"review_decision": "decline", "review_note": "Could not verify the applicant."}
 
 
@@ -96,11 +111,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rt = WorkflowRuntime(db, decide=_decider(args.decider, db))
     rt.ensure_ready()
     for k in range(args.approvers):
-        rt.board.upsert_user(f"appr-{k:02d}", role="approver", skills=["card"], max_amount=200000,
-                             name=f"Approver {k}", actor="bench")
+        rt.board.upsert_user(
+            f"appr-{k:02d}",
+            role="approver",
+            skills=["card"],
+            max_amount=200000,
+            name=f"Approver {k}",
+            actor="bench",
+        )
     for k in range(2):
-        rt.board.upsert_user(f"risk-{k:02d}", role="risk_officer", skills=["card"], name=f"Risk {k}",
-                             actor="bench")
+        rt.board.upsert_user(
+            f"risk-{k:02d}", role="risk_officer", skills=["card"], name=f"Risk {k}", actor="bench"
+        )
     interviews = InterviewService(db, use_encoder=False)
     clock = SimClock(args.clock)
     svc = CaseService(db, lambda: rt, lambda: interviews, clock=clock)
@@ -124,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(k, args.n, step):
             app = application(i)
             try:
-                case, created = svc.create({"application": app, "call_window": window}, actor="robot:intake")
+                _case, created = svc.create({"application": app, "call_window": window}, actor="robot:intake")
                 count("created" if created else "resubmitted")
                 if i % 50 == 0:  # channels resubmit now and then: same case back
                     _, again = svc.create({"application": app}, actor="robot:intake")
@@ -146,8 +168,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             count("claims")
             if rng.random() < 0.10:
                 try:
-                    svc.report_outcome(claim["call_request_id"], rng.choice(["no_answer", "busy"]),
-                                       lease_version=claim["lease_version"], robot=f"robot:sim-{k}")
+                    svc.report_outcome(
+                        claim["call_request_id"],
+                        rng.choice(["no_answer", "busy"]),
+                        lease_version=claim["lease_version"],
+                        robot=f"robot:sim-{k}",
+                    )
                     count("not_connected")
                 except Conflict:
                     count("lease_lost")
@@ -162,15 +188,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             iid = params.get("interview_id")
             if iid:
                 app = Application.model_validate(_application_of(db, claim["case_id"]))
-                caller = (Guesser if rng.random() < 0.15 else GenuineApplicant)(app, random.Random(rng.random()))
+                caller = (Guesser if rng.random() < 0.15 else GenuineApplicant)(
+                    app, random.Random(rng.random())
+                )
                 view = interviews.get(iid, include_answers=False)
                 for _ in range(40):
                     if view.get("state") != "asking":
                         break
                     q = view["question"]
                     reply = caller.respond(q)
-                    view = interviews.answer(iid, q["question_id"], reply["transcript"], timing=reply["timing"],
-                                             prosody=reply["prosody"], actor=f"robot:sim-{k}")
+                    view = interviews.answer(
+                        iid,
+                        q["question_id"],
+                        reply["transcript"],
+                        timing=reply["timing"],
+                        prosody=reply["prosody"],
+                        actor=f"robot:sim-{k}",
+                    )
                 count("interviews")
             svc.record_call_end(claim["case_id"], call_id, reason="stop", verdicts=_verdicts(rng))
             count("calls")
@@ -179,23 +213,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rng = random.Random(args.seed * 7000 + k)
         while not stop.is_set():
             tasks = rt.board.list_open(role=None, assignee=None, limit=50)
-            mine = [t for t in tasks if int(t["task_id"].replace("-", "")[-4:], 16) % args.approvers_threads == k]
+            mine = [
+                t for t in tasks if int(t["task_id"].replace("-", "")[-4:], 16) % args.approvers_threads == k
+            ]
             if not mine:
                 time.sleep(0.05)
                 continue
             for t in mine:
                 try:
-                    rt.complete_task(t["task_id"], _review(rng), actor=f"approver:appr-{k:02d}", role=None,
-                                     reviewer_id=t["assignee"] or f"appr-{k:02d}")
+                    rt.complete_task(
+                        t["task_id"],
+                        _review(rng),
+                        actor=f"approver:appr-{k:02d}",
+                        role=None,
+                        reviewer_id=t["assignee"] or f"appr-{k:02d}",
+                    )
                     count("tasks_completed")
                 except (Conflict, CallvetError):
                     count("task_conflicts")
 
     t0 = time.perf_counter()
     svc.start_pump(interval_s=0.2)
-    threads = [threading.Thread(target=intake, args=(k, args.intake), daemon=True) for k in range(args.intake)]
+    threads = [
+        threading.Thread(target=intake, args=(k, args.intake), daemon=True) for k in range(args.intake)
+    ]
     workers = [threading.Thread(target=robot, args=(k,), daemon=True) for k in range(args.robots)]
-    workers += [threading.Thread(target=approver, args=(k,), daemon=True) for k in range(args.approvers_threads)]
+    workers += [
+        threading.Thread(target=approver, args=(k,), daemon=True) for k in range(args.approvers_threads)
+    ]
     for t in threads + workers:
         t.start()
     for t in threads:
@@ -227,14 +272,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with db.connect() as conn:
         statuses = dict(conn.execute(select(cases.c.status, func.count()).group_by(cases.c.status)).all())
-        ev = Counter((r.case_id, r.kind) for r in conn.execute(
-            select(case_events.c.case_id, case_events.c.kind)
-            .where(case_events.c.kind.in_(["call_ended", "decided", "unreachable"]))).all())
-        pending = conn.execute(select(func.count()).select_from(case_events).where(
-            case_events.c.kind.in_(["call_ended", "unreachable"]), case_events.c.delivered_at.is_(None))
+        ev = Counter(
+            (r.case_id, r.kind)
+            for r in conn.execute(
+                select(case_events.c.case_id, case_events.c.kind).where(
+                    case_events.c.kind.in_(["call_ended", "decided", "unreachable"])
+                )
+            ).all()
+        )
+        pending = conn.execute(
+            select(func.count())
+            .select_from(case_events)
+            .where(
+                case_events.c.kind.in_(["call_ended", "unreachable"]), case_events.c.delivered_at.is_(None)
+            )
         ).scalar_one()
-        msgs = Counter(r.instance_id for r in conn.execute(
-            select(wf_events.c.instance_id).where(wf_events.c.kind == "message.received")).all())
+        msgs = Counter(
+            r.instance_id
+            for r in conn.execute(
+                select(wf_events.c.instance_id).where(wf_events.c.kind == "message.received")
+            ).all()
+        )
         issues = Counter(r.instance_id for r in conn.execute(select(wf_issuances.c.instance_id)).all())
         n_cases = conn.execute(select(func.count()).select_from(cases)).scalar_one()
     called = {c for (c, k) in ev if k in ("call_ended", "unreachable")}
@@ -242,17 +300,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "one_case_per_application": n_cases == args.n and stats["resubmit_new"] == 0,
         "all_settled": set(statuses) <= {"issued", "declined"},
         "nothing_pending": pending == 0,
-        "one_result_per_called_case": all(ev[(c, "call_ended")] + ev[(c, "unreachable")] == 1 for c in called),
+        "one_result_per_called_case": all(
+            ev[(c, "call_ended")] + ev[(c, "unreachable")] == 1 for c in called
+        ),
         "one_decision_per_called_case": all(ev[(c, "decided")] == 1 for c in called),
         "one_message_per_instance": set(msgs.values()) <= {1} and len(msgs) == len(called),
         "one_issuance_per_card": set(issues.values()) <= {1},
         "no_errors": not errors,
     }
     rate = args.n / wall
-    return {"n": args.n, "db": url.split(":")[0], "wall_s": wall, "intake_s": intake_s, "cases_per_s": rate,
-            "peer_per_s": peer, "peer_n": peer_n, "ratio": rate / peer, "day_hours": 100000 / rate / 3600,
-            "statuses": statuses, "stats": dict(stats), "integrity": integrity, "errors": errors[:10],
-            "called": len(called), "args": vars(args)}
+    return {
+        "n": args.n,
+        "db": url.split(":")[0],
+        "wall_s": wall,
+        "intake_s": intake_s,
+        "cases_per_s": rate,
+        "peer_per_s": peer,
+        "peer_n": peer_n,
+        "ratio": rate / peer,
+        "day_hours": 100000 / rate / 3600,
+        "statuses": statuses,
+        "stats": dict(stats),
+        "integrity": integrity,
+        "errors": errors[:10],
+        "called": len(called),
+        "args": vars(args),
+    }
 
 
 def _application_of(db: Database, case_id: str) -> dict[str, Any]:
@@ -264,30 +337,35 @@ def render(r: dict[str, Any]) -> str:
     a = r["args"]
     ok = all(r["integrity"].values())
     s = r["stats"]
-    return "\n".join([
-        "# Cases end to end: a day of applications (bench/workflow/cases_day.py)",
-        "",
-        f"`bench/workflow/cases_day.py --n {r['n']} --robots {a['robots']} --approvers-threads "
-        f"{a['approvers_threads']} --decider {a['decider']}`, {platform.machine()} Python "
-        f"{platform.python_version()}, {os.cpu_count()} CPUs shared with other engineers' jobs, "
-        f"{r['db']} database, one process.",
-        "",
-        "| measure | value |",
-        "|---|---:|",
-        f"| applications (cases) | {r['n']:,} |",
-        f"| end-to-end wall time, s | {r['wall_s']:.1f} |",
-        f"| cases settled per second (end to end) | {r['cases_per_s']:.1f} |",
-        f"| peer: in-memory SpiffWorkflow, instances/s ({r['peer_n']}) | {r['peer_per_s']:.1f} |",
-        f"| ratio cases / in-memory workflow | {r['ratio']:.3f} |",
-        f"| 100,000-application day at this rate, hours | {r['day_hours']:.2f} |",
-        f"| cases called (joined stream or unreachable) | {r['called']:,} |",
-        f"| claims / not connected / interviews | {s.get('claims', 0):,} / {s.get('not_connected', 0):,} / "
-        f"{s.get('interviews', 0):,} |",
-        f"| review tasks completed | {s.get('tasks_completed', 0):,} |",
-        f"| integrity | {'all checks pass' if ok else r['integrity']} |",
-        "",
-        f"Outcome: {r['statuses']}.",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "# Cases end to end: a day of applications (bench/workflow/cases_day.py)",
+                "",
+                f"`bench/workflow/cases_day.py --n {r['n']} --robots {a['robots']} --approvers-threads "
+                f"{a['approvers_threads']} --decider {a['decider']}`, {platform.machine()} Python "
+                f"{platform.python_version()}, {os.cpu_count()} CPUs shared with other engineers' jobs, "
+                f"{r['db']} database, one process.",
+                "",
+                "| measure | value |",
+                "|---|---:|",
+                f"| applications (cases) | {r['n']:,} |",
+                f"| end-to-end wall time, s | {r['wall_s']:.1f} |",
+                f"| cases settled per second (end to end) | {r['cases_per_s']:.1f} |",
+                f"| peer: in-memory SpiffWorkflow, instances/s ({r['peer_n']}) | {r['peer_per_s']:.1f} |",
+                f"| ratio cases / in-memory workflow | {r['ratio']:.3f} |",
+                f"| 100,000-application day at this rate, hours | {r['day_hours']:.2f} |",
+                f"| cases called (joined stream or unreachable) | {r['called']:,} |",
+                f"| claims / not connected / interviews | {s.get('claims', 0):,} / {s.get('not_connected', 0):,} / "
+                f"{s.get('interviews', 0):,} |",
+                f"| review tasks completed | {s.get('tasks_completed', 0):,} |",
+                f"| integrity | {'all checks pass' if ok else r['integrity']} |",
+                "",
+                f"Outcome: {r['statuses']}.",
+            ]
+        )
+        + "\n"
+    )
 
 
 def main() -> None:
