@@ -356,7 +356,7 @@ def render(r: dict[str, Any]) -> str:
                 f"| ratio cases / in-memory workflow | {r['ratio']:.3f} |",
                 f"| 100,000-application day at this rate, hours | {r['day_hours']:.2f} |",
                 f"| cases called (joined stream or unreachable) | {r['called']:,} |",
-                f"| claims / not connected / interviews | {s.get('claims', 0):,} / {s.get('not_connected', 0):,} / "
+                f"| claims / not connected / interviews | {s.get('claims', 0):,} / {s.get('not_connected', 0):,} / "  # noqa: E501
                 f"{s.get('interviews', 0):,} |",
                 f"| review tasks completed | {s.get('tasks_completed', 0):,} |",
                 f"| integrity | {'all checks pass' if ok else r['integrity']} |",
