@@ -10,6 +10,7 @@ from callvet import __version__
 from callvet.api import ops
 from callvet.api.context import AppContext
 from callvet.api.routes import audit, blacklist, calls, decisions, interviews, portrait, workflow
+from callvet.api.routes import cases as cases_routes
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings, get_settings
@@ -67,5 +68,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
         app.include_router(module.router)
     app.include_router(import_module("callvet.api.routes.forms").router)  # issue 15: scanned forms
+    app.include_router(cases_routes.router)  # issue 11: after interviews, so its call observer runs last
     app.state.metrics = ops.install(app, ctx)  # issue 9: /readyz, /metrics, request ids
     return app

@@ -30,6 +30,7 @@ TABLE_MODULES = [
     "callvet.decision.tables",
     "callvet.workflow.tables",
     "callvet.portrait.tables",
+    "callvet.cases.tables",
 ]
 
 

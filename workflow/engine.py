@@ -594,6 +594,12 @@ class WorkflowRuntime:
             raise Conflict(f"task {task_id} is already {row.status}", code="task_not_open")
         if role is not None and row.role != role:
             raise Forbidden(f"task {task_id} needs role {row.role!r}")
+        from callvet.workflow.forms import validate_completion
+
+        with self.db.connect() as conn:
+            pkey = conn.execute(select(wf_instances.c.process_key)
+                                .where(wf_instances.c.id == row.instance_id)).scalar()
+        validate_completion(str(pkey), row.element, data)
 
         def mutate(inst: _Loaded, conn: Connection) -> None:
             try:

@@ -112,7 +112,17 @@ def _final(call: HandlerCall) -> dict[str, Any]:
     inv = call.data.get("investigation")
     if not isinstance(inv, dict):
         inv = {}
-    return _decision_fields(decide(_application(call), inv, call.actor), "final")
+    d = decide(_application(call), inv, call.actor)
+    flags = [str(f) for f in inv.get("review_flags") or []]
+    blacklisted = any(r.get("code") == "voiceprint_blacklist_match" for r in d.get("reasons") or [])
+    if flags and not blacklisted and d.get("decision") in ("approve", "decline"):
+        # Issue 11: a review-tier voice hit, a spoof flag or a failed interview alone is evidence for a
+        # person to weigh, never an automatic card or decline; the engine's verdict stays on record.
+        d = {**d, "engine_decision": d["decision"], "decision": "refer_human",
+             "reasons": [*(d.get("reasons") or []),
+                         *({"code": f, "policy": "case_review", "text": f"{f.replace('_', ' ')}: a person "
+                            "must review"} for f in flags)]}
+    return _decision_fields(d, "final")
 
 
 def _request_call(call: HandlerCall) -> dict[str, Any]:

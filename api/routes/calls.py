@@ -57,10 +57,12 @@ def call_server(ctx: AppContext) -> CallServer:
     """The process's call server (one worker pool for all calls)."""
 
     def build(c: AppContext) -> CallServer:
+        from callvet.api.routes.cases import case_service
         from callvet.voice.call.scoring import VoiceScoring
 
         return CallServer(c.db, scoring=lambda: VoiceScoring(_engine(c), _blacklist(c),
-                                                             callprints=callprint_store(c)))
+                                                             callprints=callprint_store(c)),
+                          admit=lambda call_id, params: case_service(c).admit_stream(call_id, params))
 
     return ctx.service("calls", build)
 

@@ -255,8 +255,12 @@ def get_task(
     task_id: str,
     _p: Principal = Depends(require(Role.APPROVER, Role.RISK_OFFICER, Role.ANALYST)),
     rt: WorkflowRuntime = Depends(_rt),
+    ctx: AppContext = Depends(get_ctx),
 ) -> dict[str, Any]:
-    return rt.board.get(task_id)
+    from callvet.api.routes.cases import task_context
+
+    task = rt.board.get(task_id)
+    return {**task, **task_context(ctx, task)}
 
 
 @router.post("/v1/tasks/{task_id}/complete")

@@ -110,8 +110,12 @@ class CallServer:
         vad_factory: Callable[[int, int], Any] = default_vad_factory,
         observers: list[tuple[str, ObserverFactory]] | None = None,
         batch_vad: bool | None = None,
+        admit: Callable[[str, dict[str, Any]], str | None] | None = None,
     ) -> None:
         self.cfg = cfg or CallConfig()
+        #: Joins a starting stream to its case (issue 11): ``admit(call_id, customParameters)`` returns
+        #: the case id, None for a stream that names no case, or raises CallvetError to refuse it.
+        self.admit = admit
         self._saved_switch = sys.getswitchinterval()
         if self.cfg.switch_interval_s > 0:
             sys.setswitchinterval(self.cfg.switch_interval_s)
@@ -153,7 +157,8 @@ class CallServer:
                                        code="voiceprint_unavailable") from exc
             return self._scoring
 
-    async def handle(self, transport: Transport, protocol: str, actor: str) -> CallSession | None:
+    async def handle(self, transport: Transport, protocol: str, actor: str, *,
+                     require_case: bool = False) -> CallSession | None:
         """Run one call to its end; beyond ``max_calls`` concurrent calls the robot is turned away
         (``callvet.error`` ``capacity``, close 1013 try again later) before anything is recorded."""
         if len(self.active) >= self.cfg.max_calls:
@@ -166,6 +171,7 @@ class CallServer:
                 log.info("a call turned away for capacity had already gone")
             return None
         session = CallSession(self, transport, protocol, actor)
+        session.require_case = require_case
         self.active[session.call_id] = session
         try:
             await session.run()
@@ -232,6 +238,8 @@ class CallSession:
         self._robot_finals = 0
         self._asr_hints: dict[str, str] = {}
         self._asr_tasks: set[asyncio.Task[None]] = set()
+        self.require_case = False
+        self.case_id: str | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
     def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
@@ -384,6 +392,17 @@ class CallSession:
         )
         self._db(self.server.store.start, self.call_id, start)
         loop = asyncio.get_running_loop()
+        if self.server.admit is not None or self.require_case:
+            try:
+                if self.server.admit is not None:
+                    self.case_id = await loop.run_in_executor(
+                        self.server.db_pool, self.server.admit, self.call_id, dict(start.params))
+                if self.case_id is None and self.require_case:
+                    raise CallvetError("this stream must name its case (customParameters case_id, token)",
+                                       code="stream_token_invalid")
+            except CallvetError as exc:
+                await self._fail(exc.code, exc.message, CLOSE_POLICY)
+                return
         watch = None
         min_net: float | None = None
         try:
