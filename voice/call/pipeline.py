@@ -160,9 +160,11 @@ class Ring:
         return np.concatenate([self.buf[i:], self.buf[:j]])
 
 
-def _verdict_key(v: dict[str, Any]) -> tuple[bool, Any]:
+def _verdict_key(v: dict[str, Any]) -> tuple[bool, bool, Any]:
     top = v.get("matches") or []
-    return bool(v.get("alarm")), (top[0].get("identity_id") if v.get("alarm") and top else None)
+    flagged = v.get("alarm") or v.get("review")
+    return bool(v.get("alarm")), bool(v.get("review")), (
+        top[0].get("identity_id") if flagged and top else None)
 
 
 class CallProcessor:
