@@ -324,7 +324,8 @@ def fit_openset(dev: DevSet, mask: np.ndarray, *, backend: Backend | None = None
     return cal, backend, sc
 
 
-def load_devset(engine: Any, root: Any, *, cache_dir: Any = None, progress: bool = False) -> DevSet:
+def load_devset(engine: Any, root: Any, *, cache_dir: Any = None, progress: bool = False,
+                conditions: Sequence[str] = ("clean", "channel")) -> DevSet:
     """Both conditions of a voice-dev style corpus (``clean/`` and ``channel/`` trees, manifest.csv with
     a ``family`` column), embedded with channel copies (cached)."""
     from pathlib import Path
@@ -333,7 +334,7 @@ def load_devset(engine: Any, root: Any, *, cache_dir: Any = None, progress: bool
 
     root = Path(root)
     parts = []
-    for cond in ("clean", "channel"):
+    for cond in conditions:
         tree = root / cond
         if not tree.is_dir():
             continue

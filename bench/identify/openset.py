@@ -58,10 +58,12 @@ def main() -> None:
     ap.add_argument("corpus", type=Path)
     ap.add_argument("--cache", type=Path, default=Path("bench/out/cache"))
     ap.add_argument("--out", type=Path, default=Path("bench/identify/OPENSET.md"))
+    ap.add_argument("--conditions", default="channel", help="corpus trees to use (comma-separated); the "
+                    "back ends are trained on these + their simulated-channel copies")
     args = ap.parse_args()
     t0 = time.time()
     engine = VoiceEngine.from_settings(Settings(), backend_dir=False)
-    dev = load_devset(engine, args.corpus, cache_dir=args.cache)
+    dev = load_devset(engine, args.corpus, cache_dir=args.cache, conditions=args.conditions.split(","))
     rows: list[dict] = []
     for fold in FOLDS:
         held = np.isin(dev.family, fold)

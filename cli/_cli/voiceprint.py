@@ -84,6 +84,7 @@ def calibrate_cmd(
     out: Path | None = typer.Option(None, "--out", help="default: the back end's own directory"),
     cache: Path | None = typer.Option(None, "--cache", help="directory to cache embeddings in"),
     folds: int = typer.Option(3, "--folds", help="inner leave-families-out folds"),
+    conditions: str = typer.Option("clean,channel", "--conditions", help="corpus trees to use"),
 ) -> None:
     """Fit the open-set calibration (s-norm cohort, null tail, looks/prints corrections, LLR) for the
     installed back end; writes calibration.json + cohort.npz beside backend.npz."""
@@ -99,7 +100,7 @@ def calibrate_cmd(
             raise CallvetError("no trained back end for this encoder; run train-backend first",
                                code="backend_missing")
         dev = load_devset(VoiceEngine.from_settings(settings, backend_dir=False), corpus, cache_dir=cache,
-                          progress=True)
+                          progress=True, conditions=conditions.split(","))
     except CallvetError as exc:
         raise fail(exc) from exc
     cal, _, _ = fit_openset(dev, np.ones(len(dev.emb), bool), backend=engine.backend, inner_folds=folds,
