@@ -94,7 +94,23 @@ def call_looks(partials: Sequence[np.ndarray], net: Sequence[float],
     return out
 
 
-def _calls(rows: Sequence[int], net: np.ndarray, target_s: float = CALL_S) -> list[list[int]]:
+def _calls(rows: Sequence[int], net: np.ndarray, target_s: float = CALL_S, *,
+           overlap: bool = False) -> list[list[int]]:
+    """A speaker's utterances as ~``target_s`` calls: consecutive runs, or (``overlap``) one call
+    starting at every utterance, wrapping around (more innocent calls from few speakers; correlated)."""
+    if overlap and len(rows) > 1:
+        calls = []
+        for start in range(len(rows)):
+            cur, acc = [], 0.0
+            for k in range(len(rows)):
+                r = int(rows[(start + k) % len(rows)])
+                cur.append(r)
+                acc += float(net[r])
+                if acc >= target_s:
+                    break
+            if acc >= 0.6 * target_s:
+                calls.append(cur)
+        return calls
     out: list[list[int]] = []
     cur: list[int] = []
     acc = 0.0
@@ -174,7 +190,7 @@ class Scorer:
 
 def score_heldout(scorer: Scorer, dev: DevSet, fraudsters: Sequence[str], innocents: Sequence[str], *,
                   filler_raw: np.ndarray | None = None, n_enrol: int = 3, enrol_augment: bool = True,
-                  normalise: bool = True) -> Scores:
+                  normalise: bool = True, overlap: bool = False) -> Scores:
     """Enrol each fraudster (``n_enrol`` channel utterances, one print each, with channel copies); fill
     the list with ``filler_raw`` identities (one print each); simulate ~10 s calls of every fraudster's
     remaining and every innocent's channel utterances; identity score = best over its prints."""
@@ -207,7 +223,7 @@ def score_heldout(scorer: Scorer, dev: DevSet, fraudsters: Sequence[str], innoce
     looks, look_s, truth, fam, spk_out, pscores = [], [], [], [], [], []
     index = {s: i for i, s in enumerate(fraudsters)}
     for spk, rows in probe_rows.items():
-        for call in _calls(rows, dev.net_s):
+        for call in _calls(rows, dev.net_s, overlap=overlap and spk not in index):
             lk = call_looks([dev.partials[r] for r in call], [float(dev.net_s[r]) for r in call])
             probes = scorer.prints(np.stack([v for v, _ in lk]))
             pm = scorer.moments(probes) if normalise else None

@@ -89,8 +89,9 @@ def main() -> None:
                 prints = 3 * len(fraud) + len(filler)
                 ops = {tier: cal.operating_point(tier, far, n, prints, looks_ratio=CALL_LOOKS_RATIO)
                        for tier, far in (("alarm", ALARM_FAR), ("review", REVIEW_FAR))}
-                sc = score_heldout(scorer, dev, fraud, innocent, filler_raw=filler)
-                sp = score_heldout(peer, dev, fraud, innocent, filler_raw=filler, normalise=False)
+                sc = score_heldout(scorer, dev, fraud, innocent, filler_raw=filler, overlap=True)
+                sp = score_heldout(peer, dev, fraud, innocent, filler_raw=filler, normalise=False,
+                                   overlap=True)
                 for c in range(len(sc.looks)):
                     row = {"fold": "+".join(fold), "n": n, "family": str(sc.family[c]),
                            "innocent": bool(sc.truth[c] < 0)}
