@@ -52,7 +52,7 @@ def test_too_little_speech_is_typed_and_states_minimum(engine: VoiceEngine) -> N
     with pytest.raises(AudioError) as exc:
         engine.voiceprint(engine.analyse(engine.decode(to_wav_bytes(short, 16000))).speech)
     assert exc.value.code == "too_little_speech"
-    assert f"{engine.min_net_speech_s:.1f} s" in exc.value.message
+    assert f"at least {engine.min_net_speech_s:.2f} s" in exc.value.message
 
 
 def test_accumulator_matches_whole_utterance_print(engine: VoiceEngine) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,11 +51,20 @@ SYNC_SAVE_LIMIT = 20_000
 _IN_CHUNK = 900
 
 
+def _env_far(name: str, default: float) -> float:
+    value = float(os.environ.get(name, default))
+    if not 0.0 < value < 1.0:
+        raise InvalidInput(f"{name} must be a rate in (0, 1), got {value}", code="invalid_config")
+    return value
+
+
 @dataclass(frozen=True)
 class Match:
     identity_id: int
     label: str
     score: float
+    #: Calibrated log-likelihood ratio (natural log; duration-aware), None without a calibration.
+    llr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,7 +72,12 @@ class Match:
 
 @dataclass(frozen=True)
 class IdentifyResult:
-    """Best-first identity matches of one probe; ``alarm`` when the best score reaches ``threshold``."""
+    """Best-first identity matches of one probe.
+
+    ``alarm`` when the best score reaches ``threshold`` (the alarm tier's operating point for this
+    blacklist); ``review`` when it reaches the lower review threshold but not the alarm one. ``tiers``
+    carries each tier's threshold, expected false alarms per search and expected detection.
+    """
 
     net_speech_s: float
     alarm: bool
@@ -70,12 +85,18 @@ class IdentifyResult:
     matches: list[Match] = field(default_factory=list)
     backend_id: str = ""
     searched: int = 0
+    review: bool = False
+    review_threshold: float | None = None
+    tiers: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "net_speech_s": round(self.net_speech_s, 3),
             "alarm": self.alarm,
+            "review": self.review,
             "threshold": self.threshold,
+            "review_threshold": self.review_threshold,
+            "tiers": self.tiers,
             "matches": [m.to_dict() for m in self.matches],
             "backend_id": self.backend_id,
             "searched": self.searched,
@@ -109,6 +130,11 @@ class Blacklist:
         self.ann_threshold = ann_threshold if ann_threshold is not None else int(env_value("ann_threshold"))
         self.nprobe = nprobe if nprobe is not None else int(env_value("ann_nprobe"))
         self.search_k = search_k
+        self.alarm_far = _env_far("CALLVET_ALARM_FAR", 0.01)
+        self.review_far = _env_far("CALLVET_REVIEW_FAR", 0.05)
+        if self.review_far <= self.alarm_far:
+            raise InvalidInput("CALLVET_REVIEW_FAR must be above CALLVET_ALARM_FAR", code="invalid_config")
+        self._counts: tuple[int, int, int] = (-1, 0, 0)
         set_search_threads()
         self._sync = threading.RLock()
         self._dirty = False
@@ -259,8 +285,22 @@ class Blacklist:
             by_backend = conn.execute(select(blacklist_samples.c.backend_id, func.count())
                                       .group_by(blacklist_samples.c.backend_id)).all()
         other = {str(b): int(n) for b, n in by_backend if b != self.engine.backend_id}
+        identities, prints = self.counts()
+        tiers = self.operating_points()
+        call_tiers = self.operating_points(looks_ratio=self.call_looks_ratio())
+        cal = self.engine.calibration
         return {
-            "backend_id": self.engine.backend_id, "threshold": float(self.engine.threshold),
+            "backend_id": self.engine.backend_id,
+            "threshold": float(tiers["alarm"]["threshold"] if tiers else self.engine.threshold),
+            "calibrated": cal is not None, "identities": identities, "prints": prints,
+            "target_far": {"alarm": self.alarm_far, "review": self.review_far},
+            "identify": tiers, "call": call_tiers,
+            "calibration": None if cal is None else {
+                "min_net_speech_s": cal.min_net_speech_s,
+                "cohort_prints": 0 if cal.cohort is None else len(cal.cohort),
+                "cohort_top_n": cal.cohort_top_n, "prints_exponent": cal.prints_exponent,
+                "looks_gamma": cal.looks_gamma, "call_looks_ratio": round(self.call_looks_ratio(), 3),
+                **{k: v for k, v in cal.meta.items() if not k.startswith("_")}},
             "kind": self.index.kind, "searchable_prints": len(self.index), "nprobe": self.index.nprobe,
             "recall": asdict(self.index.recall) if self.index.recall else None,
             "generation": self._generation, "ann_threshold": self.ann_threshold,
@@ -275,6 +315,39 @@ class Blacklist:
         searched = np.sort(np.asarray(self.index.ids(), dtype=np.int64))
         return {"in_sync": bool(np.array_equal(stored, searched)), "stored_prints": len(stored),
                 "searchable_prints": len(searched), "generation": self._generation}
+
+    # -- open-set operating points -------------------------------------------------------------------------
+
+    def counts(self) -> tuple[int, int]:
+        """(identities with a searchable print, searchable prints), read from the database once per
+        generation, so every replica derives the same thresholds from the same blacklist."""
+        generation = self._read_generation()
+        if self._counts[0] == generation:
+            return self._counts[1], self._counts[2]
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(func.count(func.distinct(blacklist_samples.c.identity_id)), func.count())
+                .where(blacklist_samples.c.backend_id == self.engine.backend_id)).one()
+        self._counts = (generation, int(row[0]), int(row[1]))
+        return self._counts[1], self._counts[2]
+
+    def call_looks_ratio(self) -> float:
+        """Last over first look of the longest scored call (``CALLVET_CALL_MAX_SCORED_S``, default 60 s;
+        the first look comes at the engine's minimum net speech)."""
+        longest = float(os.environ.get("CALLVET_CALL_MAX_SCORED_S", "60"))
+        return max(longest / max(self.engine.min_net_speech_s, 0.1), 1.0)
+
+    def operating_points(self, looks_ratio: float = 1.0) -> dict[str, dict[str, Any]] | None:
+        """Alarm and review thresholds for one search of the blacklist as it is now (None when the
+        engine has no open-set calibration: then the back end's per-comparison threshold applies)."""
+        cal = self.engine.calibration
+        if cal is None:
+            return None
+        identities, prints = self.counts()
+        n = max(identities, 1)
+        p = max(prints, n)
+        return {tier: cal.operating_point(tier, far, n, p, looks_ratio=looks_ratio).to_dict()
+                for tier, far in (("alarm", self.alarm_far), ("review", self.review_far))}
 
     def close(self) -> None:
         with self._sync:
@@ -379,7 +452,9 @@ class Blacklist:
         digest = hashlib.sha256(data).hexdigest()
         scored = self._score_identities(vp, top_k=10)
         others = [m for m in scored if m.identity_id != identity_id]
-        duplicates = [m.to_dict() for m in others if m.score >= self.engine.threshold][:5]
+        tiers = self.operating_points()
+        dup_t = float(tiers["alarm"]["threshold"]) if tiers else float(self.engine.threshold)
+        duplicates = [m.to_dict() for m in others if m.score >= dup_t][:5]
         own = [m.score for m in scored if m.identity_id == identity_id]
         with self.db.begin() as conn:
             self._identity(conn, identity_id)
@@ -461,15 +536,27 @@ class Blacklist:
         vp = self.engine.voiceprint(analysis.speech)
         return self.identify_voiceprint(vp)
 
-    def identify_voiceprint(self, vp: Voiceprint, top_k: int = 5) -> IdentifyResult:
+    def identify_voiceprint(self, vp: Voiceprint, top_k: int = 5, *,
+                            looks_ratio: float = 1.0) -> IdentifyResult:
+        """``looks_ratio``: 1 for one request; a live call passes :meth:`call_looks_ratio`, since it looks
+        again as its speech grows and each look is another chance of a false alarm."""
         if top_k <= 0:
             raise InvalidInput("top_k must be positive", code="invalid_top_k")
         matches = self._score_identities(vp, top_k=top_k)
-        threshold = float(self.engine.threshold)
+        tiers = self.operating_points(looks_ratio=looks_ratio)
+        if tiers is None:
+            threshold = float(self.engine.threshold)
+            review_t = None
+        else:
+            threshold = float(tiers["alarm"]["threshold"])
+            review_t = float(tiers["review"]["threshold"])
+        best = matches[0].score if matches else None
+        alarm = bool(best is not None and best >= threshold)
+        review = bool(best is not None and review_t is not None and not alarm and best >= review_t)
         return IdentifyResult(
-            net_speech_s=float(vp.net_speech_s), alarm=bool(matches and matches[0].score >= threshold),
-            threshold=threshold, matches=matches, backend_id=self.engine.backend_id,
-            searched=len(self.index),
+            net_speech_s=float(vp.net_speech_s), alarm=alarm, threshold=round(threshold, 4),
+            matches=matches, backend_id=self.engine.backend_id, searched=len(self.index), review=review,
+            review_threshold=None if review_t is None else round(review_t, 4), tiers=tiers,
         )
 
     def _score_identities(self, vp: Voiceprint, *, top_k: int) -> list[Match]:
@@ -488,6 +575,7 @@ class Blacklist:
                 for r in conn.execute(
                     select(blacklist_samples.c.id, blacklist_samples.c.identity_id,
                            blacklist_samples.c.stats_mean, blacklist_samples.c.stats_std,
+                           blacklist_samples.c.vector, blacklist_samples.c.net_speech_s,
                            blacklist_identities.c.label)
                     .join(blacklist_identities, blacklist_identities.c.id == blacklist_samples.c.identity_id)
                     .where(blacklist_samples.c.id.in_(chunk))
@@ -499,11 +587,20 @@ class Blacklist:
         raw_scores, sample_ids = raw_scores[present], sample_ids[present]
         stats = np.array([[rows[int(s)].stats_mean, rows[int(s)].stats_std] for s in sample_ids],
                          dtype=np.float64)
-        calibrated = np.asarray(self.engine.calibrate(vp, raw_scores, stats), dtype=np.float64)
+        cal = self.engine.calibration
+        if cal is None:
+            calibrated = np.asarray(self.engine.calibrate(vp, raw_scores, stats), dtype=np.float64)
+            llrs: list[float | None] = [None] * len(calibrated)
+        else:
+            vecs = np.frombuffer(b"".join(bytes(rows[int(s)].vector) for s in sample_ids),
+                                 dtype="<f4").reshape(len(sample_ids), -1)
+            calibrated = np.asarray(self.engine.normalise(vp, raw_scores, vecs, stats), dtype=np.float64)
+            model_s = np.array([float(rows[int(s)].net_speech_s) for s in sample_ids])
+            llrs = [round(float(v), 3) for v in cal.llr(calibrated, vp.net_speech_s, model_s)]
         best: dict[int, Match] = {}
-        for sid, score in zip(sample_ids, calibrated, strict=True):
+        for sid, score, llr in zip(sample_ids, calibrated, llrs, strict=True):
             r = rows[int(sid)]
             current = best.get(int(r.identity_id))
             if current is None or score > current.score:
-                best[int(r.identity_id)] = Match(int(r.identity_id), r.label, round(float(score), 4))
+                best[int(r.identity_id)] = Match(int(r.identity_id), r.label, round(float(score), 4), llr)
         return sorted(best.values(), key=lambda m: -m.score)[:top_k]

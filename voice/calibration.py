@@ -26,6 +26,7 @@ computes the same threshold for the same blacklist.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -38,15 +39,62 @@ from scipy.special import expit, ndtri
 
 __all__ = [
     "CALIBRATION_FILE",
+    "COHORT_FILE",
     "Calibration",
     "OperatingPoint",
+    "SNorm",
+    "find_calibration",
     "fit_calibration",
     "fit_llr",
     "fit_tail",
 ]
 
 CALIBRATION_FILE = "calibration.json"
+COHORT_FILE = "cohort.npz"
 _TAIL_Q = 0.90
+#: Adaptive s-norm uses the top this many cohort scores of each side (Matejka et al. 2017: top-N
+#: of a few hundred to a few thousand cohort prints).
+DEFAULT_TOP_N = 200
+
+
+class SNorm:
+    """Adaptive symmetric score normalisation against an impostor cohort of prints.
+
+    ``score_fn(raw, probe_stats, model_stats)`` is the back end's own comparison (PLDA LLR or AS-normed
+    cosine); each side is compared with every cohort print, and the mean / std of its ``top_n`` best
+    cohort scores standardise the comparison from that side:
+    ``0.5 * ((s - mu_model) / sd_model + (s - mu_probe) / sd_probe)``. A probe from a voice family the
+    back end never saw scores high against everyone (or low), and this takes that drift out.
+    """
+
+    def __init__(self, vectors: np.ndarray, stats: np.ndarray, score_fn: Any, top_n: int = DEFAULT_TOP_N):
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.stats = np.asarray(stats, dtype=np.float64).reshape(-1, 2)
+        self.score_fn = score_fn
+        self.top_n = max(1, min(int(top_n), len(self.vectors)))
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def moments(self, vectors: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """(n, 2): mean and std of each print's top-N cohort scores."""
+        v = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        st = np.asarray(stats, dtype=np.float64).reshape(-1, 2)
+        raw = v @ self.vectors.T
+        out = np.empty((len(v), 2))
+        c = raw.shape[1]
+        for i in range(len(v)):
+            s = np.asarray(self.score_fn(raw[i], st[i], self.stats), dtype=np.float64)
+            top = np.partition(s, c - self.top_n)[-self.top_n:]
+            out[i] = (top.mean(), max(float(top.std()), 1e-6))
+        return out
+
+    @staticmethod
+    def apply(scores: np.ndarray, probe_m: np.ndarray, model_m: np.ndarray) -> np.ndarray:
+        s = np.asarray(scores, dtype=np.float64)
+        pm = np.asarray(probe_m, dtype=np.float64).reshape(-1, 2)
+        mm = np.asarray(model_m, dtype=np.float64).reshape(-1, 2)
+        return 0.5 * ((s - mm[:, 0]) / mm[:, 1] + (s - pm[:, 0]) / pm[:, 1])
 
 
 @dataclass(frozen=True)
@@ -91,14 +139,26 @@ def fit_tail(null: np.ndarray, q: float = _TAIL_Q) -> dict[str, Any]:
             "t_q": float(s[start]), "grid_t": keep.tolist()}
 
 
+def _llr_features(s: np.ndarray, probe_dur: np.ndarray, model_dur: np.ndarray) -> np.ndarray:
+    s = np.asarray(s, dtype=np.float64)
+    dp = np.log(np.maximum(np.broadcast_to(np.asarray(probe_dur, dtype=np.float64), s.shape), 0.5))
+    dm = np.log(np.maximum(np.broadcast_to(np.asarray(model_dur, dtype=np.float64), s.shape), 0.5))
+    return np.stack([np.ones_like(s), s, s * dp, dp, s * dm, dm], axis=-1)
+
+
 def fit_llr(tar: np.ndarray, non: np.ndarray, tar_dur: np.ndarray, non_dur: np.ndarray,
-            prior: float = 0.5) -> list[float]:
-    """Weights of ``llr = w0 + w1 s + w2 s log(d) + w3 log(d)`` (d = probe net speech, s), fitted
-    by prior-weighted logistic regression (BOSARIS ``train_linear_fusion`` with a quality measure)."""
+            prior: float = 0.5, *, tar_model_dur: np.ndarray | None = None,
+            non_model_dur: np.ndarray | None = None) -> list[float]:
+    """Weights of ``llr = w0 + w1 s + w2 s log(dp) + w3 log(dp) + w4 s log(dm) + w5 log(dm)``
+    (dp / dm = net speech of probe / enrolled print), fitted by prior-weighted logistic regression
+    (BOSARIS ``train_linear_fusion`` with quality measures of both sides)."""
     x = np.concatenate([tar, non]).astype(np.float64)
-    d = np.log(np.maximum(np.concatenate([tar_dur, non_dur]).astype(np.float64), 0.5))
+    dp = np.concatenate([tar_dur, non_dur]).astype(np.float64)
+    tmd = np.full(len(tar), 10.0) if tar_model_dur is None else np.asarray(tar_model_dur)
+    nmd = np.full(len(non), 10.0) if non_model_dur is None else np.asarray(non_model_dur)
+    dm = np.concatenate([tmd, nmd]).astype(np.float64)
     y = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
-    feats = np.stack([np.ones_like(x), x, x * d, d], axis=1)
+    feats = _llr_features(x, dp, dm)
     w_t, w_n = prior / max(len(tar), 1), (1 - prior) / max(len(non), 1)
     wt = np.where(y == 1, w_t, w_n)
     offset = math.log(prior / (1 - prior))
@@ -110,7 +170,7 @@ def fit_llr(tar: np.ndarray, non: np.ndarray, tar_dur: np.ndarray, non_dur: np.n
         g = -(sgn * expit(-sgn * z) * wt) @ feats
         return float((wt * val).sum()), g
 
-    res = minimize(loss, np.array([0.0, 1.0, 0.0, 0.0]), jac=True, method="L-BFGS-B")
+    res = minimize(loss, np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0]), jac=True, method="L-BFGS-B")
     return [float(v) for v in res.x]
 
 
@@ -125,6 +185,11 @@ class Calibration:
     looks_gamma: float = 0.5
     target_scores: list[float] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Shortest probe net speech the null and the LLR were fitted on (shorter is refused).
+    min_net_speech_s: float = 1.5
+    cohort_top_n: int = DEFAULT_TOP_N
+    cohort_sha256: str = ""
+    cohort: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # -- the null model ----------------------------------------------------------------------------
     def p_comparison(self, t: float) -> float:
@@ -182,36 +247,95 @@ class Calibration:
         return OperatingPoint(tier, far, t, n_eff, self.far(t, n_eff) if n_eff else 0.0, self.detection(t))
 
     # -- log-likelihood ratios --------------------------------------------------------------------
-    def llr(self, score: np.ndarray | float, net_speech_s: float) -> np.ndarray:
-        w = self.llr_weights
-        d = math.log(max(float(net_speech_s), 0.5))
+    def llr(self, score: np.ndarray | float, net_speech_s: float,
+            model_net_speech_s: np.ndarray | float = 10.0) -> np.ndarray:
+        """Calibrated log-likelihood ratio (natural log) of normalised scores; shorter speech on either
+        side pulls it toward 0 (less evidence either way)."""
+        w = np.asarray(self.llr_weights, dtype=np.float64)
+        if len(w) == 4:
+            w = np.concatenate([w, [0.0, 0.0]])
         s = np.asarray(score, dtype=np.float64)
-        return w[0] + w[1] * s + w[2] * s * d + w[3] * d
+        return _llr_features(s, np.full(s.shape, float(net_speech_s)),
+                             np.broadcast_to(np.asarray(model_net_speech_s, dtype=np.float64), s.shape)) @ w
+
+    def snorm(self, score_fn: Any) -> SNorm:
+        if self.cohort is None or not len(self.cohort):
+            raise ValueError("this calibration has no cohort")
+        stats = np.asarray(self.meta.get("_cohort_stats")) if "_cohort_stats" in self.meta else None
+        if stats is None:
+            raise ValueError("cohort statistics missing")
+        return SNorm(self.cohort, stats, score_fn, self.cohort_top_n)
 
     # -- persistence ------------------------------------------------------------------------------
-    def save(self, directory: Path) -> Path:
-        path = Path(directory) / CALIBRATION_FILE
+    def save(self, directory: Path, cohort_stats: np.ndarray | None = None) -> Path:
+        """``calibration.json`` (+ ``cohort.npz``: cohort prints and their stats, float16/float64)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.cohort is not None:
+            stats = cohort_stats if cohort_stats is not None else np.asarray(self.meta.get("_cohort_stats"))
+            tmp_c = directory / (COHORT_FILE + ".tmp.npz")
+            np.savez_compressed(tmp_c, vectors=self.cohort.astype(np.float16),
+                                stats=np.asarray(stats, dtype=np.float64))
+            tmp_c.replace(directory / COHORT_FILE)
+            self.cohort_sha256 = hashlib.sha256((directory / COHORT_FILE).read_bytes()).hexdigest()
+        d = {k: v for k, v in asdict(self).items() if k != "cohort"}
+        d["meta"] = {k: v for k, v in d["meta"].items() if not k.startswith("_")}
+        path = directory / CALIBRATION_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(d, indent=1, sort_keys=True) + "\n")
         tmp.replace(path)
         return path
 
     @classmethod
     def load(cls, directory: Path) -> Calibration | None:
+        """The calibration in ``directory``, or None; a cohort file that does not match its sha256 is
+        refused (``ValueError``) rather than silently shifting every score."""
         path = Path(directory) / CALIBRATION_FILE
         if not path.is_file():
             return None
         d = json.loads(path.read_text())
-        return cls(**d)
+        known = set(cls.__dataclass_fields__) - {"cohort"}
+        cal = cls(**{k: v for k, v in d.items() if k in known})
+        cpath = Path(directory) / COHORT_FILE
+        if cal.cohort_sha256:
+            blob = cpath.read_bytes() if cpath.is_file() else b""
+            if hashlib.sha256(blob).hexdigest() != cal.cohort_sha256:
+                raise ValueError(f"{cpath} is missing or does not match calibration.json")
+            with np.load(cpath) as z:
+                cal.cohort = z["vectors"].astype(np.float32)
+                cal.meta["_cohort_stats"] = z["stats"].astype(np.float64)
+        return cal
+
+
+def find_calibration(directory: Path, backend_id: str) -> Calibration | None:
+    """The calibration stored beside a back end, if it was fitted for exactly that back end."""
+    import logging
+
+    try:
+        cal = Calibration.load(directory)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logging.getLogger(__name__).warning("calibration at %s unusable: %s", directory, exc)
+        return None
+    if cal is None:
+        return None
+    if cal.backend_id != backend_id:
+        logging.getLogger(__name__).warning("calibration at %s is for %s, not %s; not used", directory,
+                                            cal.backend_id, backend_id)
+        return None
+    return cal
 
 
 def fit_calibration(backend_id: str, null: np.ndarray, tar: np.ndarray, null_dur: np.ndarray,
                     tar_dur: np.ndarray, *, target_scores_10s: np.ndarray, looks_gamma: float,
-                    prints_exponent: float = 0.5, meta: dict[str, Any] | None = None) -> Calibration:
+                    prints_exponent: float = 0.5, meta: dict[str, Any] | None = None,
+                    tar_model_dur: np.ndarray | None = None, null_model_dur: np.ndarray | None = None,
+                    min_net_speech_s: float = 1.5) -> Calibration:
     """A :class:`Calibration` from out-of-fold impostor (``null``) and target scores."""
     return Calibration(
-        backend_id=backend_id, tail=fit_tail(null), llr_weights=fit_llr(tar, null, tar_dur, null_dur),
+        backend_id=backend_id, tail=fit_tail(null),
+        llr_weights=fit_llr(tar, null, tar_dur, null_dur, tar_model_dur=tar_model_dur,
+                            non_model_dur=null_model_dur),
         prints_exponent=prints_exponent, looks_gamma=looks_gamma,
         target_scores=[round(float(v), 4) for v in np.sort(np.asarray(target_scores_10s))],
-        meta=dict(meta or {}),
+        meta=dict(meta or {}), min_net_speech_s=float(min_net_speech_s),
     )

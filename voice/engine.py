@@ -9,6 +9,7 @@ and is stored with every print, because prints from different back ends are not 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from callvet.voice.vad import SileroVad, default_vad, pauses
 if TYPE_CHECKING:
     from callvet.core.settings import Settings
     from callvet.voice.backend import Backend
+    from callvet.voice.calibration import Calibration
     from callvet.voice.encoder import OnnxEncoder
 
 __all__ = [
@@ -38,6 +40,8 @@ COSINE_THRESHOLD = 0.90
 DEFAULT_MIN_NET_SPEECH_S = 3.0
 # issue 9: speech embedded per print; a minute of net speech saturates the encoder, more only costs.
 DEFAULT_MAX_SPEECH_S = 120.0
+#: Enrolment keeps the old floor: an enrolled print is compared with every caller, a weak one hurts all.
+MIN_ENROL_SPEECH_S = 3.0
 _SR = 16000
 _MIN_SEGMENT_FOR_EMBED_S = 0.5
 
@@ -85,10 +89,11 @@ class VoiceEngine:
         *,
         backend: Backend | None = None,
         vad: SileroVad | None = None,
-        min_net_speech_s: float = DEFAULT_MIN_NET_SPEECH_S,
+        min_net_speech_s: float | None = None,
         max_upload_bytes: int | None = None,
         max_audio_s: float | None = None,
         max_speech_s: float = DEFAULT_MAX_SPEECH_S,
+        calibration: Calibration | None = None,
     ) -> None:
         if encoder.sample_rate != _SR:
             raise ValueError(f"encoder runs at {encoder.sample_rate} Hz; the engine needs {_SR}")
@@ -96,10 +101,19 @@ class VoiceEngine:
         self.backend = backend
         self.vad = vad or default_vad()
         self.sample_rate = _SR
-        self.min_net_speech_s = float(min_net_speech_s)
         self.max_upload_bytes = max_upload_bytes
         self.max_audio_s = max_audio_s
         self.max_speech_s = float(max_speech_s)
+        self.calibration = None
+        self.snorm = None
+        if calibration is not None and backend is not None and calibration.backend_id == backend.id:
+            self.calibration = calibration
+            self.snorm = calibration.snorm(backend.calibrate)
+        if min_net_speech_s is None:
+            min_net_speech_s = (self.calibration.min_net_speech_s if self.calibration is not None
+                                else DEFAULT_MIN_NET_SPEECH_S)
+        self.min_net_speech_s = float(min_net_speech_s)
+        self.min_enrol_speech_s = max(self.min_net_speech_s, MIN_ENROL_SPEECH_S)
         self.encoder_name = encoder.name
         if backend is None:
             self.dim = encoder.dim
@@ -120,14 +134,19 @@ class VoiceEngine:
 
         encoder = load_encoder(settings.models_dir, settings.encoder)
         backend = None
+        calibration = None
         if backend_dir is not False:
-            from callvet.voice.backend import find_backend
+            from callvet.voice.backend import MANIFEST_FILE, backend_dir_for, find_backend
+            from callvet.voice.calibration import find_calibration
 
-            backend = find_backend(
-                encoder, Path(backend_dir) if isinstance(backend_dir, str | Path) else settings.models_dir
-            )
+            root = Path(backend_dir) if isinstance(backend_dir, str | Path) else settings.models_dir
+            backend = find_backend(encoder, root)
+            if backend is not None:
+                directory = root if (root / MANIFEST_FILE).is_file() else backend_dir_for(root, encoder.name)
+                calibration = find_calibration(directory, backend.id)
         return cls(encoder, backend=backend, max_upload_bytes=settings.max_upload_bytes,
-                   max_audio_s=settings.max_audio_s, max_speech_s=settings.max_speech_s)
+                   max_audio_s=settings.max_audio_s, max_speech_s=settings.max_speech_s,
+                   calibration=calibration)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -135,7 +154,9 @@ class VoiceEngine:
             "backend_id": self.backend_id,
             "dim": self.dim,
             "threshold": self.threshold,
+            "calibrated": self.calibration is not None,
             "min_net_speech_s": self.min_net_speech_s,
+            "min_enrol_speech_s": self.min_enrol_speech_s,
             "sample_rate": self.sample_rate,
         }
 
@@ -165,12 +186,14 @@ class VoiceEngine:
         )
 
     # -- prints --------------------------------------------------------------------------------
-    def _require_speech(self, net_s: float) -> None:
-        if net_s + 1e-6 < self.min_net_speech_s:
+    def _require_speech(self, net_s: float, *, enrol: bool = False) -> None:
+        need = self.min_enrol_speech_s if enrol else self.min_net_speech_s
+        if net_s + 1e-6 < need:
+            what = "an enrolment print" if enrol else "a voiceprint"
             raise AudioError(
-                f"only {net_s:.1f} s of speech; at least {self.min_net_speech_s:.1f} s of net speech is "
-                "needed for a voiceprint", code="too_little_speech",
-                net_speech_s=round(net_s, 3), min_net_speech_s=self.min_net_speech_s,
+                f"only {math.floor(net_s * 100) / 100:.2f} s of net speech; at least {need:.2f} s is "
+                f"needed for {what}", code="too_little_speech",
+                net_speech_s=round(net_s, 3), min_net_speech_s=need,
             )
 
     def embedding(self, speech16k: np.ndarray) -> np.ndarray:
@@ -191,7 +214,7 @@ class VoiceEngine:
         asks for it, so a clean enrolment recording matches the same person on a phone line."""
         x = np.asarray(speech16k, dtype=np.float32)
         net_s = len(x) / _SR
-        self._require_speech(net_s)
+        self._require_speech(net_s, enrol=enrol)
         embs = [self.encoder.embed(x)]
         if enrol and self.backend is not None and self.backend.enrol_augment:
             from callvet.voice.augment import channel_copies
@@ -215,6 +238,19 @@ class VoiceEngine:
             return raw
         stats = np.asarray(model_stats, dtype=np.float64).reshape(-1, 2)
         return self.backend.calibrate(raw, probe.stats, stats)
+
+    def normalise(self, probe: Voiceprint, raw: np.ndarray, model_vectors: np.ndarray,
+                  model_stats: np.ndarray) -> np.ndarray:
+        """Back-end scores against enrolled prints, then adaptive s-norm against the cohort (when
+        calibrated): the scores the open-set thresholds apply to."""
+        s = self.calibrate(probe, raw, model_stats)
+        if self.snorm is None:
+            return s
+        from callvet.voice.calibration import SNorm
+
+        pm = self.snorm.moments(np.asarray(probe.vector)[None, :], np.array([probe.stats]))
+        mm = self.snorm.moments(model_vectors, model_stats)
+        return SNorm.apply(s, pm, mm)
 
 
 @dataclass

@@ -130,7 +130,20 @@ class IdentityList(BaseModel):
 class MatchOut(BaseModel):
     identity_id: int
     label: str
-    score: float = Field(description="calibrated score; the alarm threshold applies to it")
+    score: float = Field(description="normalised score (s-norm against the cohort); the tier thresholds "
+                         "apply to it")
+    llr: float | None = Field(None, description="calibrated log-likelihood ratio (natural log); shorter "
+                              "speech on either side gives it less weight")
+
+
+class TierOut(BaseModel):
+    tier: str
+    target_far: float = Field(description="configured false alarms per search (CALLVET_ALARM_FAR, "
+                              "CALLVET_REVIEW_FAR)")
+    threshold: float
+    n_effective: float = Field(description="independent comparisons one search amounts to")
+    expected_far: float = Field(description="expected share of innocent searches reaching this tier")
+    expected_detection: float = Field(description="expected share of enrolled callers (~10 s) reaching it")
 
 
 class SampleOut(BaseModel):
@@ -156,7 +169,11 @@ class DeleteOut(BaseModel):
 class IdentifyOut(BaseModel):
     net_speech_s: float
     alarm: bool
+    review: bool = Field(False, description="reached the review tier but not the alarm tier")
     threshold: float
+    review_threshold: float | None = None
+    tiers: dict[str, TierOut] | None = Field(None, description="alarm and review operating points of "
+                                             "this search; null without an open-set calibration")
     matches: list[MatchOut] = Field(description="best first, one entry per identity")
     backend_id: str
     searched: int = Field(description="prints searched")
@@ -247,7 +264,14 @@ class RecallOut(BaseModel):
 
 class StatusOut(BaseModel):
     backend_id: str
-    threshold: float
+    threshold: float = Field(description="alarm threshold in force for one identify request")
+    calibrated: bool = False
+    identities: int = 0
+    prints: int = 0
+    target_far: dict[str, float] | None = None
+    identify: dict[str, TierOut] | None = Field(None, description="tiers for one identify request")
+    call: dict[str, TierOut] | None = Field(None, description="tiers for a live call (its looks counted)")
+    calibration: dict[str, Any] | None = None
     kind: str = Field(description="exact or ivf")
     searchable_prints: int
     nprobe: int

@@ -77,6 +77,44 @@ def train_backend_cmd(
                f"for {target_far:.1%} false alarms -> {target}")
 
 
+@voiceprint_app.command("calibrate")
+def calibrate_cmd(
+    corpus: Path = typer.Argument(..., help="corpus root with clean/ and channel/ trees and manifest.csv "
+                                  "(a family column: inner folds leave whole families out)"),
+    out: Path | None = typer.Option(None, "--out", help="default: the back end's own directory"),
+    cache: Path | None = typer.Option(None, "--cache", help="directory to cache embeddings in"),
+    folds: int = typer.Option(3, "--folds", help="inner leave-families-out folds"),
+    conditions: str = typer.Option("clean,channel", "--conditions", help="corpus trees to use"),
+) -> None:
+    """Fit the open-set calibration (s-norm cohort, null tail, looks/prints corrections, LLR) for the
+    installed back end; writes calibration.json + cohort.npz beside backend.npz."""
+    import numpy as np
+    from callvet.voice.backend import backend_dir_for
+    from callvet.voice.engine import VoiceEngine
+    from callvet.voice.openset import fit_openset, load_devset
+
+    settings = get_settings()
+    try:
+        engine = VoiceEngine.from_settings(settings)
+        if engine.backend is None:
+            raise CallvetError("no trained back end for this encoder; run train-backend first",
+                               code="backend_missing")
+        dev = load_devset(VoiceEngine.from_settings(settings, backend_dir=False), corpus, cache_dir=cache,
+                          progress=True, conditions=conditions.split(","))
+    except CallvetError as exc:
+        raise fail(exc) from exc
+    cal, _, _ = fit_openset(dev, np.ones(len(dev.emb), bool), backend=engine.backend, inner_folds=folds,
+                            progress=typer.echo)
+    cal.meta["built_from"] = str(corpus)
+    cal.meta["speakers"] = len(set(dev.speaker))
+    target = out or backend_dir_for(settings.models_dir, engine.encoder_name)
+    path = cal.save(target)
+    typer.echo(f"calibration for {cal.backend_id}: {cal.meta['null_trials']} null trials, cohort "
+               f"{0 if cal.cohort is None else len(cal.cohort)} prints, looks gamma {cal.looks_gamma:.3f}, "
+               "prints exponent "
+               f"{cal.prints_exponent:.3f} -> {path}")
+
+
 @voiceprint_app.command("eval")
 def eval_cmd(
     directory: Path = typer.Argument(..., help="<speaker>/<file>.wav tree to enrol from (and test on)"),

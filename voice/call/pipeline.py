@@ -163,8 +163,9 @@ class Ring:
 
 def _verdict_key(v: dict[str, Any]) -> tuple[Any, ...]:
     top = v.get("matches") or []
-    return (bool(v.get("alarm")), (top[0].get("identity_id") if v.get("alarm") and top else None),
-            bool(v.get("voice_reuse")))
+    flagged = v.get("alarm") or v.get("review")
+    return (bool(v.get("alarm")), bool(v.get("review")),
+            (top[0].get("identity_id") if flagged and top else None), bool(v.get("voice_reuse")))
 
 
 class CallProcessor:

@@ -17,10 +17,14 @@ def verdict_dict(result: Any) -> dict[str, Any]:
     """An ``IdentifyResult`` as the JSON the robot and the call record get."""
     return {
         "alarm": bool(result.alarm),
+        "review": bool(getattr(result, "review", False)),
         "threshold": round(float(result.threshold), 4),
+        "review_threshold": getattr(result, "review_threshold", None),
+        "tiers": getattr(result, "tiers", None),
         "net_speech_s": round(float(result.net_speech_s), 3),
         "matches": [
-            {"identity_id": m.identity_id, "label": m.label, "score": round(float(m.score), 4)}
+            {"identity_id": m.identity_id, "label": m.label, "score": round(float(m.score), 4),
+             "llr": getattr(m, "llr", None)}
             for m in result.matches
         ],
     }
@@ -42,9 +46,12 @@ class EngineWatch:
         self.acc.add(speech16k)
 
     def verdict(self) -> dict[str, Any]:
+        """A call looks again as speech grows, so its thresholds count the looks (see docs/blacklist.md)."""
         vp = self.acc.voiceprint()
         self.last_voiceprint = vp
-        return verdict_dict(self.blacklist.identify_voiceprint(vp, top_k=self.top_k))
+        ratio = getattr(self.blacklist, "call_looks_ratio", None)
+        kw = {"looks_ratio": ratio()} if ratio is not None else {}
+        return verdict_dict(self.blacklist.identify_voiceprint(vp, top_k=self.top_k, **kw))
 
 
 class VoiceScoring:
