@@ -15,6 +15,7 @@ from callvet._cli import (
     models,
     portrait,
     questionnaire,
+    spoof,
     voiceprint,
     workflow,
 )
@@ -93,7 +94,8 @@ def init_db() -> None:
     typer.echo(f"schema ready at {db.url}")
 
 
-for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait):
+for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait,
+                spoof):
     _module.register(app)
 
 

@@ -29,7 +29,7 @@ __all__ = ["CM_FILE", "DEFAULT_FFR", "SpoofDetector", "SpoofResult", "SpoofWatch
 
 DEFAULT_FFR = 0.01
 NB_SAMP = 64600
-MAX_WINDOWS = 4
+MAX_WINDOWS = 1
 CM_FILE = Path(__file__).with_name("cm.npz")
 _SR = 16000
 _MIN_SAMPLES = _SR // 2
