@@ -160,9 +160,11 @@ class Ring:
         return np.concatenate([self.buf[i:], self.buf[:j]])
 
 
-def _verdict_key(v: dict[str, Any]) -> tuple[bool, Any]:
+def _verdict_key(v: dict[str, Any]) -> tuple[bool, Any, Any]:
     top = v.get("matches") or []
-    return bool(v.get("alarm")), (top[0].get("identity_id") if v.get("alarm") and top else None)
+    spoof = v.get("spoof") or {}
+    return (bool(v.get("alarm")), (top[0].get("identity_id") if v.get("alarm") and top else None),
+            (spoof.get("flag"), spoof.get("kind")))
 
 
 class CallProcessor:
@@ -183,7 +185,7 @@ class CallProcessor:
         self._speech16k: list[np.ndarray] = []
         self._speech16k_n = 0
         self._scored_at = -1.0
-        self._last_key: tuple[bool, Any] | None = None
+        self._last_key: tuple[bool, Any, Any] | None = None
         self.last_verdict: dict[str, Any] | None = None
         self.scoring_failed = False
         self.speech_s = 0.0
