@@ -270,7 +270,7 @@ def _det_plot(bona: Any, spoof: Any, threshold: float, path: Path) -> None:
     ax.plot(norm.ppf(clip(ffr)), norm.ppf(clip(miss)), lw=1.5, label="fused countermeasure")
     i = int(np.searchsorted(thr, threshold, side="right")) - 1
     ax.plot(norm.ppf(clip(ffr[i])), norm.ppf(clip(miss[i])), "o", color="red", label="operating point")
-    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8])
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999])
     ax.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     ax.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     ax.set_xlabel("false-flag rate on genuine (%)")
