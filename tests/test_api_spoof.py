@@ -137,7 +137,8 @@ def _call(env: dict[str, Any], wav: bytes) -> Any:
 def test_call_event_and_record_carry_the_spoof_result(env: dict[str, Any]) -> None:
     """Every verdict event carries the call's spoof result, the record's timeline and summary keep it;
     a synthetic call is flagged (at least one of the flagged synthetic recordings, streamed as a call:
-    the call scores 4 s windows of VAD speech, not the whole file) and the human call is not."""
+    the call scores 4 s windows of VAD speech, not the whole file) and the human call is not. The first
+    verdict may say ``pending`` (spoof checks never delay a verdict); the record's final one may not."""
     c, h, det = env["client"], env["h"], env["det"]
     flags: dict[str, list[bool]] = {"tts": [], "human": []}
     for name, wav in [("tts", w) for w in env["flagged"]] + [("human", env["human"])]:
@@ -147,12 +148,17 @@ def test_call_event_and_record_carry_the_spoof_result(env: dict[str, Any]) -> No
         assert verdicts, res.events
         for v in verdicts:
             s = v["spoof"]
-            assert set(s) >= {"score", "flag", "kind"} and isinstance(s["score"], float)
+            assert set(s) >= {"score", "flag", "kind"}
+            if s.get("error") == "pending":  # the first check runs off the verdict path
+                assert s["score"] is None and s["flag"] is None and v is verdicts[0]
+                continue
+            assert isinstance(s["score"], float)
             assert s["flag"] is (s["score"] > det.threshold) and (s["kind"] is not None) is s["flag"]
         rec = c.get(f"/v1/calls/{res.call_id}", headers=h["analyst"]).json()
         recorded = [e["data"]["spoof"] for e in rec["events"] if e["kind"] == "verdict"]
         assert recorded == [v["spoof"] for v in verdicts]
         final = rec["stats"]["final_verdict"]["spoof"]
-        assert rec["stats"]["spoof"] == final and final["flag"] is verdicts[-1]["spoof"]["flag"]
+        assert rec["stats"]["spoof"] == final and isinstance(final["score"], float)
+        assert final["flag"] is verdicts[-1]["spoof"]["flag"]
         flags[name].append(bool(final["flag"]))
     assert any(flags["tts"]) and not any(flags["human"]), flags
