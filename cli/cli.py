@@ -18,6 +18,7 @@ from callvet._cli import (
     models,
     portrait,
     questionnaire,
+    spoof,
     voiceprint,
     workflow,
 )
@@ -105,7 +106,8 @@ def init_db() -> None:
     typer.echo(f"schema ready at {db.url}")
 
 
-for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait, db):
+for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decision, workflow, portrait, db,
+                spoof):
     _module.register(app)
 import_module("callvet._cli.forms").register(app)  # issue 15: scanned application forms
 

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.skipif(shutil.which("dpkg") is None, reason="not a Debi
 
 
 def apt_packages(dev_script: Path = ROOT / "dev") -> set[str]:
-    m = re.search(r'^APT_PACKAGES="([^"]*)"', dev_script.read_text(), re.M)
-    assert m, "./dev has no APT_PACKAGES line"
-    return set(m.group(1).split())
+    lines = re.findall(r'^APT_PACKAGES="([^"]*)"', dev_script.read_text(), re.M)
+    assert lines, "./dev has no APT_PACKAGES line"
+    return {p for line in lines for p in line.split() if p != "$APT_PACKAGES"}
 
 
 def _depends(pkg: str) -> set[str]:

@@ -435,17 +435,26 @@ class Blacklist:
 
     # -- prints -------------------------------------------------------------------------------------------
 
-    def add_sample(self, identity_id: int, data: bytes, actor: str, **decode_kw: Any) -> dict[str, Any]:
+    def add_sample(self, identity_id: int, data: bytes, actor: str, *, spoof: Any = None,
+                   override_spoof: bool = False, override_reason: str = "",
+                   **decode_kw: Any) -> dict[str, Any]:
         """Enrol one recording; warns (never refuses) when it matches another identity above threshold.
 
         The same bytes twice for one identity is a ``Conflict`` only within one back end: after an
         encoder/back-end change the original recordings must be re-enrolled (audio is not kept).
+
+        ``spoof`` (a :class:`~callvet.voice.spoof.SpoofDetector`, or a callable raising the detector's
+        ``Unavailable``) gates enrolment: a recording it flags as synthetic or replayed is refused
+        (``Conflict`` ``spoof_flagged``, audited) unless ``override_spoof`` with a reason, which is
+        audited as ``blacklist.sample.spoof_override``. ``spoof=None`` skips the check (library use).
         """
         with self.db.connect() as conn:
             self._identity(conn, identity_id)
         audio = self.engine.decode(data, **decode_kw)
         analysis = self.engine.analyse(audio)
         vp = self.engine.voiceprint(analysis.speech, enrol=True)
+        spoof_out = self._spoof_gate(spoof, analysis.speech, identity_id, data, actor,
+                                     override_spoof, override_reason)
         vector = np.ascontiguousarray(vp.vector, dtype="<f4")
         if vector.shape != (self.engine.dim,):
             raise ValueError(f"engine print has shape {vector.shape}, expected ({self.engine.dim},)")
@@ -476,7 +485,11 @@ class Blacklist:
             record(conn, actor, "blacklist.sample.add", TARGET, identity_id, details={
                 "sample_id": sample_id, "sha256": digest, "net_speech_s": round(vp.net_speech_s, 3),
                 "backend_id": self.engine.backend_id,
-                "possible_duplicate_of": [d["identity_id"] for d in duplicates]})
+                "possible_duplicate_of": [d["identity_id"] for d in duplicates], "spoof": spoof_out})
+            if spoof_out is not None and (spoof_out.get("flag") or spoof_out.get("error")):
+                record(conn, actor, "blacklist.sample.spoof_override", TARGET, identity_id,
+                       reason=override_reason.strip(), details={"sample_id": sample_id, "sha256": digest,
+                                                                "spoof": spoof_out})
         self._apply(generation, add=(sample_id, vector))
         return {
             "sample_id": sample_id, "identity_id": identity_id,
@@ -484,6 +497,7 @@ class Blacklist:
             "sha256": digest, "backend_id": self.engine.backend_id,
             "possible_duplicate_of": duplicates,
             "self_score": round(max(own), 4) if own else None,
+            "spoof": spoof_out,
         }
 
     def add_print(self, identity_id: int, vp: Voiceprint, actor: str, *, call_id: str) -> dict[str, Any]:
@@ -527,6 +541,37 @@ class Blacklist:
             "sha256": digest, "backend_id": self.engine.backend_id, "possible_duplicate_of": duplicates,
             "self_score": round(max(own), 4) if own else None,
         }
+
+    def _spoof_gate(self, spoof: Any, speech16k: np.ndarray, identity_id: int, data: bytes, actor: str,
+                    override: bool, reason: str) -> dict[str, Any] | None:
+        """The spoof check of an enrolment; raises ``Conflict`` for a flagged recording without override
+        (the refusal is audited in its own transaction, so it survives the refused request)."""
+        if spoof is None:
+            return None
+        from callvet.core.errors import Unavailable
+
+        reason = (reason or "").strip()
+        if override and not reason:
+            raise InvalidInput("override_spoof needs a reason (kept in the audit log)",
+                               code="reason_required")
+        try:
+            detector = spoof() if callable(spoof) and not hasattr(spoof, "score") else spoof
+            out: dict[str, Any] = detector.score(speech16k).to_dict()
+        except Unavailable as exc:
+            if not override:
+                raise Unavailable(f"the spoof check cannot run ({exc.message}); enrol with "
+                                  "override_spoof and a reason to proceed without it",
+                                  code="spoof_unavailable") from exc
+            out = {"score": None, "flag": None, "kind": None, "error": exc.code}
+        if out["flag"] and not override:
+            digest = hashlib.sha256(data).hexdigest()
+            with self.db.begin() as conn:
+                record(conn, actor, "blacklist.sample.spoof_refused", TARGET, identity_id,
+                       details={"sha256": digest, "spoof": out})
+            raise Conflict(f"this recording is flagged as {out['kind'] or 'spoofed'} speech (score "
+                           f"{out['score']}); enrolment needs override_spoof with a reason",
+                           code="spoof_flagged", spoof=out)
+        return out
 
     # -- search -------------------------------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.types import Message
 
-__all__ = ["MULTIPART_SLACK", "UploadLimitRoute", "blacklist_service", "router", "voice_engine"]
+__all__ = ["MULTIPART_SLACK", "UploadLimitRoute", "blacklist_service", "router", "spoof_detector",
+           "spoof_result", "voice_engine"]
 
 #: Room for multipart boundaries, headers and the small form fields around the audio part.
 MULTIPART_SLACK = 64 * 1024
@@ -37,6 +38,25 @@ def blacklist_service(ctx: AppContext) -> Blacklist:
     """The per-process blacklist (service name ``blacklist``), built on :func:`voice_engine`."""
     engine = voice_engine(ctx)
     return ctx.service("blacklist", lambda c: Blacklist.from_settings(c.settings, c.db, engine))
+
+
+def spoof_detector(ctx: AppContext) -> Any:
+    """The per-process spoof countermeasure (service name ``spoof``); raises ``Unavailable`` (503)
+    when AASIST is not built or the back end is missing (not cached, so a later build is picked up)."""
+    from callvet.voice.spoof import load_detector
+
+    return ctx.service("spoof", lambda c: load_detector(c.settings.models_dir))
+
+
+def spoof_result(ctx: AppContext, speech16k: Any) -> dict[str, Any]:
+    """``{"score", "flag", "kind"}`` of one request's speech; when the countermeasure cannot run the
+    score and flag are null and ``error`` says why (the voiceprint answer is still given)."""
+    from callvet.core.errors import CallvetError
+
+    try:
+        return spoof_detector(ctx).score(speech16k).to_dict()  # type: ignore[no-any-return]
+    except CallvetError as exc:
+        return {"score": None, "flag": None, "kind": None, "error": exc.code}
 
 
 def _too_large(limit: int, what: str = "request body") -> dict[str, Any]:
@@ -88,6 +108,8 @@ class ErrorOut(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "unknown identity"},
     413: {"model": ErrorOut, "description": "upload larger than max_upload_bytes (code too_large)"},
+    409: {"model": ErrorOut, "description": "enrolment refused: duplicate_sample, or spoof_flagged (the "
+          "countermeasure flags the recording; retry with override_spoof and override_reason)"},
     422: {"model": ErrorOut, "description": "bad input or audio (codes empty, not_audio, unsupported_format, "
           "bad_sample_rate, too_large, nan, clipped, silence, too_little_speech, ...)"},
     503: {"model": ErrorOut, "description": "voice models not built"},
@@ -146,6 +168,14 @@ class TierOut(BaseModel):
     expected_detection: float = Field(description="expected share of enrolled callers (~10 s) reaching it")
 
 
+class SpoofOut(BaseModel):
+    score: float | None = Field(description="calibrated spoof log-odds (higher = more likely spoofed)")
+    flag: bool | None = Field(description="score above the operating point (CALLVET_SPOOF_FFR false "
+                              "flags on genuine callers); null when the countermeasure could not run")
+    kind: Literal["synthetic", "replay"] | None = Field(description="set on a flagged score")
+    error: str | None = Field(None, description="why there is no score (e.g. spoof_missing)")
+
+
 class SampleOut(BaseModel):
     sample_id: int
     identity_id: int
@@ -158,6 +188,7 @@ class SampleOut(BaseModel):
         description="other identities this voice already matches above threshold (not refused: analysts "
         "decide whether to merge)")
     self_score: float | None = Field(description="best score against this identity's earlier prints")
+    spoof: SpoofOut | None = Field(None, description="the countermeasure's result on this recording")
 
 
 class DeleteOut(BaseModel):
@@ -167,6 +198,7 @@ class DeleteOut(BaseModel):
 
 
 class IdentifyOut(BaseModel):
+    spoof: SpoofOut = Field(description="synthetic-voice / replay countermeasure on the same speech")
     net_speech_s: float
     alarm: bool
     review: bool = Field(False, description="reached the review tier but not the alarm tier")
@@ -229,11 +261,17 @@ def add_sample(
     encoding: Literal["auto", "wav", "pcm16", "mulaw"] = Form("auto"),
     sample_rate: int | None = Form(None, description="required for pcm16 and mulaw"),
     call_id: str | None = Depends(_call_ref),
+    override_spoof: bool = Form(False, description="enrol even if the spoof countermeasure flags the "
+                                "recording (needs override_reason; audited)"),
+    override_reason: str = Form("", max_length=2000),
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ANALYST)),
 ) -> dict[str, Any]:
     """Enrol one recording of this identity (multipart ``audio``), or the stored voiceprint of a past
-    call (JSON ``{"call_id": ...}``); only voiceprints and SHA-256s are stored, never audio."""
+    call (JSON ``{"call_id": ...}``); only voiceprints and SHA-256s are stored, never audio.
+
+    A recording the spoof countermeasure flags is refused with 409 ``spoof_flagged`` (audited) unless
+    ``override_spoof`` is true with an ``override_reason`` (audited as an override)."""
     if call_id is not None:
         from callvet.api.routes.calls import callprint_store
 
@@ -243,7 +281,9 @@ def add_sample(
         raise HTTPException(status_code=422, detail={
             "code": "audio_required", "message": "send multipart audio, or JSON {\"call_id\": ...}"})
     data = _read_upload(audio, ctx.settings.max_upload_bytes)
-    return blacklist_service(ctx).add_sample(identity_id, data, p.actor, **_decode_kw(encoding, sample_rate))
+    return blacklist_service(ctx).add_sample(
+        identity_id, data, p.actor, spoof=lambda: spoof_detector(ctx), override_spoof=override_spoof,
+        override_reason=override_reason, **_decode_kw(encoding, sample_rate))
 
 
 @router.get("/v1/blacklist/identities", response_model=IdentityList, responses=ERRORS)
@@ -327,4 +367,4 @@ def identify(
     engine = bl.engine
     analysis = engine.analyse(engine.decode(data, **_decode_kw(encoding, sample_rate)))
     result = bl.identify_voiceprint(engine.voiceprint(analysis.speech), top_k=top_k)
-    return result.to_dict()
+    return {**result.to_dict(), "spoof": spoof_result(ctx, analysis.speech)}

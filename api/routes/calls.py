@@ -52,6 +52,21 @@ def callprint_records(ctx: AppContext) -> Any:
 
     return ctx.service("callprint_records", lambda c: CallPrintRecords(c.db))
 
+def _spoof(ctx: AppContext) -> Any:
+    """The spoof countermeasure, or None when it cannot be built or ``CALLVET_SPOOF=0`` turns it off
+    for calls (calls then carry ``spoof.error = spoof_unavailable``; the voiceprint still runs)."""
+    import os
+
+    from callvet.api.routes.blacklist import spoof_detector
+    from callvet.core.errors import CallvetError
+
+    if os.environ.get("CALLVET_SPOOF", "1") == "0":
+        return None
+    try:
+        return spoof_detector(ctx)
+    except CallvetError:
+        return None
+
 
 def call_server(ctx: AppContext) -> CallServer:
     """The process's call server (one worker pool for all calls)."""
@@ -61,7 +76,7 @@ def call_server(ctx: AppContext) -> CallServer:
         from callvet.voice.call.scoring import VoiceScoring
 
         return CallServer(c.db, scoring=lambda: VoiceScoring(_engine(c), _blacklist(c),
-                                                             callprints=callprint_store(c)),
+                                                             callprints=callprint_store(c), spoof=_spoof(c)),
                           admit=lambda call_id, params: case_service(c).admit_stream(call_id, params))
 
     return ctx.service("calls", build)

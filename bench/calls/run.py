@@ -158,7 +158,7 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
     results = [r for rs in await asyncio.gather(*(caller(i) for i in range(n))) for r in rs]
     lat: list[float] = []
     first_lat: list[float] = []
-    failed = lagged = no_verdict = 0
+    failed = lagged = no_verdict = spoof_flagged = calls_ok = 0
     slip = 0.0
     alarms = {"fraudster": [0, 0], "other": [0, 0]}
     for voice, r in results:
@@ -176,6 +176,8 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
         kind = "fraudster" if voice == FRAUDSTER else "other"
         alarms[kind][0] += bool(verdicts and verdicts[-1]["alarm"])
         alarms[kind][1] += 1
+        spoof_flagged += bool(verdicts and (verdicts[-1].get("spoof") or {}).get("flag"))
+        calls_ok += 1
     def p(q):
         return (float(np.percentile(lat, q)) if lat else float("nan"))
     ok = (failed == 0 and lagged == 0 and no_verdict == 0 and slip < CLIENT_SLIP_LIMIT_S and lat
@@ -186,7 +188,8 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
             "max_ms": (max(lat) if lat else float("nan")) * 1000,
             "first_p95_ms": (float(np.percentile(first_lat, 95)) if first_lat else float("nan")) * 1000,
             "alarm_fraudster": f"{alarms['fraudster'][0]}/{alarms['fraudster'][1]}",
-            "alarm_other": f"{alarms['other'][0]}/{alarms['other'][1]}"}
+            "alarm_other": f"{alarms['other'][0]}/{alarms['other'][1]}",
+            "spoof_flagged": f"{spoof_flagged}/{calls_ok}"}
 
 
 async def _warm(url: str, token: str, clips: list[tuple[str, np.ndarray]], k: int) -> None:
@@ -206,7 +209,22 @@ def main() -> None:
     ap.add_argument("--asr", default="robot", choices=["robot", "server", "auto"],
                     help="customParameters asr: robot = the robot sends transcripts (no server ASR)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
+    ap.add_argument("--spoof", default="on", choices=["on", "off", "both"],
+                    help="spoof countermeasure in the calls (CALLVET_SPOOF); both = two ramps, same run")
     args = ap.parse_args()
+    if args.spoof == "both":
+        out = Path(args.out)
+        tables = []
+        for mode in ("off", "on"):
+            args.spoof = mode
+            tables.append(run(args, out.with_name(f"{out.stem}-spoof-{mode}{out.suffix}")))
+        out.write_text("\n".join(f"## spoof {m}\n\n{t}" for m, t in zip(("off", "on"), tables,
+                                                                          strict=True)))
+        return
+    run(args, Path(args.out))
+
+
+def run(args: argparse.Namespace, out: Path) -> str:
     levels = [int(v) for v in args.levels.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="callvet-bench-calls-"))
     db_url = f"sqlite:///{tmp / 'callvet.db'}"
@@ -216,7 +234,7 @@ def main() -> None:
     clip_s = float(np.mean([len(x) for _, x in clips])) / 8000
     port = _free_port()
     env = {**os.environ, "CALLVET_DATA_DIR": str(tmp), "CALLVET_DATABASE_URL": db_url,
-           "CALLVET_MAX_LAG_S": str(SERVER_MAX_LAG_S)}
+           "CALLVET_MAX_LAG_S": str(SERVER_MAX_LAG_S), "CALLVET_SPOOF": "1" if args.spoof == "on" else "0"}
     if args.workers:
         env["CALLVET_CALL_WORKERS"] = str(args.workers)
     server = subprocess.Popen(
@@ -262,10 +280,10 @@ def main() -> None:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    write(rows, Path(args.out), clip_s)
+    return write(rows, out, clip_s, spoof=args.spoof)
 
 
-def write(rows: list[dict[str, Any]], out: Path, clip_s: float) -> None:
+def write(rows: list[dict[str, Any]], out: Path, clip_s: float, spoof: str = "on") -> str:
     base = rows[0]
     held = [r["n"] for r in rows if r["ok"] and r["n"] > 1]
     lines = [
@@ -275,7 +293,8 @@ def write(rows: list[dict[str, Any]], out: Path, clip_s: float) -> None:
         f"one uvicorn worker; GE2E encoder; Silero VAD at 8 kHz. Each call streams a {clip_s:.1f} s "
         "Twilio clip (two espeak answers, mu-law 8 kHz) at real time; N lines each make 2 calls back to "
         "back, first start uniform over one call length (steady state). "
-        "Peer: the same server with one call, same run.",
+        "Peer: the same server with one call, same run. "
+        f"Spoof countermeasure (issue 12): {spoof}.",
         "",
         f"**Largest N held: {max(held) if held else 0}** (every call a verdict, no call ever 1 s behind "
         "real time (no callvet.lag at CALLVET_MAX_LAG_S=1), p95 verdict latency < 300 ms, robots on "
@@ -283,8 +302,8 @@ def write(rows: list[dict[str, Any]], out: Path, clip_s: float) -> None:
         "",
         "| N | held | p50 ms | p95 ms | p95 / N=1 | max ms | first-verdict p95 ms | lagged calls | failed "
         "| client slip ms | server cores | server CPU ms per call-s | client cores | server RSS MB "
-        "| load avg | other jobs' cores | alarms fraudster | alarms others |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| load avg | other jobs' cores | alarms fraudster | alarms others | spoof flagged (espeak) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = r["p95_ms"] / base["p95_ms"] if base["p95_ms"] == base["p95_ms"] else float("nan")
@@ -295,10 +314,11 @@ def write(rows: list[dict[str, Any]], out: Path, clip_s: float) -> None:
             f"| {r['client_slip_ms']:.0f} | {r['server_cores']:.2f} | {r['cpu_ms_per_call_s']:.1f} "
             f"| {r['client_cores']:.2f} | {r['server_rss_mb']:.0f} | {r['load1']:.1f} "
             f"| {r['other_cores']:.2f} "
-            f"| {r['alarm_fraudster']} | {r['alarm_other']} |"
+            f"| {r['alarm_fraudster']} | {r['alarm_other']} | {r['spoof_flagged']} |"
         )
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -164,8 +164,10 @@ class Ring:
 def _verdict_key(v: dict[str, Any]) -> tuple[Any, ...]:
     top = v.get("matches") or []
     flagged = v.get("alarm") or v.get("review")
+    spoof = v.get("spoof") or {}
     return (bool(v.get("alarm")), bool(v.get("review")),
-            (top[0].get("identity_id") if flagged and top else None), bool(v.get("voice_reuse")))
+            (top[0].get("identity_id") if flagged and top else None), bool(v.get("voice_reuse")),
+            (spoof.get("flag"), spoof.get("kind")))
 
 
 class CallProcessor:
@@ -244,7 +246,20 @@ class CallProcessor:
             self._end_answer(self.fed, outs)
         if self._speech16k_n >= 0.25 * 16000:
             self._score(outs, self.fed, final=True)
+        elif self.last_verdict is not None and callable(getattr(self.watch, "finish", None)):
+            self._final_spoof(outs)
         return outs
+
+    def _final_spoof(self, outs: list[Output]) -> None:
+        """No speech left to score: still settle the spoof check still running for the last verdict."""
+        assert self.watch is not None and self.last_verdict is not None
+        self.watch.finish()  # type: ignore[attr-defined]
+        verdict = {**self.last_verdict, "spoof": self.watch.spoof_now()}  # type: ignore[attr-defined]
+        self.last_verdict = verdict
+        key = _verdict_key(verdict)
+        if key != self._last_key:
+            self._last_key = key
+            outs.append(VerdictReady(verdict, self._t(self.fed)))
 
     def _end_answer(self, idx: int, outs: list[Output]) -> None:
         assert self._answer_start is not None and self._tracker is not None
@@ -294,6 +309,8 @@ class CallProcessor:
             if net < self.watch.min_net_speech_s or not due:
                 return
             self._scored_at = net
+            if final and callable(getattr(self.watch, "finish", None)):
+                self.watch.finish()  # type: ignore[attr-defined]
             verdict = self.watch.verdict()
         except CallvetError as exc:
             self.scoring_failed = True

@@ -40,6 +40,13 @@ class ReuseWatch:
     def add(self, speech16k: np.ndarray) -> None:
         self.inner.add(speech16k)
 
+    def finish(self) -> None:
+        """End of call: the inner watch's pending work (the spoof check) completes."""
+        self.inner.finish()
+
+    def spoof_now(self) -> dict[str, Any]:
+        return dict(self.inner.spoof_now())
+
     def verdict(self) -> dict[str, Any]:
         verdict = dict(self.inner.verdict())
         vp = self.inner.last_voiceprint

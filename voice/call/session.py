@@ -735,6 +735,7 @@ class CallSession:
                 "lag_events": self.lag_events, "max_batch_s": round(self.max_batch_s, 3),
                 "answers": p.answers if p else 0,
                 "final_verdict": p.last_verdict if p else None,
+                "spoof": (p.last_verdict or {}).get("spoof") if p else None,
                 "unembedded_speech_s": round(p.skipped_s, 3) if p else 0.0,
             }
             jitter = getattr(self.serializer, "jitter", None)

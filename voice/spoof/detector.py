@@ -28,8 +28,9 @@ __all__ = ["CM_FILE", "DEFAULT_FFR", "SpoofDetector", "SpoofResult", "SpoofWatch
            "load_detector"]
 
 DEFAULT_FFR = 0.01
+DEFAULT_MAX_AASIST = 3
 NB_SAMP = 64600
-MAX_WINDOWS = 4
+MAX_WINDOWS = 1
 CM_FILE = Path(__file__).with_name("cm.npz")
 _SR = 16000
 _MIN_SAMPLES = _SR // 2
@@ -109,14 +110,15 @@ class SpoofDetector:
         return {"ffr": self.ffr, "threshold": round(self.threshold, 4), "aasist_sha256":
                 self.aasist.manifest.get("sha256"), "trained_on": self.meta.get("trained_on")}
 
-    def components(self, x16k: np.ndarray) -> np.ndarray:
-        """[AASIST spoof logit diff, replay LLR, synthetic LLR] of one stretch of speech."""
+    def components(self, x16k: np.ndarray, *, aasist: float | None = None) -> np.ndarray:
+        """[AASIST spoof logit diff, replay LLR, synthetic LLR] of one stretch of speech; a given
+        ``aasist`` value is used instead of running the network (a call past its AASIST budget)."""
         x = np.asarray(x16k, dtype=np.float32).reshape(-1)
         if len(x) < _MIN_SAMPLES:
             raise InvalidInput("too little speech for a spoof score (0.5 s needed)", code="too_little_speech")
         if not np.all(np.isfinite(x)):
             raise InvalidInput("audio contains NaN or infinite samples", code="nan")
-        a = self.aasist.score(x)
+        a = self.aasist.score(x) if aasist is None else float(aasist)
         f = lfcc(resample(x[-MAX_WINDOWS * NB_SAMP:], _SR, 8000))
         bona = self.gmms["bona"].frame_loglik(f)
         r = float(np.mean(self.gmms["replay"].frame_loglik(f) - bona))
@@ -136,8 +138,13 @@ class SpoofDetector:
     def score(self, x16k: np.ndarray) -> SpoofResult:
         return self.decide(self.components(x16k))
 
-    def watch(self) -> SpoofWatch:
-        return SpoofWatch(self)
+    def watch(self, *, max_aasist: int | None = None) -> SpoofWatch:
+        if max_aasist is None:
+            try:
+                max_aasist = int(os.environ.get("CALLVET_SPOOF_MAX_AASIST", DEFAULT_MAX_AASIST))
+            except ValueError as exc:
+                raise InvalidInput("CALLVET_SPOOF_MAX_AASIST must be an integer", code="bad_setting") from exc
+        return SpoofWatch(self, max_aasist=max_aasist)
 
 
 class SpoofWatch:
@@ -145,15 +152,20 @@ class SpoofWatch:
 
     Only the newest :data:`NB_SAMP` samples are kept (bounded memory); each check scores that window
     once and the call's result is the fusion of the mean components over all checks so far, so cost is
-    one window per check, not per frame.
+    one window per check, not per frame. AASIST (the costly part, ~0.3-0.5 core-s a window) runs on
+    the first ``max_aasist`` checks of a call only (``CALLVET_SPOOF_MAX_AASIST``, default 3, i.e.
+    about 12 s of distinct speech); later checks reuse its mean and re-score the cheap LFCC-GMMs on the
+    new speech, so a call's spoof cost is bounded whatever its length. 0 = AASIST on every check.
     """
 
-    def __init__(self, detector: SpoofDetector) -> None:
+    def __init__(self, detector: SpoofDetector, *, max_aasist: int = 0) -> None:
         self.detector = detector
+        self.max_aasist = int(max_aasist)
         self._ring = np.zeros(0, np.float32)
         self._new = 0
         self._sum = np.zeros(3)
         self._n = 0
+        self.aasist_runs = 0
         self._lock = threading.Lock()
         self.last: SpoofResult | None = None
 
@@ -168,8 +180,11 @@ class SpoofWatch:
             if self._new == 0 or len(self._ring) < _MIN_SAMPLES:
                 return self.last
             window, self._new = self._ring.copy(), 0
-        comps = self.detector.components(window)
+            reuse = (self._sum[0] / self._n
+                     if self.max_aasist > 0 and self.aasist_runs >= self.max_aasist and self._n else None)
+        comps = self.detector.components(window, aasist=reuse)
         with self._lock:
+            self.aasist_runs += reuse is None
             self._sum += comps
             self._n += 1
             self.last = self.detector.decide(self._sum / self._n)
