@@ -25,6 +25,9 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
     from callvet.voice.call.observer import observer_factories, register_observer, unregister_observer
 
     ctx: AppContext = app.state.ctx
+    from callvet.voice.whisper import install_server_asr
+
+    install_server_asr(ctx.settings.models_dir, warm=True)
     factory = interview_observer_factory(lambda: interview_service(ctx))
     register_observer(OBSERVER_NAME, factory)
     try:
