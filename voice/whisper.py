@@ -26,7 +26,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,11 @@ from callvet.voice.asr import (
     normalize_language,
     recognizer_for,
     register_recognizer,
+    unregister_recognizer,
 )
 
-__all__ = ["WhisperRecognizer", "install_server_asr", "strip_echo", "to_simplified"]
+__all__ = ["WhisperRecognizer", "dialogue_prompt", "install_server_asr", "server_asr", "strip_echo",
+           "to_simplified"]
 
 ENGINE = "asr:whisper-base"
 
@@ -104,7 +108,7 @@ class WhisperRecognizer:
     languages = frozenset({"zh", "en"})
     prompted = True
 
-    def __init__(self, models_dir: Path, *, processes: int | None = None, beam_size: int = 1,
+    def __init__(self, models_dir: Path, *, processes: int | None = None, beam_size: int = 5,
                  threads: int = 1) -> None:
         from callvet.models import whisper
 
@@ -208,21 +212,41 @@ def _warm_child(models_dir: str, threads: int) -> bool:
     return True
 
 
+def dialogue_prompt(question: str | None, language: str) -> str | None:
+    """The question as the agent's turn of a transcript, the caller's turn open: Whisper then continues
+    with the answer instead of repeating the question (measured: plain question prompts were echoed
+    more often on synthetic Mandarin)."""
+    if not question:
+        return None
+    q = question.strip()
+    return f"客服：{q}\n客户：" if language == "zh" else f"Agent: {q}\nCustomer:"
+
+
 def _transcribe(models_dir: str, pcm: bytes, language: str, prompt: str | None, beam_size: int,
                 threads: int) -> tuple[str, float | None]:
     model = _model(models_dir, threads)
     audio = np.frombuffer(pcm, dtype=np.float32)
+    text, conf = _decode(model, audio, language, prompt, beam_size)
+    if not text and prompt:
+        # Only the question came back (Whisper's prompt echo, common on unclear names): once more
+        # without the prompt, so the caller's words are heard even if less well constrained.
+        text, conf = _decode(model, audio, language, None, beam_size)
+    return text, conf
+
+
+def _decode(model: Any, audio: np.ndarray, language: str, prompt: str | None,
+            beam_size: int) -> tuple[str, float | None]:
     segments, _info = model.transcribe(
-        audio, language=language, task="transcribe", beam_size=beam_size, temperature=0.0,
-        initial_prompt=prompt or None, condition_on_previous_text=False, without_timestamps=True,
-        vad_filter=False, no_speech_threshold=0.6, log_prob_threshold=-1.5)
+        audio, language=language, task="transcribe", beam_size=beam_size, temperature=(0.0, 0.4),
+        initial_prompt=dialogue_prompt(prompt, language), condition_on_previous_text=False,
+        without_timestamps=True, vad_filter=False, no_repeat_ngram_size=3, max_new_tokens=48)
     segs = list(segments)
     text = "".join(s.text for s in segs) if language == "zh" else " ".join(s.text.strip() for s in segs)
     if language == "zh":
         text = to_simplified(text)
-    text = strip_echo(text, prompt)
+    text = strip_echo(re.sub(r"^(客户|Customer)\s*[:：]\s*", "", text.strip()), prompt).strip()
     conf = float(np.exp(np.mean([s.avg_logprob for s in segs]))) if segs and text else None
-    return text.strip(), conf
+    return text, conf
 
 
 def install_server_asr(models_dir: Path, *, engine: str | None = None, warm: bool = False) -> str:
@@ -244,11 +268,23 @@ def install_server_asr(models_dir: Path, *, engine: str | None = None, warm: boo
     if choice == "whisper":
         raise Unavailable(f"Whisper model not built under {models_dir}; run `callvet models build`",
                           code="asr_unavailable")
-    from callvet.voice import asr
-
-    asr.unregister_recognizer("zh")
+    unregister_recognizer("zh")
     register_recognizer(_pocketsphinx)
     return str(_pocketsphinx.engine)
+
+
+@contextmanager
+def server_asr(models_dir: Path, *, warm: bool = True) -> Iterator[str]:
+    """:func:`install_server_asr` for as long as an app runs; the earlier engines come back after."""
+    before = {lang: recognizer_for(lang) for lang in ("zh", "en")}
+    try:
+        yield install_server_asr(models_dir, warm=warm)
+    finally:
+        for lang, rec in before.items():
+            if rec is None:
+                unregister_recognizer(lang)
+            else:
+                register_recognizer(rec)
 
 
 _installed: dict[str, WhisperRecognizer] = {}

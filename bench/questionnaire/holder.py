@@ -30,7 +30,7 @@ from callvet.questionnaire.simulator import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import wilson  # noqa: E402
+from run import wilson
 
 KINDS = [("genuine", GenuineApplicant, ">= 97 %"), ("form_holder", FormHolder, "<= 10 %"),
          ("guesser", Guesser, "< 1 %")]
