@@ -72,6 +72,7 @@ def table(res: dict[str, dict[str, list[int]]]) -> list[str]:
         for group, (p, f, i) in sorted(res[name].items(), key=lambda kv: (kv[0] != "all", kv[0])):
             n = p + f + i
             lo, hi = wilson(p, n)
+            lo = max(0.0, lo)
             lines.append(f"| {name} | {group} | {n} | {p} | {f} | {i} | {p / n:.2%} | "
                          f"{lo:.2%}-{hi:.2%} | {target if group == 'all' else ''} |")
     return lines
