@@ -73,6 +73,7 @@ class InterviewObserver(BaseObserver):
         self._texts: list[str] = []
         self._sources: list[str] = []
         self._end: AnswerEnd | None = None
+        self._heard_empty: str | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -107,6 +108,7 @@ class InterviewObserver(BaseObserver):
             self._texts.clear()
             self._sources.clear()
             self._end = None
+            self._heard_empty = None
 
     async def on_transcript(self, call: CallInfo, transcript: Transcript) -> list[dict[str, Any]] | None:
         if self.finished or self.pending is None or not transcript.final:
@@ -120,6 +122,10 @@ class InterviewObserver(BaseObserver):
         if transcript.text.strip():
             self._texts.append(transcript.text.strip())
             self._sources.append(source)
+        elif asr_lang:
+            # The server heard nothing it could write down: scored as an empty answer (the interview
+            # asks again) instead of waiting for text that will never come.
+            self._heard_empty = source
         return await self._maybe_submit()
 
     async def on_answer_end(self, call: CallInfo, answer: AnswerEnd) -> list[dict[str, Any]] | None:
@@ -143,11 +149,12 @@ class InterviewObserver(BaseObserver):
 
     async def _maybe_submit(self) -> list[dict[str, Any]] | None:
         async with self._lock:
-            if self._end is None or not self._texts or self.pending is None or self.finished:
+            if self._end is None or not (self._texts or self._heard_empty) or self.pending is None \
+                    or self.finished:
                 return None
             end, text, q = self._end, " ".join(self._texts), self.pending
-            source = ",".join(dict.fromkeys(self._sources))
-            self._texts, self._sources, self._end = [], [], None
+            source = ",".join(dict.fromkeys(self._sources)) or str(self._heard_empty)
+            self._texts, self._sources, self._end, self._heard_empty = [], [], None, None
             p = dict(end.prosody)
             timing = {
                 "delay_s": end.delay_s if end.delay_s is not None else p.get("delay_s"),

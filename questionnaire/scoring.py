@@ -374,17 +374,24 @@ class Scorer:
     def _m_free_text(self, q: RenderedQuestion, text: str, truth: object, p: dict[str, Any]):
         ref = str(truth or "")
         hi, lo = float(p.get("correct", 0.55)), float(p.get("partly", 0.4))
+        # The bank's bounds were set for MiniLM; an encoder calibrated otherwise brings its own.
+        own = getattr(self.encoder, "thresholds", None)
+        if own:
+            hi, lo = float(own["correct"]), float(own["partly"])
+        reads_zh = bool(getattr(self.encoder, "reads_chinese", False))
         lex = _overlap(ref, text)
-        if nz.has_cjk(ref) or nz.has_cjk(text):
+        cjk = nz.has_cjk(ref) or nz.has_cjk(text)
+        if cjk:
             if lex >= 0.66:
                 return Outcome.CORRECT, {"method": "characters", "overlap": round(lex, 3)}
-            if self.encoder is None or lex == 0.0:
+            if self.encoder is None or (lex == 0.0 and not reads_zh):
                 out = Outcome.PARTLY if lex >= 0.33 else Outcome.WRONG
                 return out, {"method": "characters", "overlap": round(lex, 3)}
         if self.encoder is None:
             out = Outcome.CORRECT if lex >= 0.99 else Outcome.PARTLY if lex > 0 else Outcome.WRONG
             return out, {"method": "lexical", "overlap": round(lex, 3)}
-        sim = max(self.encoder.similarity(text, ref), self.encoder.similarity(text, f"I work as a {ref}"))
+        frame = f"我的工作是{ref}" if reads_zh and nz.has_cjk(ref) else f"I work as a {ref}"
+        sim = max(self.encoder.similarity(text, ref), self.encoder.similarity(text, frame))
         ev = {"method": "encoder", "similarity": round(sim, 3), "overlap": round(lex, 3)}
         if sim >= hi or lex >= 0.99:
             return Outcome.CORRECT, ev

@@ -88,12 +88,9 @@ class InterviewService:
         if scorer is None:
             encoder = None
             if use_encoder and models_dir is not None:
-                from callvet.models import sentence
+                from callvet.questionnaire.encoder import load_encoder
 
-                if sentence.is_built(models_dir):
-                    from callvet.questionnaire.encoder import SentenceEncoder
-
-                    encoder = SentenceEncoder(models_dir)
+                encoder = load_encoder(models_dir)
             scorer = Scorer(encoder)
         self.scorer = scorer
 

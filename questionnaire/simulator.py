@@ -504,8 +504,10 @@ class Caller:
         r, lang = self.rng, self.lang
         choices: list[str] = q.get("choices") or []
         path = q["checks"][0]
-        if path == "employment.monthly_income":
-            if r.random() < 0.5:
+        if path in ("employment.monthly_income", "credit_profile.monthly_obligations"):
+            # Income: half say the figure itself; repayments: asked as bands because the figure was
+            # not remembered, so a band is picked.
+            if path == "employment.monthly_income" and r.random() < 0.5:
                 return say_number(float(value), lang, r)  # type: ignore[arg-type]
             idx = next((i for i, c in enumerate(choices) if _in_band(c, float(value))), 0)  # type: ignore[arg-type]
         else:

@@ -27,10 +27,14 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
     from callvet.voice.call.observer import observer_factories, register_observer, unregister_observer
 
     ctx: AppContext = app.state.ctx
+    from callvet.voice.whisper import server_asr
+
     factory = interview_observer_factory(lambda: interview_service(ctx))
     register_observer(OBSERVER_NAME, factory)
     try:
-        yield
+        # Answers the robot sends no transcript for: Whisper (zh, en) when built, else PocketSphinx (en).
+        with server_asr(ctx.settings.models_dir):
+            yield
     finally:
         if dict(observer_factories()).get(OBSERVER_NAME) is factory:
             unregister_observer(OBSERVER_NAME)

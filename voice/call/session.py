@@ -237,6 +237,7 @@ class CallSession:
         self._capture: AnswerCapture | None = None
         self._robot_finals = 0
         self._asr_hints: dict[str, str] = {}
+        self._asr_prompts: dict[str, str] = {}
         self._asr_tasks: set[asyncio.Task[None]] = set()
         self.require_case = False
         self.case_id: str | None = None
@@ -617,6 +618,7 @@ class CallSession:
                         raise TypeError(f"observer event must be a dict with a callvet.* event: {ev!r}")
                     if ev.get("event") == "callvet.question" and ev.get("answer_type"):
                         self._asr_hints[str(ev.get("question_id"))] = str(ev["answer_type"])
+                        self._asr_prompts[str(ev.get("question_id"))] = str(ev.get("text") or "")[:400]
                     await self.send(ev)
                     self._db(self.server.store.add_event, self.call_id, "observer",
                              {"observer": name, **ev}, t_s=self.audio_s)
@@ -678,11 +680,14 @@ class CallSession:
         hint = (q.data.get("answer_type") if q is not None and q.question_id == qid else None) \
             or self._asr_hints.get(str(qid))
         lang = normalize_language(self.info.language or self.info.params.get("language"))
+        # Engines that decode with context (Whisper) get the question as their prompt.
+        prompt = (q.text if q is not None and q.question_id == qid else "") or self._asr_prompts.get(str(qid))
+        kw = {"prompt": prompt} if getattr(self._asr, "prompted", False) and prompt else {}
         try:
             # Not the call pool: a recogniser may block a thread for seconds (PocketSphinx decodes in
             # a child process and the thread waits), and the pool's threads carry every call's VAD.
             out = await asyncio.get_running_loop().run_in_executor(
-                None, partial(self._asr.transcribe, answer.audio16k, lang, hint=hint))
+                None, partial(self._asr.transcribe, answer.audio16k, lang, hint=hint, **kw))
         except CallvetError as exc:
             await self._error(exc.code, f"speech recognition failed: {exc.message}")
             return
