@@ -37,6 +37,8 @@ class Settings:
         default_factory=lambda: int(_env("CALLVET_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
     )
     encoder: str = field(default_factory=lambda: _env("CALLVET_ENCODER", "ge2e"))
+    # issue 9: request bodies other than uploads (JSON, XML); uploads and bulk routes use max_upload_bytes.
+    max_body_bytes: int = field(default_factory=lambda: int(_env("CALLVET_MAX_BODY_BYTES", str(1 << 20))))
     # issue 16 (portrait): the bank directory of Parquet tables and tags the portrait routes serve.
     portrait_bank_dir: str = field(default_factory=lambda: _env("CALLVET_PORTRAIT_BANK_DIR", ""))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from callvet.api.context import AppContext
-from callvet.api.deps import get_ctx, require
+from callvet.api.deps import IntId, Version, get_ctx, require
 from callvet.core.auth import Principal, Role
 from callvet.core.errors import CallvetError, InvalidInput, Unavailable
 from callvet.workflow.engine import WorkflowRuntime, engine_decider
@@ -65,7 +65,7 @@ def _person(p: Principal) -> str:
 class StartBody(BaseModel):
     process_key: str = Field(min_length=1, max_length=100)
     data: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class CompleteBody(BaseModel):
@@ -80,7 +80,7 @@ class UserBody(BaseModel):
     role: str
     skills: list[str] = Field(default_factory=list)
     name: str = ""
-    max_amount: float | None = Field(default=None, ge=0)
+    max_amount: float | None = Field(default=None, ge=0, le=1e15)
     active: bool = True
 
 
@@ -115,7 +115,7 @@ def list_definitions(
 @router.post("/v1/workflow/definitions/{process_key}/versions/{version}/activate")
 def activate_definition(
     process_key: str,
-    version: int,
+    version: Version,
     p: Principal = Depends(require(*MANAGERS)),
     rt: WorkflowRuntime = Depends(_rt),
 ) -> dict[str, Any]:
@@ -295,7 +295,7 @@ def list_findings(
 
 @router.post("/v1/supervision/findings/{finding_id}/rectify")
 def rectify(
-    finding_id: int,
+    finding_id: IntId,
     body: RectifyBody,
     p: Principal = Depends(require(Role.RISK_OFFICER)),
     rt: WorkflowRuntime = Depends(_rt),
