@@ -18,7 +18,8 @@ __all__ = ["DecisionRequest", "engine", "router"]
 router = APIRouter(tags=["decisions"])
 
 _DECIDERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER)
-_READERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER, Role.AUDITOR, Role.RISK_OFFICER)
+#: Not the robot (issue 9): it posts an investigation's result and gets that decision back, nothing more.
+_READERS = (Role.ANALYST, Role.APPROVER, Role.AUDITOR, Role.RISK_OFFICER)
 
 
 class DecisionRequest(BaseModel):
