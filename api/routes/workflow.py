@@ -92,7 +92,8 @@ class RectifyBody(BaseModel):
 
 # ---- definitions -------------------------------------------------------------------------------------
 _BPMN_BODY = {"requestBody": {"required": True, "content": {
-    t: {"schema": {"type": "string", "description": "BPMN 2.0 XML"}} for t in ("application/xml", "text/xml")}}}
+    t: {"schema": {"type": "string", "description": "BPMN 2.0 XML"}}
+    for t in ("application/xml", "text/xml")}}}
 
 
 @router.post("/v1/workflow/definitions", status_code=201, openapi_extra=_BPMN_BODY)
