@@ -1,43 +1,93 @@
-"""FastAPI dependencies: the context and role checks (``Authorization: Bearer KEY`` or ``?token=``)."""
+"""FastAPI dependencies: the context, role checks and the bounded parameter types routes share.
+
+REST routes take the key only as ``Authorization: Bearer KEY``: a key in a URL ends up in access logs,
+proxies and browser history. Only the streaming WebSockets also take ``?token=`` (a robot's media stream
+cannot always set headers; see :mod:`callvet.api.streamauth`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 from callvet.api.context import AppContext
 from callvet.core.auth import Principal, Role, authenticate
-from fastapi import HTTPException, Request, WebSocket
+from fastapi import HTTPException, Path, Query, Request, Security, WebSocket
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
 
-__all__ = ["get_ctx", "principal_from_token", "require", "token_from"]
+__all__ = [
+    "MAX_ID",
+    "Closed",
+    "IntId",
+    "Offset",
+    "Version",
+    "bearer",
+    "get_ctx",
+    "principal_from_token",
+    "require",
+    "token_from",
+    "ws_token_from",
+]
+
+#: Largest integer id or offset the API takes: beyond it SQLite (64-bit) and PostgreSQL BIGINT fail.
+MAX_ID = 2**62
+
+IntId = Annotated[int, Path(ge=1, le=MAX_ID, description="numeric id")]
+Version = Annotated[int, Path(ge=1, le=1_000_000, description="version number")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="rows to skip")]
+
+#: OpenAPI ``bearer`` security scheme: ``Authorization: Bearer cv_<key_id>_<secret>``.
+bearer = HTTPBearer(scheme_name="bearer", auto_error=False,
+                    description="An API key from `callvet keys create` (shown once).")
+
+
+class Closed(BaseModel):
+    """A request body whose contract is closed: unknown fields are refused (422), not stored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def get_ctx(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
-def token_from(conn: Request | WebSocket) -> str | None:
+def _header_token(conn: Request | WebSocket) -> str | None:
     header = conn.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return conn.query_params.get("token")
+        return header[7:].strip() or None
+    return None
+
+
+def token_from(conn: Request | WebSocket) -> str | None:
+    """The key of a REST request: the bearer header only (a ``?token=`` is ignored)."""
+    return _header_token(conn)
+
+
+def ws_token_from(ws: WebSocket) -> str | None:
+    """The key of a WebSocket: the bearer header, else ``?token=``."""
+    return _header_token(ws) or ws.query_params.get("token") or None
 
 
 def principal_from_token(ctx: AppContext, token: str | None) -> Principal | None:
-    if not token:
+    if not token or len(token) > 200:
         return None
     return authenticate(ctx.db, token)
 
 
-def require(*roles: Role) -> Callable[[Request], Principal]:
+def require(*roles: Role) -> Callable[..., Principal]:
     """Dependency: a valid key whose role is one of ``roles`` (admin always passes)."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(
+        request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+    ) -> Principal:
         ctx = get_ctx(request)
         principal = principal_from_token(ctx, token_from(request))
         if principal is None:
             raise HTTPException(
                 status_code=401,
-                detail={"code": "unauthenticated", "message": "missing or invalid API key"},
+                detail={"code": "unauthenticated",
+                        "message": "missing or invalid API key (send Authorization: Bearer KEY)"},
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if not principal.has(*roles):
@@ -46,9 +96,10 @@ def require(*roles: Role) -> Callable[[Request], Principal]:
                 detail={
                     "code": "forbidden",
                     "message": f"role {principal.role.value!r} may not do this; needs one of "
-                    + ", ".join(r.value for r in roles),
+                    + ", ".join(r.value for r in (Role.ADMIN, *roles)),
                 },
             )
         return principal
 
+    dependency.roles = (Role.ADMIN, *roles)  # type: ignore[attr-defined]
     return dependency

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     models_dir: Path = Field(default_factory=default_models_dir)
     encoder: Annotated[str, Field(min_length=1, max_length=64)] = "ge2e"
+    # issue 9: request bodies other than uploads (JSON, XML); uploads and bulk routes use max_upload_bytes.
+    max_body_bytes: Annotated[int, Field(gt=0, le=1 << 31)] = 1 << 20
     # issue 16 (portrait): the bank directory of Parquet tables and tags the portrait routes serve.
     portrait_bank_dir: str = ""
     # -- input bounds (issue 9)

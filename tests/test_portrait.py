@@ -293,4 +293,4 @@ def test_api_roles_and_routes(api: tuple[Any, dict[str, dict[str, str]]], bank_s
     assert r.status_code == 200 and r.json()["status"] == "active"
     bad = {**defn, "facts_sql": "DROP TABLE customers"}
     r = client.post("/v1/portrait/tags/stickiness/versions", json=bad, headers=headers["risk_officer"])
-    assert r.status_code == 422 and r.json()["detail"]["code"] == "invalid_definition"
+    assert r.status_code == 422 and r.json()["code"] == "invalid_definition"

@@ -62,7 +62,7 @@ def test_malformed_bank_relationship_is_a_422_naming_the_field(api: Any) -> None
     body = {**EXAMPLE, "bank_relationship": {**BANK, "cards_held": "many"}}
     r = client.post("/v1/interviews", json={"application": body}, headers=h["robot"])
     assert r.status_code == 422
-    assert r.json()["detail"]["field"] == "application.bank_relationship.cards_held"
+    assert r.json()["field"] == "application.bank_relationship.cards_held"
     r = client.post("/v1/interviews", json={"application": {**EXAMPLE, "bank_relationship": BANK}},
                     headers=h["robot"])
     assert r.status_code == 201, r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from callvet.api.context import AppContext
-from callvet.api.deps import get_ctx, require
+from callvet.api.deps import MAX_ID, get_ctx, require
 from callvet.core import audit
 from callvet.core.auth import Principal, Role
 from fastapi import APIRouter, Depends, Query
@@ -21,7 +21,7 @@ def list_audit(
     target_id: str | None = None,
     action: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    before_id: int | None = None,
+    before_id: int | None = Query(None, ge=1, le=MAX_ID, description="entries older than this id"),
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(Role.AUDITOR)),
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from callvet.api.context import AppContext
-from callvet.api.deps import get_ctx, require
+from callvet.api.deps import IntId, get_ctx, require
 from callvet.core.auth import Principal, Role
 from callvet.voice.blacklist import Blacklist
 from callvet.voice.engine import VoiceEngine
@@ -256,10 +256,10 @@ async def _call_ref(request: Request) -> str | None:
                  "application/json": {"schema": {"type": "object", "required": ["call_id"],
                                                  "properties": {"call_id": {"type": "string"}}}}}}})
 def add_sample(
-    identity_id: int,
+    identity_id: IntId,
     audio: UploadFile | None = File(None, description="WAV, or raw pcm16/mulaw (+ encoding, sample_rate)"),
     encoding: Literal["auto", "wav", "pcm16", "mulaw"] = Form("auto"),
-    sample_rate: int | None = Form(None, description="required for pcm16 and mulaw"),
+    sample_rate: int | None = Form(None, ge=1, le=384_000, description="required for pcm16 and mulaw"),
     call_id: str | None = Depends(_call_ref),
     override_spoof: bool = Form(False, description="enrol even if the spoof countermeasure flags the "
                                 "recording (needs override_reason; audited)"),
@@ -334,7 +334,7 @@ def status(
 
 @router.get("/v1/blacklist/identities/{identity_id}", response_model=IdentityDetail, responses=ERRORS)
 def get_identity(
-    identity_id: int,
+    identity_id: IntId,
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR)),
 ) -> dict[str, Any]:
@@ -343,7 +343,7 @@ def get_identity(
 
 @router.delete("/v1/blacklist/identities/{identity_id}", response_model=DeleteOut, responses=ERRORS)
 def delete_identity(
-    identity_id: int,
+    identity_id: IntId,
     reason: str = Query(..., min_length=1, max_length=2000, description="why (kept in the audit log)"),
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ANALYST)),
@@ -356,7 +356,7 @@ def delete_identity(
 def identify(
     audio: UploadFile = File(..., description="WAV, or raw pcm16/mulaw with encoding and sample_rate"),
     encoding: Literal["auto", "wav", "pcm16", "mulaw"] = Form("auto"),
-    sample_rate: int | None = Form(None),
+    sample_rate: int | None = Form(None, ge=1, le=384_000),
     top_k: int = Query(5, ge=1, le=50),
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(Role.ROBOT, Role.ANALYST)),

@@ -1,7 +1,8 @@
 """Call server endpoints: the two streaming WebSockets and the call records.
 
 ``/v1/calls/stream`` speaks Twilio Media Streams, ``/v1/calls/fork`` FreeSWITCH mod_audio_fork; both need
-a robot key (``Authorization: Bearer`` or ``?token=``) and close with 1008 before any audio otherwise.
+a robot key (``Authorization: Bearer``, ``?token=`` or ``customParameters.token``, see
+:mod:`callvet.api.streamauth`) and close with 1008 before any audio otherwise.
 All call logic is in :mod:`callvet.voice.call`; this module only adapts Starlette's WebSocket to its
 transport and maps roles.
 """
@@ -12,7 +13,8 @@ import contextlib
 from typing import Any
 
 from callvet.api.context import AppContext
-from callvet.api.deps import get_ctx, principal_from_token, require, token_from
+from callvet.api.deps import Offset, get_ctx, require
+from callvet.api.streamauth import stream_principal
 from callvet.core.auth import Principal, Role
 from callvet.voice.call.session import CallServer
 from fastapi import APIRouter, Depends, Query, WebSocket
@@ -109,15 +111,19 @@ class StarletteTransport:
 
 async def _serve(ws: WebSocket, protocol: str) -> None:
     ctx: AppContext = ws.app.state.ctx
-    principal = principal_from_token(ctx, token_from(ws))
     await ws.accept()
+    principal, transport = await stream_principal(ws, ctx, StarletteTransport(ws), protocol)
     if principal is None or not principal.has(Role.ROBOT):
         code = "unauthenticated" if principal is None else "forbidden"
-        await ws.send_json({"event": "callvet.error", "code": code,
-                            "message": "a robot API key is required (Authorization: Bearer or ?token=)"})
-        await ws.close(code=1008, reason=code)
+        try:
+            await ws.send_json({"event": "callvet.error", "code": code,
+                                "message": "a robot API key is required (Authorization: Bearer, ?token= "
+                                "or customParameters.token)"})
+            await ws.close(code=1008, reason=code)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
         return
-    await call_server(ctx).handle(StarletteTransport(ws), protocol, principal.actor)
+    await call_server(ctx).handle(transport, protocol, principal.actor)
 
 
 @router.websocket("/v1/calls/stream")
@@ -137,7 +143,7 @@ def list_calls(
     alarm: bool | None = Query(None, description="only calls that raised (true) or never raised an alarm"),
     application_id: str | None = Query(None),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR)),
 ) -> dict[str, Any]:
@@ -150,7 +156,7 @@ def list_calls(
 def get_call(
     call_id: str,
     ctx: AppContext = Depends(get_ctx),
-    _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR, Role.ROBOT)),
+    _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR)),
 ) -> dict[str, Any]:
     out = call_server(ctx).store.get(call_id)
     out.update(reuse_summary(out.get("events") or []))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from callvet.api.context import AppContext
-from callvet.api.deps import get_ctx, require
+from callvet.api.deps import Version, get_ctx, require
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.decision import DecisionEngine, Investigation
@@ -20,7 +20,8 @@ __all__ = ["DecisionRequest", "engine", "router"]
 router = APIRouter(tags=["decisions"])
 
 _DECIDERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER)
-_READERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER, Role.AUDITOR, Role.RISK_OFFICER)
+#: Not the robot (issue 9): it posts an investigation's result and gets that decision back, nothing more.
+_READERS = (Role.ANALYST, Role.APPROVER, Role.AUDITOR, Role.RISK_OFFICER)
 
 
 class DecisionRequest(BaseModel):
@@ -96,7 +97,7 @@ def list_versions(name: str, ctx: AppContext = Depends(get_ctx),
 
 
 @router.get("/v1/policies/{name}/versions/{version}", tags=["policies"])
-def get_version(name: str, version: int, ctx: AppContext = Depends(get_ctx),
+def get_version(name: str, version: Version, ctx: AppContext = Depends(get_ctx),
                 _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:
     return policy_store.get_version(ctx.db, name, version)
 
@@ -112,7 +113,7 @@ def propose(name: str, graph: dict[str, Any] = Body(..., description="the JDM de
 
 
 @router.post("/v1/policies/{name}/versions/{version}/activate", tags=["policies"])
-def activate(name: str, version: int, reason: str = Query("", max_length=2000),
+def activate(name: str, version: Version, reason: str = Query("", max_length=2000),
              ctx: AppContext = Depends(get_ctx),
              p: Principal = Depends(require(Role.APPROVER))) -> dict[str, Any]:
     out = engine(ctx).activate(name, version, actor=p.actor, reason=reason)
@@ -121,7 +122,7 @@ def activate(name: str, version: int, reason: str = Query("", max_length=2000),
 
 
 @router.post("/v1/policies/{name}/versions/{version}/reject", tags=["policies"])
-def reject(name: str, version: int, reason: str = Query("", max_length=2000),
+def reject(name: str, version: Version, reason: str = Query("", max_length=2000),
            ctx: AppContext = Depends(get_ctx),
            p: Principal = Depends(require(Role.APPROVER, Role.RISK_OFFICER))) -> dict[str, Any]:
     out = policy_store.reject(ctx.db, name, version, actor=p.actor, reason=reason)

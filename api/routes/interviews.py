@@ -106,7 +106,7 @@ def answer_question(
 def get_interview(
     interview_id: str,
     ctx: AppContext = Depends(get_ctx),
-    _p: Principal = Depends(require(Role.ROBOT, Role.ANALYST, Role.AUDITOR)),
+    _p: Principal = Depends(require(Role.ANALYST, Role.AUDITOR)),
 ) -> dict[str, Any]:
     return interview_service(ctx).get(interview_id)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from callvet.api.context import AppContext
-from callvet.api.deps import get_ctx, require
+from callvet.api.deps import Version, get_ctx, require
 from callvet.core.auth import Principal, Role
 from callvet.portrait import service
 from callvet.portrait import store as tag_store
@@ -73,7 +73,7 @@ def list_versions(
 @router.get("/v1/portrait/tags/{dimension}/versions/{version}")
 def get_version(
     dimension: str,
-    version: int,
+    version: Version,
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(*_VIEWERS, Role.APPROVER)),
 ) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def propose(
 @router.post("/v1/portrait/tags/{dimension}/versions/{version}/activate")
 def activate(
     dimension: str,
-    version: int,
+    version: Version,
     reason: str = Query("", max_length=2000),
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.APPROVER)),
@@ -109,7 +109,7 @@ def activate(
 @router.post("/v1/portrait/tags/{dimension}/versions/{version}/reject")
 def reject(
     dimension: str,
-    version: int,
+    version: Version,
     reason: str = Query("", max_length=2000),
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.APPROVER, Role.RISK_OFFICER)),

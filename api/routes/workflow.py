@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from callvet.api.context import AppContext
-from callvet.api.deps import get_ctx, require
+from callvet.api.deps import IntId, Version, get_ctx, require
 from callvet.core.auth import Principal, Role
 from callvet.core.errors import CallvetError, InvalidInput, Unavailable
 from callvet.workflow.engine import WorkflowRuntime, engine_decider
@@ -24,7 +24,9 @@ __all__ = ["router", "runtime"]
 
 router = APIRouter(tags=["workflow"])
 
-ALL_STAFF = (Role.ANALYST, Role.AUDITOR, Role.APPROVER, Role.RISK_OFFICER, Role.ROBOT)
+#: Readers of definitions and instances. Not the robot (issue 9): a key kept on a telephony host only
+#: streams calls and posts their results (messages), it reads no one's case.
+ALL_STAFF = (Role.ANALYST, Role.AUDITOR, Role.APPROVER, Role.RISK_OFFICER)
 MANAGERS = (Role.RISK_OFFICER,)
 
 
@@ -65,7 +67,7 @@ def _person(p: Principal) -> str:
 class StartBody(BaseModel):
     process_key: str = Field(min_length=1, max_length=100)
     data: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class CompleteBody(BaseModel):
@@ -80,7 +82,7 @@ class UserBody(BaseModel):
     role: str
     skills: list[str] = Field(default_factory=list)
     name: str = ""
-    max_amount: float | None = Field(default=None, ge=0)
+    max_amount: float | None = Field(default=None, ge=0, le=1e15)
     active: bool = True
 
 
@@ -89,7 +91,12 @@ class RectifyBody(BaseModel):
 
 
 # ---- definitions -------------------------------------------------------------------------------------
-@router.post("/v1/workflow/definitions", status_code=201)
+_BPMN_BODY = {"requestBody": {"required": True, "content": {
+    t: {"schema": {"type": "string", "description": "BPMN 2.0 XML"}}
+    for t in ("application/xml", "text/xml")}}}
+
+
+@router.post("/v1/workflow/definitions", status_code=201, openapi_extra=_BPMN_BODY)
 async def upload_definition(
     request: Request, p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
@@ -115,7 +122,7 @@ def list_definitions(
 @router.post("/v1/workflow/definitions/{process_key}/versions/{version}/activate")
 def activate_definition(
     process_key: str,
-    version: int,
+    version: Version,
     p: Principal = Depends(require(*MANAGERS)),
     rt: WorkflowRuntime = Depends(_rt),
 ) -> dict[str, Any]:
@@ -140,7 +147,7 @@ def list_instances(
     _p: Principal = Depends(require(*ALL_STAFF)),
     rt: WorkflowRuntime = Depends(_rt),
 ) -> dict[str, Any]:
-    """Newest first; the call robot polls ``?status=waiting`` and reads ``waiting_for`` per instance."""
+    """Newest first; ``waiting_for`` names the messages a waiting instance expects."""
     return {"instances": rt.list_instances(status=status, process_key=process_key, limit=limit)}
 
 
@@ -299,7 +306,7 @@ def list_findings(
 
 @router.post("/v1/supervision/findings/{finding_id}/rectify")
 def rectify(
-    finding_id: int,
+    finding_id: IntId,
     body: RectifyBody,
     p: Principal = Depends(require(Role.RISK_OFFICER)),
     rt: WorkflowRuntime = Depends(_rt),

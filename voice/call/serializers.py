@@ -45,6 +45,9 @@ CLOSE_TOO_BIG = 1009
 
 CLIENT_EVENTS = frozenset({"callvet.question", "callvet.transcript"})
 
+#: Parameters that carry a key (a robot may authenticate in ``customParameters``); never kept.
+_SECRET_PARAMS = frozenset({"token", "api_key", "key", "authorization"})
+
 
 class ProtocolError(InvalidInput):
     """Bad input on the wire; ``close_code`` is None when only this message is dropped."""
@@ -257,7 +260,8 @@ class TwilioSerializer(Serializer):
             protocol=self.protocol, stream_id=self.stream_sid, call_sid=str(start.get("callSid") or "")[:100],
             sample_rate=8000, encoding="mulaw",
             tracks=tuple(str(t)[:20] for t in tracks if isinstance(t, str)) or ("inbound",),
-            params={str(k)[:64]: str(v)[:200] for k, v in list(params.items())[:32]},
+            params={str(k)[:64]: str(v)[:200] for k, v in list(params.items())[:32]
+                    if str(k).lower() not in _SECRET_PARAMS},
         )
         return self.start
 
@@ -348,7 +352,8 @@ class ForkSerializer(Serializer):
         self.start = StartFrame(
             protocol=self.protocol, stream_id=str(stream)[:100], call_sid=str(msg.get("callSid", ""))[:100],
             sample_rate=int(rate), encoding="pcm16",
-            params={str(k)[:64]: str(v)[:200] for k, v in list(params.items())[:32]},
+            params={str(k)[:64]: str(v)[:200] for k, v in list(params.items())[:32]
+                    if str(k).lower() not in _SECRET_PARAMS},
         )
         return self.start
 
