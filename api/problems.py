@@ -206,9 +206,10 @@ def _accepted_media(route: APIRoute) -> tuple[str, ...]:
     from fastapi import params
 
     assert route.body_field is not None
+    declared = tuple((route.openapi_extra or {}).get("requestBody", {}).get("content", {}))
     if isinstance(route.body_field.field_info, params.Form):
-        return ("multipart/form-data", "application/x-www-form-urlencoded")
-    return ("application/json",)
+        return ("multipart/form-data", "application/x-www-form-urlencoded", *declared)
+    return ("application/json", *declared)
 
 
 class MediaTypeGuard:

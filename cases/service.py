@@ -380,7 +380,7 @@ class CaseService:
                 "call_request_id": got["call_request_id"], "robot": robot, "attempt": got["attempt"],
                 "lease_version": got["lease_version"], "interview_id": interview_id})
         token = got.pop("token")
-        params = {"case_id": row.case_id, "token": token, "application_id": row.application_id,
+        params = {"case_id": row.case_id, "stream_token": token, "application_id": row.application_id,
                   "language": row.application.get("language")}
         if interview_id:
             params["interview_id"] = interview_id
@@ -426,9 +426,11 @@ class CaseService:
     # ---- the stream joins its case -------------------------------------------------------------------
     def admit_stream(self, call_id: str, params: dict[str, Any]) -> str | None:
         """Join a starting stream to its case with the one-time token (customParameters ``case_id``,
-        ``token``). None for a stream that names no case; :class:`Forbidden` for a bad token."""
-        case_id, token = params.get("case_id"), params.get("token")
-        if not case_id and not token:
+        ``stream_token``). None for a stream that names no case; :class:`Forbidden` for a bad token."""
+        case_id, token = params.get("case_id"), params.get("stream_token")
+        if not token:
+            # A key-authenticated stream (/v1/calls/stream) may name a case as metadata only; joining a
+            # case takes the claim's one-time token (/v1/cases/stream requires it).
             return None
         if not (isinstance(case_id, str) and isinstance(token, str) and token):
             raise Forbidden("a stream for a case needs its case_id and the one-time token from the claim",

@@ -97,13 +97,13 @@ def test_flagged_enrolment_is_refused_unless_overridden_and_audited(env: dict[st
     url = f"{IDS}/{ident}/samples"
     r = c.post(url, headers=h["analyst"], **_upload(env["spoofed"]))
     assert r.status_code == 409, r.text
-    body = r.json()["detail"]
+    body = r.json()
     assert body["code"] == "spoof_flagged" and body["spoof"]["flag"] is True
     assert c.get(f"{IDS}/{ident}", headers=h["analyst"]).json()["samples"] == 0
     refused = audit.query(db, target_id=str(ident), action="blacklist.sample.spoof_refused")
     assert len(refused) == 1 and refused[0]["actor"] == "analyst:t-analyst"
     r = c.post(url, headers=h["analyst"], **_upload(env["spoofed"], override_spoof=True))
-    assert r.status_code == 422 and r.json()["detail"]["code"] == "reason_required"
+    assert r.status_code == 422 and r.json()["code"] == "reason_required"
     r = c.post(url, headers=h["robot"], **_upload(env["spoofed"], override_spoof=True, override_reason="x"))
     assert r.status_code == 403
     reason = "seized voicemail of the fraudster: a replayed recording is what we have"

@@ -133,10 +133,10 @@ def test_api_extract(
     assert f["value"] == "13912345678" and 0 < f["confidence"] <= 1 and len(f["box"]) == 4
     blank = {"image": ("blank.png", png(Image.new("RGB", (620, 877), "white")), "image/png")}
     r = client.post("/v1/forms/extract", files=blank, headers=headers["robot"])
-    assert r.status_code == 422 and r.json()["detail"]["code"] == "blank_page"
+    assert r.status_code == 422 and r.json()["code"] == "blank_page"
     junk = {"image": ("x.png", b"\x89PNG broken", "image/png")}
     r = client.post("/v1/forms/extract", files=junk, headers=headers["analyst"])
-    assert r.status_code == 422 and r.json()["detail"]["code"] == "bad_image"
+    assert r.status_code == 422 and r.json()["code"] == "bad_image"
     audit = client.get("/v1/audit?action=forms.extract", headers=headers["auditor"])
     assert audit.status_code == 200
     entries = audit.json()["entries"]

@@ -114,7 +114,7 @@ def test_enrol_blacklist_identity_from_a_call(env: dict[str, Any]) -> None:
     assert body["from_call_id"] == env["calls"]["first"] and body["net_speech_s"] >= 3.0
     assert c.post(url, json={"call_id": env["calls"]["first"]}, headers=_hdr(env)).status_code == 409
     missing = c.post(url, json={"call_id": "nope"}, headers=_hdr(env))
-    assert missing.status_code == 404 and missing.json()["detail"]["code"] == "call_print_not_found"
+    assert missing.status_code == 404 and missing.json()["code"] == "call_print_not_found"
     assert c.post(url, json={"call": 1}, headers=_hdr(env)).status_code == 422
     assert c.post(url, json={"call_id": env["calls"]["first"]}, headers=_hdr(env, "robot")).status_code == 403
     audit = c.get(f"/v1/audit?target_type=blacklist_identity&target_id={ident['id']}",

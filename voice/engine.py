@@ -141,7 +141,7 @@ class VoiceEngine:
 
             root = Path(backend_dir) if isinstance(backend_dir, str | Path) else settings.models_dir
             backend = find_backend(encoder, root)
-            if backend is not None:
+            if backend is not None and settings.openset_calibration:
                 directory = root if (root / MANIFEST_FILE).is_file() else backend_dir_for(root, encoder.name)
                 calibration = find_calibration(directory, backend.id)
         return cls(encoder, backend=backend, max_upload_bytes=settings.max_upload_bytes,

@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 from callvet.api.context import AppContext
 from callvet.api.deps import IntId, get_ctx, require
+from callvet.api.problems import problem
 from callvet.core.auth import Principal, Role
 from callvet.voice.blacklist import Blacklist
 from callvet.voice.engine import VoiceEngine
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.types import Message
@@ -75,7 +75,8 @@ class UploadLimitRoute(APIRoute):
             limit = max_bytes + MULTIPART_SLACK
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
-                return JSONResponse(status_code=413, content={"detail": _too_large(max_bytes)})
+                body = _too_large(max_bytes)
+                return problem(413, "too_large", body["message"], max_upload_bytes=max_bytes)
             received = 0
             receive = request.receive
 

@@ -34,6 +34,9 @@ class StartFrame:
     encoding: str
     tracks: tuple[str, ...] = ("inbound",)
     params: dict[str, Any] = field(default_factory=dict)
+    #: The one-time stream token of a claimed case call (customParameters ``stream_token``): a credential,
+    #: so it is kept out of ``params`` (which the call record stores) and out of the repr.
+    stream_token: str | None = field(default=None, repr=False)
 
     @property
     def application_id(self) -> str | None:

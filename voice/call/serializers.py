@@ -46,7 +46,12 @@ CLOSE_TOO_BIG = 1009
 CLIENT_EVENTS = frozenset({"callvet.question", "callvet.transcript"})
 
 #: Parameters that carry a key (a robot may authenticate in ``customParameters``); never kept.
-_SECRET_PARAMS = frozenset({"token", "api_key", "key", "authorization"})
+_SECRET_PARAMS = frozenset({"token", "stream_token", "api_key", "key", "authorization"})
+
+
+def _stream_token(params: dict[str, Any]) -> str | None:
+    v = params.get("stream_token")
+    return str(v)[:200] if isinstance(v, str) and v else None
 
 
 class ProtocolError(InvalidInput):
@@ -262,6 +267,7 @@ class TwilioSerializer(Serializer):
             tracks=tuple(str(t)[:20] for t in tracks if isinstance(t, str)) or ("inbound",),
             params={str(k)[:64]: str(v)[:200] for k, v in list(params.items())[:32]
                     if str(k).lower() not in _SECRET_PARAMS},
+            stream_token=_stream_token(params),
         )
         return self.start
 
@@ -354,6 +360,7 @@ class ForkSerializer(Serializer):
             sample_rate=int(rate), encoding="pcm16",
             params={str(k)[:64]: str(v)[:200] for k, v in list(params.items())[:32]
                     if str(k).lower() not in _SECRET_PARAMS},
+            stream_token=_stream_token(params),
         )
         return self.start
 

@@ -397,9 +397,11 @@ class CallSession:
             try:
                 if self.server.admit is not None:
                     self.case_id = await loop.run_in_executor(
-                        self.server.db_pool, self.server.admit, self.call_id, dict(start.params))
+                        self.server.db_pool, self.server.admit, self.call_id,
+                        {**start.params, "stream_token": start.stream_token})
                 if self.case_id is None and self.require_case:
-                    raise CallvetError("this stream must name its case (customParameters case_id, token)",
+                    raise CallvetError("this stream must name its case (customParameters case_id, "
+                                       "stream_token)",
                                        code="stream_token_invalid")
             except CallvetError as exc:
                 await self._fail(exc.code, exc.message, CLOSE_POLICY)
