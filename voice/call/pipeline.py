@@ -1,4 +1,8 @@
-"""The per-call audio pipeline: VAD -> answers (prosody) -> speech -> voiceprint accumulator -> verdict.
+"""The analysis stage of a call: VAD -> answers (prosody) -> speech -> voiceprint accumulator -> verdict.
+
+This is the one stage of the call pipeline (:mod:`callvet.voice.call.processors`) that runs in the
+worker pool, not on the event loop; it turns audio into the analysis frames of
+:mod:`callvet.voice.call.frames` (re-exported here).
 
 :class:`CallProcessor` is synchronous and runs in the call server's shared worker pool, one batch at a
 time per call: the event loop hands it all audio received since the previous batch (normally one 20 ms
@@ -20,7 +24,14 @@ from typing import Any, Protocol
 import numpy as np
 from callvet.core.errors import CallvetError
 from callvet.core.settings import env_value
-from callvet.voice.call.frames import decode_payload
+from callvet.voice.call.frames import (
+    AnswerEnded,
+    AnswerStarted,
+    Output,
+    ScoringFailed,
+    VerdictReady,
+    decode_payload,
+)
 from callvet.voice.call.prosody import ProsodyTracker
 from scipy.signal import firwin, resample_poly
 
@@ -29,6 +40,7 @@ __all__ = [
     "AnswerStarted",
     "CallConfig",
     "CallProcessor",
+    "Output",
     "Ring",
     "ScoringFailed",
     "VerdictReady",
@@ -93,38 +105,6 @@ class VoiceWatch(Protocol):
     def add(self, speech16k: np.ndarray) -> None: ...
 
     def verdict(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class AnswerStarted:
-    index: int
-    t_s: float
-
-
-@dataclass(frozen=True)
-class AnswerEnded:
-    index: int
-    start_s: float
-    end_s: float
-    prosody: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class VerdictReady:
-    """A verdict that differs from the previous one; ``audio_t_s`` is the call audio time of the last
-    speech sample it used (the latency of the event is measured from there)."""
-
-    verdict: dict[str, Any]
-    audio_t_s: float
-
-
-@dataclass(frozen=True)
-class ScoringFailed:
-    code: str
-    message: str
-
-
-Output = AnswerStarted | AnswerEnded | VerdictReady | ScoringFailed
 
 
 class Ring:

@@ -19,21 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from callvet.voice.g711 import mulaw_encode
 
 __all__ = ["SimResult", "mulaw_encode", "stream_call"]
 
 FRAME_S = 0.02
-
-
-def mulaw_encode(x: np.ndarray) -> bytes:
-    """G.711 mu-law (the ITU reference algorithm: bias 0x84, clip 32635) of float samples."""
-    pcm = np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int32)
-    sign = np.where(pcm < 0, 0x80, 0)
-    mag = np.minimum(np.abs(pcm), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    exponent = np.clip(exponent, 0, 7)
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
 
 
 @dataclass
