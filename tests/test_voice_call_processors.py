@@ -296,3 +296,54 @@ def test_control_turns_robot_events_and_keys_into_typed_frames_at_call_audio_tim
     assert out.of(Transcript)[0] == Transcript("nurse", False, None, {})
     assert out.of(DtmfRecord) == [DtmfRecord("7", 2.0)]
     assert ctx.sm.state is CallState.STOPPED and ctx.end_reason == "stop"
+
+
+class _Acc:
+    def __init__(self) -> None:
+        self.net_speech_s = 0.0
+
+    def add(self, x: np.ndarray) -> None:
+        self.net_speech_s += len(x) / 16000
+
+    def voiceprint(self) -> Any:
+        return type("VP", (), {"net_speech_s": self.net_speech_s})()
+
+
+class _Engine:
+    min_net_speech_s = 3.0
+
+    def accumulator(self) -> _Acc:
+        return _Acc()
+
+
+class _Blacklist:
+    def identify_voiceprint(self, vp: Any, top_k: int) -> Any:
+        return type("R", (), {"alarm": False, "threshold": 0.5, "net_speech_s": vp.net_speech_s,
+                              "matches": []})()
+
+
+class LoudnessScorer:
+    """A new scorer plugged into the voiceprint stage: hears the same speech, extends each verdict."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+
+    def add(self, speech16k: np.ndarray) -> None:
+        self.peak = max(self.peak, float(np.abs(speech16k).max()))
+
+    def score(self, verdict: dict[str, Any], voiceprint: Any) -> dict[str, Any]:
+        return {**verdict, "peak": round(self.peak, 2), "seen_s": voiceprint.net_speech_s}
+
+    def settle(self, verdict: dict[str, Any]) -> dict[str, Any]:
+        return {**verdict, "settled": True}
+
+
+def test_a_new_scorer_plugs_into_the_voiceprint_stage_after_blacklist_and_spoof() -> None:
+    from callvet.voice.call.scoring import SPOOF_UNAVAILABLE, EngineWatch
+
+    watch = EngineWatch(_Engine(), _Blacklist(), 5, scorers=[LoudnessScorer()])
+    watch.add(np.full(16000 * 3, 0.25, np.float32))
+    v = watch.verdict()
+    assert list(v)[-3:] == ["spoof", "peak", "seen_s"]  # in order: blacklist, spoof, then the new one
+    assert v["spoof"] == SPOOF_UNAVAILABLE and v["peak"] == 0.25 and v["seen_s"] == 3.0
+    assert watch.settle(v)["settled"] is True

@@ -226,15 +226,15 @@ class CallProcessor:
             self._end_answer(self.fed, outs)
         if self._speech16k_n >= 0.25 * 16000:
             self._score(outs, self.fed, final=True)
-        elif self.last_verdict is not None and callable(getattr(self.watch, "finish", None)):
+        elif self.last_verdict is not None and callable(getattr(self.watch, "settle", None)):
             self._final_spoof(outs)
         return outs
 
     def _final_spoof(self, outs: list[Output]) -> None:
-        """No speech left to score: still settle the spoof check still running for the last verdict."""
+        """No speech left to score: the watch's scorers still settle the last verdict (the spoof check
+        still running for it)."""
         assert self.watch is not None and self.last_verdict is not None
-        self.watch.finish()  # type: ignore[attr-defined]
-        verdict = {**self.last_verdict, "spoof": self.watch.spoof_now()}  # type: ignore[attr-defined]
+        verdict = self.watch.settle(self.last_verdict)  # type: ignore[attr-defined]
         self.last_verdict = verdict
         key = _verdict_key(verdict)
         if key != self._last_key:
