@@ -73,7 +73,7 @@ def delete_decision(decision_id: str, reason: str = Query(..., min_length=1, max
     return {"deleted": engine(ctx).delete(actor=p.actor, reason=reason, decision_id=decision_id)}
 
 
-@router.delete("/v1/decisions")
+@router.delete("/v1/decisions", responses={404: {"description": "no stored decision matches"}})
 def delete_application_decisions(application_id: str = Query(..., min_length=1, max_length=64),
                                  reason: str = Query(..., min_length=1, max_length=2000),
                                  ctx: AppContext = Depends(get_ctx),

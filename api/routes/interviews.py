@@ -62,8 +62,8 @@ class CreateInterview(BaseModel):
 
 
 class AnswerIn(BaseModel):
-    question_id: str
-    transcript: str
+    question_id: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    transcript: str = Field(max_length=20_000)
     timing: dict[str, Any] | None = Field(
         default=None, description="{delay_s, duration_s, pauses: [s, ...], speech_rate}"
     )
@@ -73,7 +73,7 @@ class AnswerIn(BaseModel):
 
 
 class AbortIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
 
 
 @router.post("/v1/interviews", status_code=201)

@@ -79,7 +79,7 @@ class MessageBody(BaseModel):
 
 
 class UserBody(BaseModel):
-    role: str
+    role: Role
     skills: list[str] = Field(default_factory=list)
     name: str = ""
     max_amount: float | None = Field(default=None, ge=0, le=1e15)
@@ -130,7 +130,7 @@ def activate_definition(
 
 
 # ---- instances -------------------------------------------------------------------------------------------
-@router.post("/v1/workflow/instances", status_code=201)
+@router.post("/v1/workflow/instances", status_code=201, responses={404: {"description": "no such process"}})
 def start_instance(
     body: StartBody,
     p: Principal = Depends(require(Role.ANALYST, Role.ROBOT, Role.RISK_OFFICER)),
@@ -159,7 +159,7 @@ def get_instance(
 
 
 class ReasonBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
 
 
 @router.post("/v1/workflow/instances/{instance_id}/cancel")
@@ -217,7 +217,7 @@ def put_user(
 ) -> dict[str, Any]:
     return rt.board.upsert_user(
         user_id,
-        role=body.role,
+        role=body.role.value,
         skills=body.skills,
         name=body.name,
         max_amount=body.max_amount,
