@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +29,13 @@ __all__ = [
 _MOBILE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
 
 
+#: What the validators below check, stated in the OpenAPI too (issue 9: the schema a client reads is the
+#: one the service enforces). Birth years 1900-2025 in the schema; the validator's bound is "today".
+_MOBILE_SCHEMA: dict[str, Any] = {"pattern": _MOBILE.pattern}
+_BIRTH_YEARS: dict[str, Any] = {"pattern": r"^(19[0-9]{2}|20[01][0-9]|202[0-5])-"}
+_TXN_YEARS: dict[str, Any] = {"pattern": r"^(20[01][0-9]|202[0-5])-"}
+
+
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -42,8 +49,8 @@ def _check_mobile(v: str | None) -> str | None:
 class Applicant(_Part):
     name: str = Field(min_length=1, max_length=100)
     id_number: str | None = Field(default=None, max_length=40)
-    birth_date: date | None = None
-    mobile: str | None = None
+    birth_date: date | None = Field(default=None, json_schema_extra=_BIRTH_YEARS)
+    mobile: str | None = Field(default=None, json_schema_extra=_MOBILE_SCHEMA)
 
     _m = field_validator("mobile")(_check_mobile)
 
@@ -73,7 +80,7 @@ class Home(_Part):
 class EmergencyContact(_Part):
     name: str | None = Field(default=None, max_length=100)
     relation: str | None = Field(default=None, max_length=50)
-    mobile: str | None = None
+    mobile: str | None = Field(default=None, json_schema_extra=_MOBILE_SCHEMA)
 
     _m = field_validator("mobile")(_check_mobile)
 
@@ -91,7 +98,7 @@ class RecentTransaction(_Part):
 
     merchant: str = Field(min_length=1, max_length=100)
     amount: float = Field(ge=0, le=10_000_000)
-    date: _dt.date
+    date: _dt.date = Field(json_schema_extra=_TXN_YEARS)
 
     @field_validator("date")
     @classmethod

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
+from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.portrait.links import enrich
 from callvet.portrait.service import default_bank
@@ -55,8 +56,8 @@ def interview_service(ctx: AppContext) -> InterviewService:
 
 
 class CreateInterview(BaseModel):
-    application: dict[str, Any] = Field(description="the card application (docs/contracts)")
-    language: str | None = Field(
+    application: Application = Field(description="the card application (docs/contracts)")
+    language: Literal["zh-CN", "en", "en-US", "en-GB"] | None = Field(
         default=None, description="zh-CN, en, en-US or en-GB; default: application's"
     )
 
@@ -82,7 +83,8 @@ def create_interview(
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ROBOT, Role.ANALYST)),
 ) -> dict[str, Any]:
-    return interview_service(ctx).create(body.application, language=body.language, actor=p.actor)
+    application = body.application.model_dump(mode="json", exclude_unset=True)
+    return interview_service(ctx).create(application, language=body.language, actor=p.actor)
 
 
 @router.post("/v1/interviews/{interview_id}/answers")

@@ -47,7 +47,7 @@ def get_segment(
 
 @router.get("/v1/portrait/customers/{customer_id}")
 def get_portrait(
-    customer_id: int = PathParam(..., ge=1, le=2**62),
+    customer_id: int = PathParam(..., ge=1, le=2**62 - 1),
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(*_VIEWERS)),
 ) -> dict[str, Any]:

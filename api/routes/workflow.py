@@ -8,7 +8,7 @@ the person in the workflow users table, so authority and segregation-of-duties c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import IntId, Version, get_ctx, require
@@ -64,23 +64,28 @@ def _person(p: Principal) -> str:
     return p.label or p.key_id
 
 
+#: Process data keys starting with "_" are the engine's own (the workflow engine refuses them).
+_DATA_KEYS: dict[str, Any] = {"propertyNames": {"pattern": "^[^_]"}}
+
+
 class StartBody(BaseModel):
     process_key: str = Field(min_length=1, max_length=100)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_DATA_KEYS)
     version: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class CompleteBody(BaseModel):
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_DATA_KEYS)
 
 
 class MessageBody(BaseModel):
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_DATA_KEYS)
 
 
 class UserBody(BaseModel):
     role: Role
-    skills: list[str] = Field(default_factory=list)
+    skills: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list,
+                                                                               max_length=100)
     name: str = ""
     max_amount: float | None = Field(default=None, ge=0, le=1e15)
     active: bool = True
