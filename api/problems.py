@@ -59,8 +59,9 @@ _STATUS: list[tuple[type[CallvetError], int]] = [
     (Unavailable, 503),
 ]
 
-#: Domain codes whose HTTP status is not their class's.
-_CODE_STATUS = {"unsupported_media_type": 415, "too_large": 413}
+#: Domain codes whose HTTP status is not their class's. ``wrong_question``: the answer is well formed but
+#: the interview has moved on to another question, a conflict with its state (as ``concurrent_answer``).
+_CODE_STATUS = {"unsupported_media_type": 415, "too_large": 413, "wrong_question": 409}
 
 #: Codes for HTTP statuses raised without one (Starlette's routing, FastAPI's own checks).
 _DEFAULT_CODE = {

@@ -34,6 +34,9 @@ _MOBILE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
 _MOBILE_SCHEMA: dict[str, Any] = {"pattern": _MOBILE.pattern}
 _BIRTH_YEARS: dict[str, Any] = {"pattern": r"^(19[0-9]{2}|20[01][0-9]|202[0-5])-"}
 _TXN_YEARS: dict[str, Any] = {"pattern": r"^(20[01][0-9]|202[0-5])-"}
+#: Required strings are stripped first (``str_strip_whitespace``, Unicode White_Space): at least one
+#: character that is not stripped. ECMA's ``\s`` lacks U+0085 (stripped) and has U+FEFF (not stripped).
+_NOT_BLANK: dict[str, Any] = {"pattern": r"[^\s\u0085]|\ufeff"}
 
 
 class _Part(BaseModel):
@@ -47,7 +50,7 @@ def _check_mobile(v: str | None) -> str | None:
 
 
 class Applicant(_Part):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
     id_number: str | None = Field(default=None, max_length=40)
     birth_date: date | None = Field(default=None, json_schema_extra=_BIRTH_YEARS)
     mobile: str | None = Field(default=None, json_schema_extra=_MOBILE_SCHEMA)
@@ -96,7 +99,7 @@ class CreditProfile(_Part):
 class RecentTransaction(_Part):
     """One recent card or account transaction the bank booked (issue 13: a fact the form never held)."""
 
-    merchant: str = Field(min_length=1, max_length=100)
+    merchant: str = Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
     amount: float = Field(ge=0, le=10_000_000)
     date: _dt.date = Field(json_schema_extra=_TXN_YEARS)
 
@@ -120,7 +123,7 @@ class BankRelationship(_Part):
 
 
 class Application(_Part):
-    application_id: str = Field(min_length=1, max_length=64)
+    application_id: str = Field(min_length=1, max_length=64, json_schema_extra=_NOT_BLANK)
     language: Literal["zh-CN", "en", "en-US", "en-GB"]
     applicant: Applicant
     employment: Employment | None = None
