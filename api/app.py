@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import import_module
 
 from callvet import __version__
-from callvet.api import docs, limits, ops, problems, redact, strictjson
+from callvet.api import docs, limits, ops, problems, redact, schemas, strictjson
 from callvet.api.context import AppContext
 from callvet.api.routes import audit, blacklist, calls, decisions, interviews, portrait, workflow
 from callvet.api.routes import cases as cases_routes
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.ctx = ctx
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=schemas.Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 

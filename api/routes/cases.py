@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
+from callvet.api.schemas import CaseList, CaseOut
 from callvet.cases.dispatch import NO_CONNECT_OUTCOMES
 from callvet.cases.service import CaseService, Intake
 from callvet.cases.state import CaseStatus
@@ -72,7 +73,9 @@ class IntakeIn(Intake):
     process: Literal["card_issuance", "limit_adjustment", "instalment_loan"] | None = None
 
 
-@router.post("/v1/applications", status_code=201, responses={200: {"description": "submitted before"}})
+@router.post("/v1/applications", status_code=201, response_model=CaseOut,
+             responses={200: {"description": "submitted before"},
+                        404: {"description": "the case's workflow instance was erased"}})
 def submit_application(
     response: Response,
     body: IntakeIn = Body(...),
@@ -86,7 +89,7 @@ def submit_application(
     return case
 
 
-@router.get("/v1/cases")
+@router.get("/v1/cases", response_model=CaseList)
 def list_cases(
     status: CaseStatus | None = Query(None),
     limit: int = Query(50, ge=1, le=200),
@@ -97,7 +100,7 @@ def list_cases(
     return case_service(ctx).list(status=status.value if status else None, limit=limit, after=after)
 
 
-@router.get("/v1/cases/{case_id}")
+@router.get("/v1/cases/{case_id}", response_model=CaseOut)
 def get_case(case_id: str, ctx: AppContext = Depends(get_ctx),
              _p: Principal = Depends(require(*READERS))) -> dict[str, Any]:
     return case_service(ctx).get(case_id)

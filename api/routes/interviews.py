@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
+from callvet.api.schemas import InterviewList
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.portrait.links import enrich
@@ -113,7 +114,7 @@ def get_interview(
     return interview_service(ctx).get(interview_id)
 
 
-@router.get("/v1/interviews")
+@router.get("/v1/interviews", response_model=InterviewList)
 def list_interviews(
     application_id: str = Query(..., min_length=1, max_length=64),
     ctx: AppContext = Depends(get_ctx),

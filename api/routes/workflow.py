@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import IntId, Version, get_ctx, require
+from callvet.api.schemas import DefinitionList, DefinitionOut, InstanceList, Uploaded
 from callvet.core.auth import Principal, Role
 from callvet.core.errors import CallvetError, InvalidInput, Unavailable
 from callvet.workflow.engine import WorkflowRuntime, engine_decider
@@ -101,7 +102,7 @@ _BPMN_BODY = {"requestBody": {"required": True, "content": {
     for t in ("application/xml", "text/xml")}}}
 
 
-@router.post("/v1/workflow/definitions", status_code=201, openapi_extra=_BPMN_BODY)
+@router.post("/v1/workflow/definitions", status_code=201, response_model=Uploaded, openapi_extra=_BPMN_BODY)
 async def upload_definition(
     request: Request, p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
@@ -117,14 +118,15 @@ async def upload_definition(
     return {"process_key": d.process_key, "version": d.version, "active": d.active}
 
 
-@router.get("/v1/workflow/definitions")
+@router.get("/v1/workflow/definitions", response_model=DefinitionList)
 def list_definitions(
     _p: Principal = Depends(require(*ALL_STAFF)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
     return {"definitions": [d.to_dict() for d in rt.definitions.list()]}
 
 
-@router.post("/v1/workflow/definitions/{process_key}/versions/{version}/activate")
+@router.post("/v1/workflow/definitions/{process_key}/versions/{version}/activate",
+             response_model=DefinitionOut)
 def activate_definition(
     process_key: str,
     version: Version,
@@ -144,7 +146,7 @@ def start_instance(
     return rt.start(body.process_key, body.data, actor=p.actor, version=body.version)
 
 
-@router.get("/v1/workflow/instances")
+@router.get("/v1/workflow/instances", response_model=InstanceList)
 def list_instances(
     status: str | None = Query(None, pattern="^(running|waiting|completed|failed)$"),
     process_key: str | None = None,
