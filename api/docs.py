@@ -74,11 +74,10 @@ def _augment(schema: dict[str, Any]) -> dict[str, Any]:
                 codes += ["400", "413", "415"]
             responses = op["responses"]
             for code in sorted(codes):
-                existing = responses.get(code)
-                if existing is None:
-                    responses[code] = {"description": _DESCRIPTIONS[code], "content": _problem_ref()}
-                else:
-                    existing["content"] = _problem_ref()
+                responses.setdefault(code, {"description": _DESCRIPTIONS[code]})
+            for code, response in responses.items():
+                if code[:1] in ("4", "5"):  # every error, also those a route declares itself
+                    response["content"] = _problem_ref()
     for stale in ("HTTPValidationError", "ValidationError"):
         schemas.pop(stale, None)
     return schema
