@@ -14,22 +14,33 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AuditList",
+    "CallList",
     "CaseDecision",
     "CaseList",
     "CaseOut",
     "CaseRow",
+    "ConfigSet",
+    "ConfigValue",
     "DecisionBatchOut",
     "DecisionOut",
     "DecisionReason",
     "DefinitionList",
     "DefinitionOut",
     "Deleted",
+    "FindingList",
     "Health",
     "InstanceList",
     "InterviewList",
     "PolicyList",
     "PolicyVersionList",
+    "RuleList",
+    "TagDimension",
+    "TagDimensionList",
+    "TagVersionList",
+    "TaskList",
     "Uploaded",
+    "UserList",
 ]
 
 
@@ -142,3 +153,56 @@ class InstanceList(BaseModel):
 
 class InterviewList(BaseModel):
     interviews: list[dict[str, Any]]
+
+
+class AuditList(BaseModel):
+    entries: list[dict[str, Any]] = Field(description="newest first")
+
+
+class CallList(BaseModel):
+    calls: list[dict[str, Any]]
+
+
+class UserList(BaseModel):
+    users: list[dict[str, Any]]
+
+
+class ConfigValue(BaseModel):
+    key: str
+    version: int | None = Field(description="null while the built-in default applies")
+    value: Any
+
+
+class ConfigSet(BaseModel):
+    key: str
+    version: int
+
+
+class TaskList(BaseModel):
+    tasks: list[dict[str, Any]]
+
+
+class RuleList(BaseModel):
+    rules: list[dict[str, Any]]
+    count: int
+
+
+class FindingList(BaseModel):
+    findings: list[dict[str, Any]]
+
+
+class TagDimension(_Open):
+    dimension: str
+    active_version: int | None
+    kind: str | None
+    categories: list[str]
+    versions: int
+    proposed: int
+
+
+class TagDimensionList(BaseModel):
+    dimensions: list[TagDimension]
+
+
+class TagVersionList(BaseModel):
+    versions: list[dict[str, Any]]

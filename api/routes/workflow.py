@@ -12,7 +12,18 @@ from typing import Annotated, Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import IntId, Version, get_ctx, require
-from callvet.api.schemas import DefinitionList, DefinitionOut, InstanceList, Uploaded
+from callvet.api.schemas import (
+    ConfigSet,
+    ConfigValue,
+    DefinitionList,
+    DefinitionOut,
+    FindingList,
+    InstanceList,
+    RuleList,
+    TaskList,
+    Uploaded,
+    UserList,
+)
 from callvet.core.auth import Principal, Role
 from callvet.core.errors import CallvetError, InvalidInput, Unavailable
 from callvet.workflow.engine import WorkflowRuntime, engine_decider
@@ -208,7 +219,7 @@ def tick(_p: Principal = Depends(require()), rt: WorkflowRuntime = Depends(_rt))
 
 
 # ---- people and configuration --------------------------------------------------------------------------
-@router.get("/v1/workflow/users")
+@router.get("/v1/workflow/users", response_model=UserList)
 def list_users(
     _p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
@@ -233,7 +244,7 @@ def put_user(
     )
 
 
-@router.get("/v1/workflow/config/{key}")
+@router.get("/v1/workflow/config/{key}", response_model=ConfigValue)
 def get_config(
     key: str, _p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
@@ -241,7 +252,7 @@ def get_config(
     return {"key": key, "version": version, "value": value}
 
 
-@router.put("/v1/workflow/config/{key}")
+@router.put("/v1/workflow/config/{key}", response_model=ConfigSet)
 def put_config(
     key: str,
     value: dict[str, Any],
@@ -253,7 +264,7 @@ def put_config(
 
 
 # ---- human tasks -------------------------------------------------------------------------------------------
-@router.get("/v1/tasks")
+@router.get("/v1/tasks", response_model=TaskList)
 def list_tasks(
     assignee: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
@@ -289,7 +300,7 @@ def complete_task(
 
 
 # ---- supervision ------------------------------------------------------------------------------------------
-@router.get("/v1/supervision/rules")
+@router.get("/v1/supervision/rules", response_model=RuleList)
 def list_rules(
     kind: str | None = Query(None, pattern="^(issuance|limit_adjustment)$"),
     _p: Principal = Depends(require(Role.AUDITOR, Role.RISK_OFFICER, Role.APPROVER, Role.ANALYST)),
@@ -300,7 +311,7 @@ def list_rules(
     return {"rules": rules, "count": len(rules)}
 
 
-@router.get("/v1/supervision/findings")
+@router.get("/v1/supervision/findings", response_model=FindingList)
 def list_findings(
     status: str | None = Query(None, pattern="^(open|rectified)$"),
     instance_id: str | None = None,
