@@ -60,6 +60,8 @@ class DecisionReason(_Open):
 
 
 class DecisionOut(_Open):
+    """One decision; ``portrait`` (the bank's facts) follows when the bank knows the applicant."""
+
     decision_id: str
     application_id: str
     decision: str = Field(description="approve, decline or refer")
@@ -69,8 +71,6 @@ class DecisionOut(_Open):
     reasons: list[DecisionReason]
     policy_versions: dict[str, int] = Field(description="each policy's version that decided")
     model_version: str | None
-    portrait: dict[str, Any] | None = Field(default=None, description="the bank's facts, when it knows "
-                                            "the applicant")
 
 
 class DecisionBatchOut(BaseModel):

@@ -10,7 +10,9 @@ where lax parsing is wanted, and strict *Python* mode would refuse ISO date stri
 
 So this middleware re-validates the raw bytes of a JSON body with the route's own body type in pydantic's
 strict *JSON* mode (dates and enums from their JSON strings, integers as floats, nothing else coerced)
-before the route runs, and answers a mismatch with the usual 422 problem. One normalisation first: a
+and leaves what it found in the request scope; the key check (:func:`callvet.api.deps.require`) raises
+it as the usual 422 problem once the caller is authenticated and authorised, so 401 and 403 still come
+first and an anonymous caller learns nothing about a body's shape. One normalisation first: a
 number with a zero fraction (``761.0``) is an integer in JSON Schema, as in pydantic's lax mode, so it is
 read as one; malformed JSON is left to FastAPI (400 or 422 as before). The body is already bounded
 (:mod:`callvet.api.limits`) and is replayed to the route unchanged. Multipart and XML bodies are not
@@ -23,15 +25,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from callvet.api.problems import api_routes, field_errors, problem
+from callvet.api.problems import api_routes, problem
 from fastapi import params
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["StrictJson", "install"]
+__all__ = ["SCOPE_KEY", "StrictJson", "install", "raise_found"]
+
+#: Where the middleware leaves a body's strict-mode errors for :func:`raise_found`.
+SCOPE_KEY = "callvet.strict_json_errors"
 
 
 def _json_routes(routes: Any) -> list[tuple[APIRoute, TypeAdapter[Any]]]:
@@ -69,8 +75,15 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
+def raise_found(scope: Scope) -> None:
+    """Raise the strict-mode errors the middleware found in this request's body, if any."""
+    errors = scope.get(SCOPE_KEY)
+    if errors:
+        raise RequestValidationError(errors)
+
+
 class StrictJson:
-    """ASGI middleware: a JSON body that only lax coercion would accept is a 422 problem."""
+    """ASGI middleware: finds what in a JSON body only lax coercion would accept (see the module)."""
 
     def __init__(self, app: ASGIApp, app_routes: Callable[[], Any]) -> None:
         self.app = app
@@ -116,12 +129,7 @@ class StrictJson:
             try:
                 adapter.validate_json(normalised, strict=True)
             except ValidationError as exc:
-                errors = field_errors([{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()])
-                first = errors[0] if errors else {"field": "body", "message": "invalid"}
-                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-                await problem(422, "invalid_input", f"{first['field']}: {first['message']}{more}",
-                              errors=errors, field=first["field"])(scope, receive, send)
-                return
+                scope[SCOPE_KEY] = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
         replayed = False
 
         async def replay() -> Message:
