@@ -112,6 +112,9 @@ def test_json_bodies_hold_to_their_documented_types(api: Api) -> None:
                     json={"application": example(), "investigation": inv})
     body = _is_problem(r, 422, "invalid_input")
     assert body["field"] == "investigation.questionnaire.risk_score", body
+    bad = {"application": example(), "investigation": inv}  # the caller is checked before the body
+    _is_problem(client.post("/v1/decisions", json=bad), 401, "unauthenticated")
+    _is_problem(client.post("/v1/decisions", headers=h["auditor"], json=bad), 403, "forbidden")
     inv["questionnaire"]["risk_score"] = 1
     assert client.post("/v1/decisions", headers=h["robot"],
                        json={"application": example(), "investigation": inv}).status_code == 200
