@@ -11,7 +11,8 @@ What the config below relaxes, and why (nothing else is relaxed):
 
 * ``positive_data_acceptance`` also accepts 422 on operations whose body is a file or a document whose
   validity no JSON Schema can state: an audio upload must decode and hold speech, a form image must
-  decode, a BPMN document must parse and pass the sandbox checks. A schema-valid random byte string is
+  decode, a BPMN document must parse and pass the sandbox checks, a policy (JDM graph) or tag definition
+  must compile for its dimension. A schema-valid random byte string is
   rightly refused there, with a reason code. Three JSON operations are in the same case: a segment's
   ``filters`` name tag categories, which are data (the active tag definitions); ``/v1/cases``'
   ``after`` is an opaque cursor that only a previous page can hand out; an instalment-loan application
@@ -41,6 +42,8 @@ CONTENT_VALIDATED = [
     "/v1/blacklist/identities/{identity_id}/samples",
     "/v1/forms/extract",
     "/v1/workflow/definitions",
+    "/v1/policies/{name}/versions",
+    "/v1/portrait/tags/{dimension}/versions",
     "/v1/portrait/segments",
     "/v1/cases",
     "/v1/applications",
