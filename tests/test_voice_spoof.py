@@ -70,7 +70,9 @@ def test_pitch_tracker_finds_f0_and_cues_separate_steady_from_jittery_voicing() 
     rng = np.random.default_rng(0)
 
     def voiced(jitter: float) -> np.ndarray:
-        f = f0 * 2 ** (rng.normal(0, jitter, len(t)).cumsum() / np.sqrt(len(t)) if jitter else 0)
+        # jitter: a random walk of log-F0 (semitone-scale wobble), 0 = a perfectly steady tone.
+        walk = rng.normal(0, jitter, len(t)).cumsum() / np.sqrt(len(t)) if jitter else np.zeros(len(t))
+        f = f0 * 2 ** (walk / 12)
         phase = 2 * np.pi * np.cumsum(f) / sr
         return sum(np.sin(h * phase) / h for h in range(1, 8)).astype(np.float32)
 
