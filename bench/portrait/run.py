@@ -2,15 +2,18 @@
 
 Two parts, each printing a JSON line per measurement and a summary table:
 
-``quality`` -- for each seed (none used in tests or development: tests use 101, 5, 6), generate a bank of
-``--customers`` customers, build it exactly as ``callvet portrait build`` does (propensity models
+``quality`` -- for each seed (none used in tests or development: tests use 101, 5, 6, 77; the response
+model was chosen on 555-557 with ``lift_dev.py``; figures in BENCHMARKS.md: 231-235, 241-245), generate
+a bank of ``--customers`` customers, build it exactly as ``callvet portrait build`` does (propensity models
 trained on the recorded campaigns, every active definition), then
 
 - agreement of each rule tag with the customer's hidden true class (``truth.parquet``, never read by a
   definition),
 - top-decile lift of the response model on a *later* simulated card-offer campaign (outcomes drawn from
-  the true propensity moved by drift; nothing of it is seen at training), and the same for card
-  binding on a later binding push.
+  the true propensity moved by drift; nothing of it is seen at training) with its bootstrap interval,
+  the expected (noise-free) lift, the same for the peer (the previous response definition, trained in
+  the same run) and the oracle (hidden true propensity), and the lift of card binding on a later
+  binding push; at the end the mean over seeds with a 95 % t interval.
 
 ``scale`` -- a bank of ``--customers`` customers (1M gives ~55M transactions) and the five rule tags
 computed two ways in separate processes (peak RSS is per process):
@@ -23,7 +26,7 @@ computed two ways in separate processes (peak RSS is per process):
 The tags of both engines are compared customer by customer (must be identical), and the ratio of
 wall times is printed. Run:
 
-    nice -n 10 .venv/bin/python bench/portrait/run.py quality --customers 100000 --seeds 201 202 203
+    nice -n 10 .venv/bin/python bench/portrait/run.py quality --customers 100000 --seeds 231 232 233 234 235
     nice -n 10 .venv/bin/python bench/portrait/run.py scale --customers 1000000
 """
 
