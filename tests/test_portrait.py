@@ -237,6 +237,26 @@ def test_response_features_mean_the_same_at_cutoff_and_as_of(bank_src: Path) -> 
         assert 0.03 < x_s[:, col].mean() < 0.3 and 0.03 < x_t[:, col].mean() < 0.3, name
 
 
+def test_training_reports_features_that_shift_between_cutoff_and_as_of(
+    bank_src: Path, tmp_path: Path
+) -> None:
+    """The previous response definition's calendar-anchored flag is caught; the shipped ones pass."""
+    from callvet.portrait import propensity
+
+    con = tags.connect(bank_src)
+    try:
+        for dim in ("response", "card_binding"):
+            card = propensity.train(con, tags.shipped_definition(dim), tmp_path / "ok", as_of_day=360)
+            assert card["metrics"]["shifted_features"] == [], (dim, card["feature_shift_sd"])
+            assert set(card["feature_shift_sd"]) == set(card["features"])
+        peer = json.loads((Path(__file__).parents[1] / "bench/portrait/peer_response_v1.json").read_text())
+        card = propensity.train(con, peer, tmp_path / "peer", as_of_day=360)
+    finally:
+        con.close()
+    assert "trend_declining" in card["metrics"]["shifted_features"]
+    assert card["feature_shift_sd"]["trend_declining"] > 5
+
+
 def test_risk_retuning_is_a_proposal(built: tuple[Database, Path]) -> None:
     db, bank = built
     v = service.propose_risk_tuning(db, bank, target_bad_rate=0.02, actor="risk_officer:r")
