@@ -13,8 +13,8 @@ from typing import Any
 from callvet.core.audit import record
 from callvet.core.errors import Conflict
 from callvet.workflow.codec import aware
+from callvet.workflow.deps import SupervisionCheck
 from callvet.workflow.repository import LoadedInstance
-from callvet.workflow.supervise import Supervisor
 from callvet.workflow.tasks import TaskBoard
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.util import BpmnEvent
@@ -34,7 +34,7 @@ class CompleteTask:
     def __init__(
         self,
         board: TaskBoard,
-        supervisor: Supervisor,
+        supervisor: SupervisionCheck,
         row: Any,
         data: dict[str, Any],
         *,

@@ -377,7 +377,9 @@ class WorkflowRuntime:
         data = _check_data(data)
         row = self.board.open_task(task_id, role)
         validate_completion(self.repo.process_key(row.instance_id), row.element, data)
-        change = CompleteTask(self.board, self.supervisor, row, data, actor=actor, reviewer_id=reviewer_id)
+        change = CompleteTask(
+            self.board, self.deps.supervisor, row, data, actor=actor, reviewer_id=reviewer_id
+        )
         self._advance(row.instance_id, actor, change)
         return self.summary(row.instance_id)
 
