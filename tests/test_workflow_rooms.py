@@ -215,3 +215,9 @@ def test_each_table_has_one_writer() -> None:
         assert _writers(table) == {"repository.py"}, table
     assert _writers("wf_tasks") == {"tasks.py"}
     assert _writers("wf_checks") == _writers("wf_findings") == {"supervise.py"}
+
+
+def test_old_state_module_name_still_imports() -> None:
+    from callvet.workflow import codec, state
+
+    assert state.StateCodec is codec.StateCodec and state.current_data is codec.current_data
