@@ -28,6 +28,7 @@ from typing import Any
 from callvet.cases import dispatch
 from callvet.cases.dispatch import CallWindow
 from callvet.cases.intake import Intake, Window, default_tz, field_error, iso, summarise_verdicts
+from callvet.cases.ports import CaseInterviews, CaseWorkflow
 from callvet.cases.state import TERMINAL, CaseStatus, QueueStatus, check_transition
 from callvet.cases.tables import call_queue, case_events, cases
 from callvet.core.application import Application
@@ -49,9 +50,10 @@ MAX_PAGE = 200
 
 class CaseService:
     """Thread-safe; one per process. ``runtime`` and ``interviews`` are factories so that the heavy
-    parts (decision engine, sentence encoder) are built on first use."""
+    parts (decision engine, sentence encoder) are built on first use; :mod:`.ports` types them."""
 
-    def __init__(self, db: Database, runtime: Callable[[], Any], interviews: Callable[[], Any] | None,
+    def __init__(self, db: Database, runtime: Callable[[], CaseWorkflow],
+                 interviews: Callable[[], CaseInterviews] | None,
                  *, stream_url: str = "/v1/calls/stream", clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self._runtime = runtime
@@ -64,7 +66,7 @@ class CaseService:
         self._thread: threading.Thread | None = None
 
     @property
-    def runtime(self) -> Any:
+    def runtime(self) -> CaseWorkflow:
         return self._runtime()
 
     # ---- intake ------------------------------------------------------------------------------------
