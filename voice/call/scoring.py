@@ -10,9 +10,10 @@ and extends each verdict at the voiceprint's stride, never per frame; a new scor
 With a spoof detector the scorer keeps a :class:`~callvet.voice.spoof.SpoofWatch` fed with the speech;
 every verdict carries ``spoof``.
 
-The spoof check never delays a verdict: it runs on one process-wide ``spoof`` thread (AASIST costs
-~0.45 core-s a window, measured in bench/spoof; inline it tripled verdict latency and cost calls held,
-bench/calls), at most one check pending per call, and a verdict carries the latest *finished* result
+The spoof check never delays a verdict: it runs on one process-wide ``spoof`` thread (the served cue
+vector costs ~0.9x the voiceprint per second of speech, bench/spoof; the earlier AASIST back end cost
+~0.45 core-s a window and tripled verdict latency inline), at most one check pending per call, and a
+verdict carries the latest *finished* result
 (``error: "pending"`` before the first). A changed flag emits a new verdict event at the next check;
 at the end of the call the pending check is awaited so the call record has the result.
 """
