@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # off by default until its held-out figures are measured (docs/blacklist.md).
     openset_calibration: bool = False
     # -- scorers
+    # The spoof countermeasure on identify, enrolment and calls (CALLVET_SPOOF=0 turns it off in all three:
+    # a deployment whose test voices are synthetic, or one that has not validated it on its own lines).
+    spoof: bool = True
     spoof_ffr: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     asr_grace_ms: Annotated[float, Field(ge=0, le=10_000)] = 300.0
     asr_processes: Annotated[int, Field(ge=0, le=64)] = 1
