@@ -66,9 +66,14 @@ class Settings(BaseSettings):
     max_upload_bytes: Annotated[int, Field(gt=0, le=1 << 31)] = 20 * 1024 * 1024
     max_audio_s: Annotated[float, Field(gt=0, le=24 * 3600)] = 300.0
     max_speech_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
-    # issue 18: the open-set calibration (s-norm, per-search thresholds, alarm/review tiers) ships but is
-    # off by default until its held-out figures are measured (docs/blacklist.md).
-    openset_calibration: bool = False
+    # issue 18: the open-set calibration (s-norm, per-search thresholds, alarm/review tiers), on by
+    # default; its held-out figures are in BENCHMARKS.md (docs/blacklist.md explains the knobs).
+    openset_calibration: bool = True
+    # false alarms per search (per call for a live call) of the alarm and review tiers
+    alarm_far: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    review_far: Annotated[float, Field(gt=0, lt=1.0)] = 0.05
+    # below this net speech a probe is at most a review, never an alarm
+    alarm_min_speech_s: Annotated[float, Field(ge=0, le=600)] = 6.0
     # -- scorers
     spoof_ffr: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     asr_grace_ms: Annotated[float, Field(ge=0, le=10_000)] = 300.0
