@@ -112,7 +112,9 @@ def operating_points(cal: Calibration, cfg: TierConfig, identities: int, prints:
     alarm_ratio = 1.0
     if looks_ratio > 1.0:
         alarm_ratio = max(1.0, looks_ratio * min_net_speech_s / max(cfg.alarm_min_speech_s, min_net_speech_s))
-    out = {"alarm": cal.operating_point("alarm", cfg.alarm_far, n, p, looks_ratio=alarm_ratio).to_dict(),
+    long = cfg.alarm_min_speech_s + 1e-9 >= cal.long_min_s
+    out = {"alarm": cal.operating_point("alarm", cfg.alarm_far, n, p, looks_ratio=alarm_ratio,
+                                        long=long).to_dict(),
            "review": cal.operating_point("review", cfg.review_far, n, p, looks_ratio=looks_ratio).to_dict()}
     out["alarm"]["min_net_speech_s"] = cfg.alarm_min_speech_s
     out["review"]["min_net_speech_s"] = min_net_speech_s
