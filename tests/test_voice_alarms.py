@@ -177,3 +177,40 @@ def test_short_speech_accepted_down_to_the_calibrated_floor_with_less_weight(bl:
     with pytest.raises(AudioError) as enrol_short:
         bl.add_sample(a, to_wav_bytes(_trim(long_probe, engine, 2.5), 16000), "analyst:test")
     assert "at least 3.00 s is needed for an enrolment print" in enrol_short.value.message
+
+
+def test_decide_alarm_needs_enough_speech_review_is_the_wider_net() -> None:
+    from callvet.voice.tiers import decide
+
+    assert decide(9.0, 8.0, 7.0, 5.0, 6.0) == (True, False, None)
+    assert decide(9.0, 4.0, 7.0, 5.0, 6.0) == (False, True, "short_speech")
+    assert decide(6.0, 8.0, 7.0, 5.0, 6.0) == (False, True, None)
+    assert decide(6.0, 2.0, 7.0, 5.0, 6.0) == (False, True, None)
+    assert decide(4.0, 8.0, 7.0, 5.0, 6.0) == (False, False, None)
+    assert decide(None, 8.0, 7.0, 5.0, 6.0) == (False, False, None)
+    # without a calibration there is no review tier: the per-comparison threshold alarms as before
+    assert decide(9.0, 2.0, 7.0, None, 0.0) == (True, False, None)
+
+
+def test_alarm_tier_counts_looks_from_its_own_speech_floor(engine: VoiceEngine,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from callvet.voice.tiers import TierConfig, operating_points
+
+    cal = engine.calibration
+    assert cal is not None and cal.tail_long and cal.group_tails_long
+    cfg = TierConfig(0.01, 0.05, 6.0)
+    call = operating_points(cal, cfg, 40, 80, looks_ratio=40.0, min_net_speech_s=1.5)
+    one = operating_points(cal, cfg, 40, 80, min_net_speech_s=1.5)
+    assert call["alarm"]["n_effective"] < call["review"]["n_effective"]
+    assert one["alarm"]["n_effective"] == pytest.approx(one["review"]["n_effective"])
+    assert call["alarm"]["threshold"] > one["alarm"]["threshold"]
+    assert call["alarm"]["min_net_speech_s"] == 6.0 and call["review"]["min_net_speech_s"] == 1.5
+    # the threshold is the highest any voice family's null needs (minimax over families)
+    for tail in cal.group_tails_long.values():
+        from callvet.voice.calibration import _p_tail
+
+        assert _p_tail(tail, call["alarm"]["threshold"]) <= cal.p_comparison(call["alarm"]["threshold"],
+                                                                              long=True) + 1e-12
+    monkeypatch.setenv("CALLVET_ALARM_MIN_SPEECH_S", "-1")
+    with pytest.raises(Exception, match="CALLVET_ALARM_MIN_SPEECH_S"):
+        TierConfig.from_env()
