@@ -214,3 +214,23 @@ def test_alarm_tier_counts_looks_from_its_own_speech_floor(engine: VoiceEngine,
     monkeypatch.setenv("CALLVET_ALARM_MIN_SPEECH_S", "-1")
     with pytest.raises(Exception, match="CALLVET_ALARM_MIN_SPEECH_S"):
         TierConfig.from_env()
+
+
+def test_innocent_callers_stay_below_the_alarm_as_the_list_grows(sqlite_db: Database, engine: VoiceEngine,
+                                                                 tmp_path: Path) -> None:
+    """Real audio made here: innocent callers (espeak-ng voices on no list, ~8 s each) against lists of
+    10, 100 and 1,000 identities. Their best score grows with N (it is a max over N impostors), and the
+    threshold grows with it, so none of them alarms at any size."""
+    bl = Blacklist(sqlite_db, engine, tmp_path / "grow")
+    voices = ["en-us+m5", "en-gb+m7", "en-us+f4", "en-us+klatt4"]
+    probes = [engine.voiceprint(engine.analyse(engine.decode(to_wav_bytes(
+        espeak(TEXTS[1] + " " + TEXTS[3], v), 16000))).speech) for v in voices]
+    best_mean, thresholds = [], []
+    for n, seed in ((10, 11), (90, 12), (900, 13)):
+        _fill(sqlite_db, engine, n, seed)
+        results = [bl.identify_voiceprint(p) for p in probes]
+        assert not any(r.alarm for r in results), [(r.matches[0].score, r.threshold) for r in results]
+        best_mean.append(float(np.mean([r.matches[0].score for r in results])))
+        thresholds.append(results[0].threshold)
+    assert best_mean[-1] > best_mean[0] and thresholds[-1] > thresholds[0]
+    bl.close()
