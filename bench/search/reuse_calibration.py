@@ -26,20 +26,22 @@ from pathlib import Path
 import numpy as np
 from callvet.core.settings import Settings
 from callvet.voice.backend import RECOMMENDED_CONFIG, fit_backend
-from callvet.voice.calibration import Calibration, _group_tails, find_calibration, fit_tail
+from callvet.voice.calibration import Calibration, SNorm, _group_tails, find_calibration, fit_tail
 from callvet.voice.engine import VoiceEngine
-from callvet.voice.openset import _calls, call_looks, family_folds, load_devset
+from callvet.voice.openset import _calls, _cohort_raw, call_looks, family_folds, load_devset
 
 SIZES = (10, 1000, 1_000_000)
 FAR = 0.01
 LOOKS_RATIO = 60.0 / 1.5
 
 
-def fold_scores(dev, held: list[str], cosine: bool) -> dict[str, np.ndarray]:
-    """Call-vs-call scores of the held families' speakers, back end fitted without them."""
+def fold_scores(dev, held: list[str], cosine: bool, snorm: bool = False) -> dict[str, np.ndarray]:
+    """Call-vs-call scores of the held families' speakers, back end (and s-norm cohort) fitted without
+    them."""
     chan = dev.cond == "channel"
     test = chan & np.isin(dev.family, held)
-    backend = None if cosine else fit_backend(dev.training(~np.isin(dev.family, held)), RECOMMENDED_CONFIG)
+    train = ~np.isin(dev.family, held)
+    backend = None if cosine else fit_backend(dev.training(train), RECOMMENDED_CONFIG)
     prints, spk, fam = [], [], []
     for s in sorted(set(dev.speaker[test])):
         rows = list(np.flatnonzero(test & (dev.speaker == s)))
@@ -55,6 +57,11 @@ def fold_scores(dev, held: list[str], cosine: bool) -> dict[str, np.ndarray]:
         p = backend.project(x)
         st = np.asarray(backend.cohort_stats(p))
         s_all = np.stack([backend.calibrate(p[i] @ p.T, st[i], st) for i in range(len(p))])
+        if snorm:
+            cv = backend.project(_cohort_raw(dev, train & chan))
+            norm = SNorm(cv, backend.cohort_stats(cv), backend.calibrate)
+            m = norm.moments(p, st)
+            s_all = np.stack([SNorm.apply(s_all[i], m[i:i + 1], m) for i in range(len(p))])
     spk_a, fam_a = np.asarray(spk), np.asarray(fam)
     iu = np.triu_indices(len(x), 1)
     same = spk_a[iu[0]] == spk_a[iu[1]]
@@ -77,6 +84,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("bench/out/cache"))
     ap.add_argument("--write", type=Path, default=None, help="write reuse_calibration.json here")
     ap.add_argument("--out", type=Path, default=Path("bench/search/REUSE.md"))
+    ap.add_argument("--only-snorm", action="store_true", help="measure the s-norm scorer only")
     args = ap.parse_args()
     t0 = time.time()
     settings = Settings()
@@ -95,8 +103,12 @@ def main() -> None:
              "| scorer | held-out fold | calls | threshold N=10 | false matches/call N=10 | same-voice pairs "
              "found at N=10 / 1,000 / 10^6 threshold |", "|---|---|---:|---:|---|---|"]
     notes: list[str] = []
-    for name, cosine in (("back end (shipped)", False), ("raw cosine (peer)", True)):
-        per = [fold_scores(dev, f, cosine) for f in folds]
+    variants = [("back end + s-norm", False, True), ("back end (PLDA)", False, False),
+                ("raw cosine (peer)", True, False)]
+    if args.only_snorm:
+        variants = variants[:1]
+    for name, cosine, snorm in variants:
+        per = [fold_scores(dev, f, cosine, snorm) for f in folds]
         for i, f in enumerate(folds):
             rest = [per[j] for j in range(len(folds)) if j != i]
             cal = make_cal("x", np.concatenate([r["null"] for r in rest]),
@@ -114,7 +126,7 @@ def main() -> None:
             det = " / ".join(f"{(per[i]['tar'] >= t).mean():.2f}" for t in ts)
             lines.append(f"| {name} | {'+'.join(f)} | {len(spk)} | {ts[0]:.2f} | {k / len(hits):.3f} "
                          f"({k}/{len(hits)}) | {det} ({len(per[i]['tar'])} pairs) |")
-        if not cosine and args.write is not None:
+        if snorm and args.write is not None:
             cal = make_cal(engine.backend_id, np.concatenate([r["null"] for r in per]),
                            np.concatenate([r["null_fam"] for r in per]),
                            np.concatenate([r["tar"] for r in per]), gamma)
