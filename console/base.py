@@ -26,6 +26,7 @@ from callvet.core.auth import Role
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 __all__ = [
     "LOGIN_CSRF_COOKIE",
@@ -49,6 +50,15 @@ LANG_COOKIE = "cv_lang"
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 
+
+def _safe_json(text: str) -> Markup:
+    """JSON text for a ``<script type="application/json">`` block: ``<``, ``>`` and ``&`` escaped as
+    ``\\u`` sequences so no value can close the script element."""
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+_env.filters["safe_json"] = _safe_json
+
 #: Pages in the navigation bar: (path, message key, roles that may open it; admin opens all).
 NAV: list[tuple[str, str, tuple[Role, ...]]] = [
     ("/console/blacklist", "nav.blacklist", (Role.ANALYST,)),
@@ -60,7 +70,7 @@ NAV: list[tuple[str, str, tuple[Role, ...]]] = [
 ]
 
 
-class ConsoleRedirect(Exception):  # noqa: N818 - control flow, not an error
+class ConsoleRedirect(Exception):
     """Raised by a guard to send the browser elsewhere (sign-in, password change)."""
 
     def __init__(self, url: str) -> None:
@@ -68,7 +78,7 @@ class ConsoleRedirect(Exception):  # noqa: N818 - control flow, not an error
         self.url = url
 
 
-class ConsoleDenied(Exception):  # noqa: N818 - rendered as a 403 page
+class ConsoleDenied(Exception):
     """The signed-in person may not open this page, or the request failed the CSRF check."""
 
     def __init__(self, reason: str, session: Session | None = None) -> None:
