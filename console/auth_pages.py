@@ -44,8 +44,8 @@ def sign_in_page(request: Request) -> Response:
 
 
 @router.post("/login")
-def login(request: Request, username: str = Form("", max_length=200), password: str = Form("", max_length=4096),
-          csrf: str = Form("", max_length=200)) -> Response:
+def login(request: Request, username: str = Form("", max_length=200),
+          password: str = Form("", max_length=4096), csrf: str = Form("", max_length=200)) -> Response:
     """Double-submit CSRF (cookie == field) on the sign-in form; then the user store decides."""
     t = translator(lang_of(request))
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
@@ -57,8 +57,8 @@ def login(request: Request, username: str = Form("", max_length=200), password: 
     except SignInError:
         return login_page(request, 401, t("auth.failed"))
     response = see_other("/console/password" if session.must_change_password else "/console/")
-    response.set_cookie(cookie_name(request), token, httponly=True, samesite="strict", secure=is_https(request),
-                        path="/")
+    response.set_cookie(cookie_name(request), token, httponly=True, samesite="strict",
+                        secure=is_https(request), path="/")
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
     return response
 

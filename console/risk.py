@@ -37,7 +37,8 @@ MAX_BPMN = 1 << 20
 def _policies_page(request: Request, session: Any, status: int = 200, **extra: Any) -> Response:
     db = ctx_of(request).db
     policy_store.seed(db)
-    policies = [{**p, "all": policy_store.list_versions(db, p["name"])} for p in policy_store.list_policies(db)]
+    policies = [{**p, "all": policy_store.list_versions(db, p["name"])}
+                for p in policy_store.list_policies(db)]
     role = session.person.role
     return render(request, "policies.html", session, status, policies=policies, title_key="nav.policies",
                   can_edit=allowed(role, EDITORS), can_activate=allowed(role, ACTIVATORS),
@@ -56,9 +57,9 @@ def _editor(request: Request, session: Any, name: str, graph: dict[str, Any], ba
             **extra: Any) -> Response:
     t = translator(lang_of(request))
     text = {k: t(f"ed.{k}") for k in ("changed", "added", "removed", "invalid", "hitPolicy", "addRule")}
-    return render(request, "policy_edit.html", session, status, name=name, base=base, title_key="nav.policies",
-                  graph_json=json.dumps(graph, ensure_ascii=False), editor_text=json.dumps(text, ensure_ascii=False),
-                  **extra)
+    return render(request, "policy_edit.html", session, status, name=name, base=base,
+                  title_key="nav.policies", graph_json=json.dumps(graph, ensure_ascii=False),
+                  editor_text=json.dumps(text, ensure_ascii=False), **extra)
 
 
 @router.get("/policies/{name}/edit")
@@ -106,7 +107,8 @@ async def decide_version(request: Request, name: str, version: int, action: str)
     actor = session.person.actor
     try:
         if action == "activate":
-            await run_in_threadpool(engine(ctx_of(request)).activate, name, version, actor=actor, reason=reason)
+            await run_in_threadpool(engine(ctx_of(request)).activate, name, version, actor=actor,
+                                    reason=reason)
         elif action == "reject":
             await run_in_threadpool(policy_store.reject, ctx_of(request).db, name, version, actor=actor,
                                     reason=reason)

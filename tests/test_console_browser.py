@@ -130,7 +130,8 @@ class Shots:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.extra = Path(os.environ["CALLVET_CONSOLE_SHOTS"]) if os.environ.get("CALLVET_CONSOLE_SHOTS") else None
+        extra = os.environ.get("CALLVET_CONSOLE_SHOTS")
+        self.extra = Path(extra) if extra else None
         self.taken: list[Path] = []
 
     def __call__(self, page: Any, name: str) -> None:
@@ -226,7 +227,8 @@ def test_analyst_enrols_by_upload_and_sees_an_alarm_live(browser: Any, server: d
 
 def test_forbidden_pages_and_csrf_are_refused(browser: Any, server: dict[str, Any], shots: Shots) -> None:
     page = sign_in(browser, server, "ana")
-    for path in ("/console/audit", "/console/tasks", "/console/policies/prescreen/edit", "/console/processes"):
+    for path in ("/console/audit", "/console/tasks", "/console/policies/prescreen/edit",
+                 "/console/processes"):
         response = page.goto(path)
         assert response is not None and response.status == 403, path
         assert page.locator("[data-testid=denied]").is_visible()

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import secrets
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from callvet._cli.common import fail, open_db
 from callvet.core.errors import CallvetError
 
+if TYPE_CHECKING:
+    from callvet.console.users import UserStore
+
 __all__ = ["register"]
 
-users = typer.Typer(help="Console users: people who sign in to /console (not API keys).", no_args_is_help=True)
+users = typer.Typer(help="Console users: people who sign in to /console (not API keys).",
+                    no_args_is_help=True)
 
 ROLES = "analyst|approver|risk_officer|auditor|admin"
 
 
-def _store():  # type: ignore[no-untyped-def]
+def _store() -> UserStore:
     from callvet.console.users import UserStore
 
     return UserStore(open_db())
@@ -81,7 +86,8 @@ def unlock(name: str) -> None:
 
 
 @users.command("disable")
-def disable(name: str, reason: str = typer.Option(..., "--reason", help="why (kept in the audit log)")) -> None:
+def disable(name: str,
+            reason: str = typer.Option(..., "--reason", help="why (kept in the audit log)")) -> None:
     """Disable a user and end their sessions."""
     try:
         _store().disable(name, reason=reason)
