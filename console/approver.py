@@ -11,12 +11,24 @@ from typing import Any
 
 from callvet.api.routes.cases import task_context
 from callvet.api.routes.workflow import runtime
-from callvet.console.base import ctx_of, guard, guard_post, lang_of, render, see_other
+from callvet.console.base import (
+    allowed,
+    cookie_name,
+    ctx_of,
+    current_session,
+    guard,
+    guard_post,
+    lang_of,
+    render,
+    see_other,
+    store,
+)
 from callvet.console.i18n import translator
+from callvet.console.live import poll_stream
 from callvet.core.auth import Role
 from callvet.core.errors import CallvetError, InvalidInput
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 __all__ = ["completion_data", "router"]
@@ -44,6 +56,32 @@ def _task_page(request: Request, session: Any, task_id: str, status: int = 200, 
     context = task_context(ctx, task)
     return render(request, "task.html", session, status, task=task, form=context.get("form"),
                   evidence=context.get("evidence") or {}, title_key="nav.tasks", **extra)
+
+
+TASK_FIELDS = ("task_id", "instance_id", "name", "priority", "amount", "risk_score", "due_at", "assignee")
+
+
+@router.get("/tasks/stream")
+async def task_stream(request: Request) -> Response:
+    """Server-Sent Events: the open tasks of the person's role whenever they change (polled from the
+    database every few seconds, since tasks are made by whichever process runs the workflow)."""
+    session = await run_in_threadpool(current_session, request)
+    if session is None:
+        return PlainTextResponse("sign in first", status_code=401)
+    if session.must_change_password or not allowed(session.person.role, APPROVER):
+        return PlainTextResponse("forbidden", status_code=403)
+    ctx, users, token = ctx_of(request), store(request), request.cookies.get(cookie_name(request))
+    role = _role_filter(session.person.role)
+
+    async def fetch() -> dict[str, Any]:
+        tasks = await run_in_threadpool(runtime(ctx).board.list_open, role=role, limit=200)
+        return {"tasks": [{k: t.get(k) for k in TASK_FIELDS} for t in tasks]}
+
+    async def still_signed_in() -> bool:
+        return await run_in_threadpool(users.session, token, touch=False) is not None
+
+    return StreamingResponse(poll_stream(fetch, still_signed_in), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.get("/tasks/{task_id}")

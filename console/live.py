@@ -24,7 +24,7 @@ from typing import Any
 
 from callvet.voice.call.observer import BaseObserver, CallInfo, ObserverResult
 
-__all__ = ["OBSERVER_NAME", "AlarmHub", "AlarmObserver", "alarm_event", "sse_stream"]
+__all__ = ["OBSERVER_NAME", "AlarmHub", "AlarmObserver", "alarm_event", "poll_stream", "sse_stream"]
 
 OBSERVER_NAME = "console-alarms"
 HEARTBEAT_S = 15.0
@@ -122,3 +122,28 @@ async def sse_stream(hub: AlarmHub, still_signed_in: Any, heartbeat_s: float = H
             yield _frame("alarm", event)
     finally:
         hub.unsubscribe(queue)
+
+
+async def poll_stream(fetch: Any, still_signed_in: Any, interval_s: float = 3.0,
+                      heartbeat_s: float = HEARTBEAT_S) -> AsyncIterator[bytes]:
+    """A ``snapshot`` frame now and whenever ``await fetch()`` returns something different (checked
+    every ``interval_s``): for state that lives only in the database (the task inbox, written by any
+    worker or the workflow worker), where there is no in-process event to wait on. Ends with ``bye``
+    when the session ends."""
+    last: Any = None
+    quiet = 0.0
+    yield b"retry: 3000\n\n"
+    while True:
+        if not await still_signed_in():
+            yield _frame("bye", {"reason": "session_ended"})
+            return
+        snapshot = await fetch()
+        if snapshot != last:
+            last = snapshot
+            quiet = 0.0
+            yield _frame("snapshot", snapshot)
+        elif quiet >= heartbeat_s:
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(interval_s)
+        quiet += interval_s

@@ -148,7 +148,7 @@ async def upload_process(request: Request) -> Response:
         d = await run_in_threadpool(runtime(ctx_of(request)).definitions.upload, body,
                                     actor=session.person.actor)
     except CallvetError as exc:
-        return await run_in_threadpool(_processes_page, request, session, 422, error=exc.message,
+        return await run_in_threadpool(_processes_page, request, session, 422, bpmn_error=exc.message,
                                        bad_element=exc.details.get("element") or "", error_code=exc.code)
     return see_other(f"/console/processes?done={d.process_key}@{d.version}")
 

@@ -52,6 +52,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _open_task(db: Any, settings: Any) -> str:
+    """Start a card issuance whose interview was inconclusive: one open approver task (its id)."""
+    from callvet.workflow.engine import WorkflowRuntime
+    from callvet.workflow.simulate import scripted_decider
+
+    rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
+    rt.ensure_ready()
+    inst = rt.start("card_issuance", {"application": APP}, actor="test")
+    rt.deliver_message(inst["instance_id"], "investigation_result",
+                       {"investigation": {"questionnaire": {"verdict": "inconclusive"}}}, actor="test")
+    tasks = [t for t in rt.board.list_open(role="approver") if t["instance_id"] == inst["instance_id"]]
+    assert len(tasks) == 1, tasks
+    return str(tasks[0]["task_id"])
+
+
 def _seed(data_dir: Path) -> dict[str, Any]:
     """Users, a robot key and one open approval task, written to the server's database before it starts
     (the workflow decides by the scripted policy here; the server's runtime takes the instance over)."""
@@ -59,8 +74,6 @@ def _seed(data_dir: Path) -> dict[str, Any]:
     from callvet.core import auth
     from callvet.core.db import Database
     from callvet.core.settings import Settings
-    from callvet.workflow.engine import WorkflowRuntime
-    from callvet.workflow.simulate import scripted_decider
 
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'callvet.db'}")
     db = Database(settings.database_url)
@@ -69,15 +82,9 @@ def _seed(data_dir: Path) -> dict[str, Any]:
     for name, role in PEOPLE.items():
         users.create(name, role, PASSWORD, actor="test")
     robot = auth.create_key(db, "robot", "test-robot")
-    rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
-    rt.ensure_ready()
-    inst = rt.start("card_issuance", {"application": APP}, actor="test")
-    rt.deliver_message(inst["instance_id"], "investigation_result",
-                       {"investigation": {"questionnaire": {"verdict": "inconclusive"}}}, actor="test")
-    tasks = rt.board.list_open(role="approver")
-    assert len(tasks) == 1, tasks
+    task_id = _open_task(db, settings)
     db.dispose()
-    return {"robot": robot, "task_id": tasks[0]["task_id"], "url": settings.database_url}
+    return {"robot": robot, "task_id": task_id, "url": settings.database_url, "settings": settings}
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +274,25 @@ def test_approver_completes_a_task(browser: Any, server: dict[str, Any], shots: 
     page.wait_for_url("**/console/tasks?done=*")
     assert page.locator("[data-testid=notice]").is_visible()
     assert page.locator(f"tr[data-task-id='{server['task_id']}']").count() == 0
+    page.context.close()
+
+
+def test_a_new_task_appears_in_the_inbox_without_a_reload(browser: Any, server: dict[str, Any],
+                                                           shots: Shots) -> None:
+    from callvet.core.db import Database
+
+    page = sign_in(browser, server, "bob")
+    page.goto("/console/tasks")
+    page.wait_for_selector("[data-testid=live-state][data-state=live]", timeout=20_000)
+    page.evaluate("window.__notReloaded = true")
+    db = Database(server["url"])
+    try:
+        task_id = _open_task(db, server["settings"])
+    finally:
+        db.dispose()
+    page.wait_for_selector(f"#task-rows tr.new[data-task-id='{task_id}']", timeout=30_000)
+    assert page.evaluate("window.__notReloaded") is True
+    shots(page, "08b-task-arrived")
     page.context.close()
 
 

@@ -60,7 +60,11 @@ function renderTable(table) {
     const tr = body.insertRow();
     tr.insertCell().textContent = String(row + 1);
     for (const c of table.inputs) tr.insertCell().append(cellInput(table, row, c, "input"));
-    for (const c of table.outputs) tr.insertCell().append(cellInput(table, row, c, "output"));
+    for (const c of table.outputs) {
+      const td = tr.insertCell();
+      td.className = "out";
+      td.append(cellInput(table, row, c, "output"));
+    }
     const ops = tr.insertCell();
     ops.className = "ops";
     if (row > 0) ops.append(button("↑", () => redraw(moveRule(graph, table.nodeId, row, row - 1))));
