@@ -16,6 +16,7 @@ from callvet.api.context import AppContext
 from callvet.api.routes.blacklist import blacklist_service, spoof_detector
 from callvet.api.routes.calls import call_server, callprint_store
 from callvet.console.base import (
+    ConsoleRoute,
     allowed,
     cookie_name,
     ctx_of,
@@ -61,7 +62,7 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
             unregister_observer(OBSERVER_NAME)
 
 
-router = APIRouter(prefix="/console", include_in_schema=False, lifespan=_lifespan)
+router = APIRouter(prefix="/console", include_in_schema=False, lifespan=_lifespan, route_class=ConsoleRoute)
 ANALYST = (Role.ANALYST,)
 
 

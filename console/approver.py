@@ -13,6 +13,7 @@ from callvet.api.routes.cases import task_context
 from callvet.api.routes.workflow import runtime
 from callvet.console.base import (
     allowed,
+    console_router,
     cookie_name,
     ctx_of,
     current_session,
@@ -27,13 +28,13 @@ from callvet.console.i18n import translator
 from callvet.console.live import poll_stream
 from callvet.core.auth import Role
 from callvet.core.errors import CallvetError, InvalidInput
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 __all__ = ["completion_data", "router"]
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = console_router()
 APPROVER = (Role.APPROVER,)
 
 

@@ -3,15 +3,15 @@ by id. Read-only: this module registers no state-changing route."""
 
 from __future__ import annotations
 
-from callvet.console.base import ctx_of, guard, render
+from callvet.console.base import console_router, ctx_of, guard, render
 from callvet.core import audit
 from callvet.core.auth import Role
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import Response
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = console_router()
 PAGE = 100
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from callvet.console.base import (
     LANG_COOKIE,
     LOGIN_CSRF_COOKIE,
+    console_router,
     cookie_name,
     current_session,
     guard,
@@ -22,12 +23,12 @@ from callvet.console.base import (
 from callvet.console.i18n import LANGS, translator
 from callvet.console.users import SignInError
 from callvet.core.errors import CallvetError
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import Response
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = console_router()
 
 
 @router.get("/")

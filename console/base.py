@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from callvet.api.context import AppContext
 from callvet.console.i18n import LANGS, translator
 from callvet.console.users import Policy, Session, UserStore
 from callvet.core.auth import Role
-from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
@@ -34,6 +36,7 @@ __all__ = [
     "ConsoleDenied",
     "ConsoleRedirect",
     "check_csrf",
+    "console_router",
     "cookie_name",
     "ctx_of",
     "guard",
@@ -68,6 +71,27 @@ NAV: list[tuple[str, str, tuple[Role, ...]]] = [
     ("/console/processes", "nav.processes", (Role.RISK_OFFICER,)),
     ("/console/audit", "nav.audit", (Role.AUDITOR,)),
 ]
+
+
+class ConsoleRoute(APIRoute):
+    """A route that closes the request's parsed form (and its spooled upload files) once the page is
+    made: console handlers read ``await request.form()`` themselves, which FastAPI does not close."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def closing(request: Request) -> Response:
+            try:
+                return await handler(request)
+            finally:
+                await request.close()
+
+        return closing
+
+
+def console_router() -> APIRouter:
+    """The router every console module uses: under ``/console``, not in the OpenAPI description."""
+    return APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
 
 
 class ConsoleRedirect(Exception):

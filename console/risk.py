@@ -14,19 +14,28 @@ from typing import Any
 
 from callvet.api.routes.decisions import engine
 from callvet.api.routes.workflow import runtime
-from callvet.console.base import allowed, ctx_of, guard, guard_post, lang_of, render, see_other
+from callvet.console.base import (
+    allowed,
+    console_router,
+    ctx_of,
+    guard,
+    guard_post,
+    lang_of,
+    render,
+    see_other,
+)
 from callvet.console.i18n import translator
 from callvet.core.auth import Role
 from callvet.core.errors import CallvetError, InvalidInput
 from callvet.decision import store as policy_store
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = console_router()
 READERS = (Role.RISK_OFFICER, Role.APPROVER)
 EDITORS = (Role.RISK_OFFICER,)
 ACTIVATORS = (Role.APPROVER,)

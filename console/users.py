@@ -18,6 +18,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from callvet.console.tables import console_sessions, console_users
@@ -74,8 +75,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, _unb64(key))
 
 
-#: Burnt on unknown usernames so that a miss costs as much as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@cache
+def _dummy_hash() -> str:
+    """Checked against on unknown usernames so that a miss costs as much as a wrong password (made on
+    first use, not at import: importing the console must not cost a scrypt)."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -209,12 +213,12 @@ class UserStore:
         with self.db.connect() as conn:
             row = self._row(conn, username) if _USERNAME.match(username) else None
         if row is None:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             self._audit_failure(username, "unknown_user", ip)
             raise SignInError("wrong username or password")
         locked = _aware(row.locked_until)
         if row.disabled_at is not None or (locked is not None and locked > now):
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             self._audit_failure(username, "disabled" if row.disabled_at else "locked", ip)
             raise SignInError("account locked or disabled")
         if not verify_password(password[:MAX_PASSWORD], row.password_hash):
