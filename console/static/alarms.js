@@ -29,9 +29,11 @@ function render() {
     tr.dataset.callId = row.call_id;
     rowCells(row, locale).forEach((text, i) => {
       const td = tr.insertCell();
-      if (i === 1) {
+      const href = i === 1 ? `/console/calls/${encodeURIComponent(row.call_id)}`
+        : i === 3 && Number.isInteger(row.identity_id) ? `/console/blacklist/${row.identity_id}` : null;
+      if (href) {
         const a = document.createElement("a");
-        a.href = `/console/calls/${encodeURIComponent(row.call_id)}`;
+        a.href = href;
         a.textContent = text;
         td.append(a);
       } else {
