@@ -229,3 +229,38 @@ def test_poll_stream_sends_a_snapshot_only_when_it_changes() -> None:
     frames = asyncio.run(scenario())
     snapshots = [f for f in frames if f.startswith("event: snapshot")]
     assert len(snapshots) == 2 and '"tasks": [1, 2]' in snapshots[1] and "event: bye" in frames[-1]
+
+
+class _FlagsEverything:
+    """Stands in for the countermeasure (tested in test_voice_spoof) so the page's override flow can be
+    driven: every recording is flagged as a replay."""
+
+    def score(self, _speech: Any) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(to_dict=lambda: {"score": 3.2, "flag": True, "kind": "replay"})
+
+
+def test_a_flagged_recording_needs_an_override_with_a_reason(site: dict[str, Any]) -> None:
+    from speech import espeak, to_wav_bytes
+
+    site["app"].state.ctx._services["spoof"] = _FlagsEverything()
+    ana = _client(site, "ana")
+    r = _post(ana, "/console/blacklist", "/console/blacklist/identities", {"label": "replayer"})
+    page = r.headers["location"]
+    wav = to_wav_bytes(espeak("My account was opened at the branch on the high street last year, "
+                              "and I pay my bills on the first of every month.", "en-us+m5"), 16000)
+
+    def upload(**fields: str) -> Any:
+        token = _csrf(ana.get(page).text)
+        return ana.post(f"{page}/samples", data={"csrf": token, **fields},
+                        files={"audio": ("s.wav", wav, "audio/wav")}, follow_redirects=False)
+
+    r = upload()
+    assert r.status_code == 422 and 'data-testid="spoof-override"' in r.text
+    assert audit.query(site["db"], action="blacklist.sample.spoof_refused")[0]["actor"] == "analyst:user:ana"
+    assert upload(override_spoof="on").status_code == 422  # an override needs a reason
+    r = upload(override_spoof="on", override_reason="known replay used by the ring; kept as evidence")
+    assert r.status_code == 201 and 'data-testid="enrolled"' in r.text
+    entry = audit.query(site["db"], action="blacklist.sample.spoof_override")[0]
+    assert entry["actor"] == "analyst:user:ana" and "kept as evidence" in entry["reason"]
