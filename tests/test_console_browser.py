@@ -206,6 +206,16 @@ def test_analyst_enrols_by_upload_and_sees_an_alarm_live(browser: Any, server: d
     wav.write_bytes(to_wav_bytes(espeak(ENROL, FRAUDSTER), 16000))
     page.set_input_files("form[data-testid=upload-sample] input[name=audio]", str(wav))
     page.click("form[data-testid=upload-sample] button[type=submit]")
+    # espeak is synthetic speech: the spoof countermeasure refuses it, and the page offers the audited
+    # override (a reason is required), as an analyst keeping a fraudster's synthetic voice would use.
+    page.wait_for_selector("[data-testid=spoof-override]", timeout=120_000)
+    assert page.locator("[data-testid=error]").is_visible()
+    shots(page, "03a-spoof-flagged")
+    page.set_input_files("form[data-testid=upload-sample] input[name=audio]", str(wav))
+    page.check("[data-testid=spoof-override] input[name=override_spoof]")
+    page.fill("[data-testid=spoof-override] input[name=override_reason]",
+              "the ring's synthetic voice, kept to catch it on calls")
+    page.click("form[data-testid=upload-sample] button[type=submit]")
     page.wait_for_selector("[data-testid=enrolled]", timeout=120_000)
     assert page.locator("[data-testid=prints] tbody tr").count() == 1
     assert "s" in page.inner_text("[data-testid=prints] tbody tr td:nth-child(2)")
