@@ -110,6 +110,7 @@ for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decis
                 spoof):
     _module.register(app)
 import_module("callvet._cli.forms").register(app)  # issue 15: scanned application forms
+import_module("callvet._cli.users").register(app)  # issue 14: console users (people, not keys)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ TABLE_MODULES = [
     "callvet.workflow.tables",
     "callvet.portrait.tables",
     "callvet.cases.tables",
+    "callvet.console.tables",
 ]
 
 

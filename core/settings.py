@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     call_switch_interval_s: Annotated[float, Field(ge=0, le=1)] = 0.0005
     call_batch_vad: bool = True
     max_calls: Annotated[int, Field(ge=1, le=100_000)] = 400
+    # -- issue 14 (web console): session idle timeout and lifetime, lock-out after failed sign-ins
+    console_idle_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    console_session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 12.0
+    console_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    console_lockout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     # -- operations
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
