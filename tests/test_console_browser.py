@@ -93,7 +93,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     seeded = _seed(data_dir)
     port = _free_port()
     env = {**os.environ, "CALLVET_DATA_DIR": str(data_dir), "CALLVET_DATABASE_URL": seeded["url"],
-           "CALLVET_SPOOF": "0", "CALLVET_LOG_FORMAT": "text", "CALLVET_CASES_INTERVIEWS": "0"}
+           "CALLVET_SPOOF": "1", "CALLVET_LOG_FORMAT": "text", "CALLVET_CASES_INTERVIEWS": "0"}
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "callvet.api.app:create_app", "--factory", "--host", "127.0.0.1",
