@@ -21,7 +21,7 @@ def wapi(api: Api) -> Api:
     ctx = client.app.state.ctx
     rt = WorkflowRuntime(ctx.db, settings=ctx.settings, decide=scripted_decider)
     rt.ensure_ready()
-    ctx._services["workflow"] = rt
+    ctx.override("workflow", rt)
     for role in ("approver", "risk_officer"):
         label = f"test-{role}"
         r = client.put(

@@ -122,10 +122,11 @@ def test_call_ending_mid_interview_aborts_and_unknown_calls_are_inert(db: Databa
     asyncio.run(stray.on_stop(_info(), "hangup"))
 
 
-def test_api_app_registers_the_observer_while_running(api: tuple[Any, dict[str, dict[str, str]]]) -> None:
-    from callvet.voice.call.observer import observer_factories
-
-    assert OBSERVER_NAME in dict(observer_factories())
+def test_api_call_server_has_the_interview_observer(api: tuple[Any, dict[str, dict[str, str]]]) -> None:
+    """The composition root gives the call server its observers: the interview's first, then the case's
+    (no process-global registry)."""
+    names = [name for name, _ in api[0].app.state.ctx.calls.observer_factories()]
+    assert names == [OBSERVER_NAME, "cases"]
 
 
 # ---------------------------------------------------------------- through the real call server

@@ -44,7 +44,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     db.create_schema()
     app = create_app(settings, db)
     server = CallServer(db, cfg=CallConfig(workers=1, idle_timeout_s=0.5), scoring=None)
-    app.state.ctx._services["calls"] = server
+    app.state.ctx.override("calls", server)
     key = auth.create_key(db, auth.Role.ROBOT.value, "robot")
     with ServerThread(app) as srv:
         yield {"srv": srv, "key": key, "store": server.store}

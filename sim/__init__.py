@@ -1,0 +1,1 @@
+"""Simulators shipped for development and benchmarks, outside the runtime packages."""
