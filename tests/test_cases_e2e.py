@@ -19,7 +19,7 @@ from callvet.api.app import create_app
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import Settings
-from callvet.questionnaire.simulator import GenuineApplicant, Guesser, make_application
+from callvet.sim.questionnaire import GenuineApplicant, Guesser, make_application
 from casecall import place_call
 from speech import espeak, to_wav_bytes
 

@@ -58,7 +58,7 @@ def test_application_mapping_and_neutral_values() -> None:
 
 def test_small_batch_features_equal_vectorised() -> None:
     from callvet.decision.features import SMALL_BATCH
-    from callvet.decision.simulate import simulate
+    from callvet.sim.decision import simulate
 
     scorer = CreditScorer(credit_models_dir())
     apps = simulate(SMALL_BATCH + 40, seed=5).applications

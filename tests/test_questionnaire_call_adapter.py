@@ -22,7 +22,7 @@ from callvet.questionnaire.call_adapter import (
     interview_observer_factory,
 )
 from callvet.questionnaire.service import InterviewService
-from callvet.questionnaire.simulator import GenuineApplicant, make_application
+from callvet.sim.questionnaire import GenuineApplicant, make_application
 from callvet.voice.call.observer import AnswerEnd, CallInfo, QuestionAsked, Transcript
 
 CALL_PROSODY = {

@@ -23,7 +23,7 @@ from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import get_settings
 from callvet.questionnaire.scoring import Outcome
-from callvet.questionnaire.simulator import GenuineApplicant, make_application
+from callvet.sim.questionnaire import GenuineApplicant, make_application
 
 
 def _pinyin(text: str, *, digits: bool = False) -> str:

@@ -12,7 +12,7 @@ from callvet.core.errors import Conflict, InvalidInput
 from callvet.questionnaire.bank import load_bank
 from callvet.questionnaire.engine import InterviewEngine, InterviewState
 from callvet.questionnaire.scoring import Scorer
-from callvet.questionnaire.simulator import (
+from callvet.sim.questionnaire import (
     EngineDriver,
     GenuineApplicant,
     Guesser,

@@ -28,7 +28,7 @@ from callvet.models import sentence
 from callvet.questionnaire.encoder import SentenceEncoder
 from callvet.questionnaire.engine import InterviewEngine
 from callvet.questionnaire.scoring import Scorer
-from callvet.questionnaire.simulator import (
+from callvet.sim.questionnaire import (
     EngineDriver,
     FormHolder,
     GenuineApplicant,

@@ -102,7 +102,7 @@ def _review(rng: random.Random) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from callvet.questionnaire.service import InterviewService
-    from callvet.questionnaire.simulator import GenuineApplicant, Guesser
+    from callvet.sim.questionnaire import GenuineApplicant, Guesser
 
     tmp = Path(tempfile.mkdtemp(prefix="callvet-cases-bench-"))
     url = args.db or f"sqlite:///{tmp / 'bench.db'}"

@@ -115,7 +115,7 @@ def simulate(
 ) -> None:
     """Agreement of instant vs. post-investigation decisions on a simulated population, under the
     currently active policies (nothing is stored)."""
-    from callvet.decision.simulate import agreement, simulate, write_outcomes
+    from callvet.sim.decision import agreement, simulate, write_outcomes
 
     try:
         eng = services().decision

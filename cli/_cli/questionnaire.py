@@ -124,7 +124,7 @@ def simulate(
     verbose: bool = typer.Option(False, help="print every question and answer"),
 ) -> None:
     """Simulated applicants answer the real engine; prints the verdict counts."""
-    from callvet.questionnaire import simulator as sim
+    from callvet.sim import questionnaire as sim
 
     kinds = {
         "genuine": sim.GenuineApplicant,
