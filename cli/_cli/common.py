@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
 import typer
@@ -25,12 +24,13 @@ def open_db() -> Database:
     return db
 
 
-@cache
 def services() -> Services:
-    """The composition root for this CLI process (one of each service, as in the API).
+    """The composition root for one command (a command is one process: call this once per command).
 
-    Imported on first use, not at module import: the container pulls in every part (ONNX runtime,
-    FAISS ...), and ``callvet --help`` or ``callvet keys list`` should not pay for that."""
+    Not cached here: the settings come from the environment each time, so commands run in one
+    process (tests, scripts) each see their own. Imported on first use, not at module import: the
+    container pulls in every part (ONNX runtime, FAISS ...), and ``callvet --help`` or ``callvet keys
+    list`` should not pay for that."""
     from callvet.services import open_services
 
     return open_services()
