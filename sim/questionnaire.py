@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 
 from callvet.core.application import Application
 from callvet.questionnaire.bank import Bank, load_bank
+from callvet.questionnaire.engine import InterviewEngine
+from callvet.questionnaire.normalize import org_core
 from callvet.sim.population import (
     _JOB_PARAPHRASE_EN,
     _ZH_GIVEN,
@@ -150,8 +152,6 @@ class Caller:
                 else r.choice([v, f"It's in {v}"])
             )
         if kind == "organisation":
-            from callvet.questionnaire.normalize import org_core
-
             core = org_core(v := str(value))
             if zh:
                 return r.choice(
@@ -495,8 +495,6 @@ class EngineDriver:
     """The engine without storage, for fast population runs; same ``create``/``answer`` as the service."""
 
     def __init__(self, scorer: Any, bank: Bank | None = None) -> None:
-        from callvet.questionnaire.engine import InterviewEngine
-
         self._engine_cls = InterviewEngine
         self.bank = bank or load_bank()
         self.scorer = scorer
