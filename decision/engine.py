@@ -32,8 +32,8 @@ from callvet.core.errors import InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings
 from callvet.decision import store
 from callvet.decision.compiler import CompiledGraph, Unsupported, compile_graph
+from callvet.decision.credit import CreditScorer
 from callvet.decision.features import extract
-from callvet.decision.scoring import CreditScorer
 from callvet.decision.tables import decision_records, policy_versions
 from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome, Reason
 from pydantic import ValidationError

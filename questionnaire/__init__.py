@@ -6,7 +6,7 @@ and call adapter. Entry point: :class:`InterviewService` (built by the compositi
 from __future__ import annotations
 
 from callvet.questionnaire.bank import Bank, BankError, Question, load_bank
-from callvet.questionnaire.engine import InterviewEngine, InterviewState, Verdict
+from callvet.questionnaire.interview import InterviewEngine, InterviewState, Verdict
 from callvet.questionnaire.scoring import AnswerOutcome, Judgement, Validity
 from callvet.questionnaire.service import InterviewService
 

@@ -18,7 +18,7 @@ from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.questionnaire.bank import Bank, load_bank
 from callvet.questionnaire.encoder import load_encoder
-from callvet.questionnaire.engine import InterviewEngine, InterviewState
+from callvet.questionnaire.interview import InterviewEngine, InterviewState
 from callvet.questionnaire.scoring import Scorer
 from callvet.questionnaire.tables import interview_answers, interviews
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from callvet.core.application import Application
 from callvet.questionnaire.bank import Bank, load_bank
-from callvet.questionnaire.engine import InterviewEngine
+from callvet.questionnaire.interview import InterviewEngine
 from callvet.questionnaire.normalize import org_core
 from callvet.sim.population import (
     _JOB_PARAPHRASE_EN,

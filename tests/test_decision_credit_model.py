@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 from callvet.core.application import Application
+from callvet.decision.credit import CreditScorer
 from callvet.decision.features import extract
-from callvet.decision.scoring import CreditScorer
 from callvet.models import credit
 from decision_fixtures import credit_models_dir, example
 

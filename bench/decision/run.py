@@ -63,8 +63,8 @@ def main() -> None:
     import zen
     from callvet.core.db import Database
     from callvet.decision import DecisionEngine
+    from callvet.decision.credit import CreditScorer
     from callvet.decision.features import extract
-    from callvet.decision.scoring import CreditScorer
     from callvet.models import credit
     from callvet.sim.decision import simulate
 

@@ -26,7 +26,7 @@ from typing import Any
 from callvet.core.settings import default_models_dir
 from callvet.models import sentence
 from callvet.questionnaire.encoder import SentenceEncoder
-from callvet.questionnaire.engine import InterviewEngine
+from callvet.questionnaire.interview import InterviewEngine
 from callvet.questionnaire.scoring import Scorer
 from callvet.sim.questionnaire import (
     EngineDriver,
