@@ -29,6 +29,8 @@ EXPORTS: dict[str, list[str]] = {
         "decode_image", "extract_fields", "flatten", "load_templates", "normalise_page",
         "rapidocr_model_paths", "remove_red", "run_batch",
     ],
+    "callvet.api.routes": [],
+    "callvet.models": [],
     "callvet.portrait": [],
     "callvet.questionnaire": [
         "AnswerOutcome", "Bank", "BankError", "InterviewEngine", "InterviewService", "InterviewState",
@@ -36,6 +38,8 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "callvet.services": ["CASE_STREAM_URL", "Services", "open_services"],
     "callvet.sim": [],
+    "callvet.voice": [],
+    "callvet.workflow": [],
     "callvet.voice.spoof": ["DEFAULT_FFR", "SpoofDetector", "SpoofResult", "SpoofWatch", "load_detector"],
 }
 
