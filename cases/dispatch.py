@@ -18,10 +18,11 @@ exactly one stream.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -77,8 +78,6 @@ def hash_token(token: str) -> str:
 def priority_of(risk: float, amount: float, deadline: datetime, now: datetime) -> float:
     """Risk first (0..1 model probability of default, x100), then money at stake (log-ish, up to 20),
     then urgency: up to 30 points as the deadline nears within its last 24 h."""
-    import math
-
     hours_left = max(0.0, (deadline - now).total_seconds() / 3600)
     urgency = 30.0 * max(0.0, 1.0 - hours_left / 24.0)
     return round(100.0 * max(0.0, min(1.0, risk)) + min(20.0, 2.0 * math.log1p(max(0.0, amount) / 1000))
@@ -104,8 +103,6 @@ def next_window_start(window: CallWindow, at: datetime) -> datetime:
 def _aware(v: datetime | None) -> datetime | None:
     if v is None:
         return None
-    from datetime import UTC
-
     return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
 
 

@@ -27,13 +27,15 @@ from typing import Any
 
 from callvet.cases import dispatch
 from callvet.cases.dispatch import CallWindow
+from callvet.cases.intake import Intake, Window, default_tz, field_error, iso, summarise_verdicts
+from callvet.cases.ports import CaseInterviews, CaseWorkflow
 from callvet.cases.state import TERMINAL, CaseStatus, QueueStatus, check_transition
 from callvet.cases.tables import call_queue, case_events, cases
 from callvet.core.application import Application
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -46,70 +48,12 @@ PUMPED = ("call_ended", "unreachable")
 MAX_PAGE = 200
 
 
-class _Window(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    timezone: str = Field(default="Asia/Shanghai", max_length=64)
-    start_hour: int = Field(default=9, ge=0, le=23)
-    end_hour: int = Field(default=21, ge=1, le=24)
-
-
-class Intake(BaseModel):
-    """``POST /v1/applications``: the application plus what its process needs."""
-
-    model_config = ConfigDict(extra="forbid")
-    application: dict[str, Any]
-    process: str | None = Field(default=None, description="card_issuance (default), limit_adjustment, "
-                                "instalment_loan")
-    product: str | None = Field(default=None, max_length=100, description="instalment product key")
-    amount: float | None = Field(default=None, ge=0, le=10_000_000)
-    documents: list[str] = Field(default_factory=list, max_length=20)
-    current_limit: float | None = Field(default=None, ge=0, le=10_000_000)
-    requested_limit: float | None = Field(default=None, ge=0, le=10_000_000)
-    call_window: _Window | None = None
-    deadline_hours: float = Field(default=48.0, gt=0, le=24 * 30)
-
-
-def _field_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
-    err = exc.errors()[0]
-    path = ".".join(str(p) for p in (prefix, *err.get("loc", ())) if p != "")
-    return InvalidInput(f"{path}: {err.get('msg', 'invalid')}", code="invalid_field", field=path)
-
-
-def _iso(v: Any) -> Any:
-    if isinstance(v, datetime):
-        from datetime import UTC
-
-        return (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
-    return v
-
-
-def summarise_verdicts(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a call's voiceprint verdicts say, for the decision.
-
-    A ``confirmed`` alarm is an alarm not marked ``review`` (the review tier, issue 18: missing means
-    False); a review-tier hit or a spoof flag (``spoof.flag``, issue 12) sends the case to a person."""
-    confirmed = any(bool(v.get("alarm")) and not bool(v.get("review")) for v in verdicts)
-    review = any(bool(v.get("review")) for v in verdicts)
-    spoof = [v.get("spoof") for v in verdicts if isinstance(v.get("spoof"), dict)]
-    spoof_flag = any(bool(s.get("flag")) for s in spoof)
-    best: dict[str, Any] | None = None
-    for v in verdicts:
-        for m in v.get("matches") or []:
-            if best is None or float(m.get("score") or 0) > float(best.get("score") or 0):
-                best = {k: m.get(k) for k in ("identity_id", "score", "label") if k in m}
-    last = verdicts[-1] if verdicts else {}
-    return {
-        "verdicts": len(verdicts), "confirmed_alarm": confirmed, "review_hit": review and not confirmed,
-        "spoof_flag": spoof_flag, "spoof": spoof[-1] if spoof else None, "best_match": best,
-        "net_speech_s": last.get("net_speech_s"),
-    }
-
-
 class CaseService:
     """Thread-safe; one per process. ``runtime`` and ``interviews`` are factories so that the heavy
-    parts (decision engine, sentence encoder) are built on first use."""
+    parts (decision engine, sentence encoder) are built on first use; :mod:`.ports` types them."""
 
-    def __init__(self, db: Database, runtime: Callable[[], Any], interviews: Callable[[], Any] | None,
+    def __init__(self, db: Database, runtime: Callable[[], CaseWorkflow],
+                 interviews: Callable[[], CaseInterviews] | None,
                  *, stream_url: str = "/v1/calls/stream", clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self._runtime = runtime
@@ -122,7 +66,7 @@ class CaseService:
         self._thread: threading.Thread | None = None
 
     @property
-    def runtime(self) -> Any:
+    def runtime(self) -> CaseWorkflow:
         return self._runtime()
 
     # ---- intake ------------------------------------------------------------------------------------
@@ -131,11 +75,11 @@ class CaseService:
         try:
             intake = Intake.model_validate(body)
         except ValidationError as exc:
-            raise _field_error(exc) from None
+            raise field_error(exc) from None
         try:
             app = Application.model_validate(intake.application)
         except ValidationError as exc:
-            raise _field_error(exc, "application") from None
+            raise field_error(exc, "application") from None
         process = intake.process or "card_issuance"
         if process not in PROCESSES:
             raise InvalidInput(f"process must be one of {', '.join(PROCESSES)}", code="invalid_field",
@@ -200,7 +144,7 @@ class CaseService:
                                       "prescreen_decision_id": pre.get("decision_id"), "updated_at": now}
             if "investigation_result" in waiting:
                 new = CaseStatus.AWAITING_CALL
-                w = intake.call_window or _Window(timezone=_default_tz(row.application))
+                w = intake.call_window or Window(timezone=default_tz(row.application))
                 window = CallWindow(w.timezone, w.start_hour, w.end_hour)
                 deadline = now + timedelta(hours=intake.deadline_hours)
                 amount = float(intake.amount or row.application.get("requested_limit") or 0.0)
@@ -269,7 +213,7 @@ class CaseService:
                          "final": row.final_decision, "final_decision_id": row.final_decision_id,
                          "credit_limit": row.credit_limit},
             "interview_id": row.interview_id, "call_ids": list(row.call_ids or []),
-            "evidence": row.evidence, "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+            "evidence": row.evidence, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
         }
         out["next"] = self._next(row)
         if timeline:
@@ -277,13 +221,13 @@ class CaseService:
                 evs = conn.execute(select(case_events).where(case_events.c.case_id == case_id)
                                    .order_by(case_events.c.id).limit(500)).all()
                 q = conn.execute(select(call_queue).where(call_queue.c.case_id == case_id)).first()
-            out["timeline"] = [{"at": _iso(e.at), "kind": e.kind, "data": e.data,
-                                **({"delivered_at": _iso(e.delivered_at)} if e.kind in PUMPED else {})}
+            out["timeline"] = [{"at": iso(e.at), "kind": e.kind, "data": e.data,
+                                **({"delivered_at": iso(e.delivered_at)} if e.kind in PUMPED else {})}
                                for e in evs]
             if q is not None:
                 out["call_request"] = {"call_request_id": q.id, "status": q.status, "attempts": q.attempts,
                                        "max_attempts": q.max_attempts, "last_outcome": q.last_outcome,
-                                       "next_attempt_at": _iso(q.next_attempt_at), "priority": q.priority}
+                                       "next_attempt_at": iso(q.next_attempt_at), "priority": q.priority}
             if row.instance_id:
                 try:
                     wf = self.runtime.summary(row.instance_id, with_events=True)
@@ -356,7 +300,7 @@ class CaseService:
         page = rows[:limit]
         items = [{"case_id": r.case_id, "application_id": r.application_id, "status": r.status,
                   "process": r.process_key, "final_decision": r.final_decision,
-                  "created_at": _iso(r.created_at)} for r in page]
+                  "created_at": iso(r.created_at)} for r in page]
         cursor = None
         if len(rows) > limit:
             last = page[-1]
@@ -597,11 +541,3 @@ def _failpoint(name: str) -> None:
     workflow took the message and before the pump marked it delivered (the worst moment)."""
     if os.environ.get("CALLVET_CASES_FAILPOINT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _default_tz(application: dict[str, Any]) -> str:
-    """Where the applicant most likely is when no ``call_window`` was given."""
-    tz = (application.get("applicant") or {}).get("timezone")
-    if isinstance(tz, str) and tz:
-        return tz
-    return "Asia/Shanghai" if str(application.get("language", "")).startswith("zh") else "UTC"

@@ -20,7 +20,7 @@ __all__ = ["BUILDERS", "BuildOutcome", "Status", "build_all"]
 
 BUILDERS: tuple[str, ...] = ("callvet.models.ge2e", "callvet.models.sentence", "callvet.models.credit",
                              "callvet.models.aasist", "callvet.models.whisper",
-                             "callvet.models.e5")
+                             "callvet.models.e5", "callvet.models.spoof")
 
 
 class Status(StrEnum):

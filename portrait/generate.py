@@ -120,10 +120,40 @@ class _Writers:
             w.close()
 
 
-def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writers) -> None:
+@dataclass
+class _Customers:
+    """One chunk's customers: hidden classes, their behaviour classes and the drawn attributes that the
+    observable tables are made from (shared by the per-table writers below)."""
+
+    ids: np.ndarray
+    risk: np.ndarray
+    value: np.ndarray
+    stick: np.ndarray
+    pref: np.ndarray
+    life: np.ndarray
+    b_risk: np.ndarray
+    b_value: np.ndarray
+    b_stick: np.ndarray
+    b_pref: np.ndarray
+    b_life: np.ndarray
+    age: np.ndarray
+    tier: np.ndarray
+    onboard: np.ndarray
+    consent: np.ndarray
+    digital: np.ndarray
+    payroll: np.ndarray
+    n_accounts: np.ndarray
+    has_credit: np.ndarray
+    n_credit: np.ndarray
+    aum: np.ndarray
+    spend_level: np.ndarray
+    rate_year: np.ndarray
+
+
+def _draw_customers(rng: np.random.Generator, ids: np.ndarray, noise: float) -> _Customers:
+    """Hidden classes first, then the customer attributes drawn from the behaviour classes (the order
+    of the draws is part of the seed's meaning: changing it changes every bank)."""
     n = ids.size
-    noise = spec.noise
-    # Hidden classes.
     risk = _choice(rng, [0.75, 0.18, 0.07], n)
     value = _choice(rng, [0.5, 0.35, 0.15], n)
     stick = _choice(rng, [0.3, 0.45, 0.25], n)
@@ -154,20 +184,26 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     aum = np.exp(rng.normal(np.log(np.array([6_000.0, 60_000.0, 600_000.0])[b_value]), 0.5))
     spend_level = np.exp(rng.normal(np.log(np.array([1_500.0, 5_000.0, 15_000.0])[b_value]), 0.35))
     rate_year = np.array([42.0, 60.0, 110.0])[b_value] * (0.8 + 0.4 * rng.random(n))
+    return _Customers(
+        ids, risk, value, stick, pref, life, b_risk, b_value, b_stick, b_pref, b_life, age, tier, onboard,
+        consent, digital, payroll, n_accounts, has_credit, n_credit, aum, spend_level, rate_year,
+    )  # fmt: skip
 
-    # Accounts.
-    acc_owner = np.repeat(np.arange(n), n_accounts)
-    acc_k = np.arange(acc_owner.size) - np.repeat(np.cumsum(n_accounts) - n_accounts, n_accounts)
+
+def _accounts(rng: np.random.Generator, c: _Customers, w: _Writers) -> None:
+    ids, n, onboard, has_credit = c.ids, c.ids.size, c.onboard, c.has_credit
+    acc_owner = np.repeat(np.arange(n), c.n_accounts)
+    acc_k = np.arange(acc_owner.size) - np.repeat(np.cumsum(c.n_accounts) - c.n_accounts, c.n_accounts)
     share = rng.dirichlet(np.ones(4), acc_owner.size)[:, 0] + 0.2
     tot = np.bincount(acc_owner, share, n)
-    balance = (aum[acc_owner] * share / tot[acc_owner]).astype(np.float32)
+    balance = (c.aum[acc_owner] * share / tot[acc_owner]).astype(np.float32)
     kind = np.where(acc_k == 0, 0, np.where(rng.random(acc_owner.size) < 0.6, 1, 2)).astype(np.int8)
     returned = np.zeros(acc_owner.size, np.int16)
     first_acc = acc_k == 0
     # Customers without credit show risk through returned direct debits: none, 1-3, 4 or more.
     fo = acc_owner[first_acc]
     ret = np.select(
-        [b_risk[fo] == 0, b_risk[fo] == 1],
+        [c.b_risk[fo] == 0, c.b_risk[fo] == 1],
         [rng.poisson(0.01, fo.size), np.minimum(1 + rng.poisson(0.4, fo.size), 3)],
         4 + rng.poisson(1.0, fo.size),
     )
@@ -179,19 +215,24 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
             "customer_id": ids[acc_owner],
             "kind": _dict(("current", "savings", "deposit"), kind),
             "avg_balance": balance,
-            "payroll": first_acc & payroll[acc_owner],
+            "payroll": first_acc & c.payroll[acc_owner],
             "returned_debits_12m": returned,
             "opened_day": np.maximum(onboard[acc_owner], onboard[acc_owner] + 30 * acc_k).astype(np.int32),
         },
     )
 
-    # Cards: one debit card each, credit cards for some.
-    n_cards = 1 + n_credit
+
+def _cards(rng: np.random.Generator, c: _Customers, w: _Writers) -> np.ndarray:
+    """One debit card each, credit cards for some; returns the number of cards per customer."""
+    ids, n, onboard = c.ids, c.ids.size, c.onboard
+    n_cards = 1 + c.n_credit
     card_owner = np.repeat(np.arange(n), n_cards)
     card_k = np.arange(card_owner.size) - np.repeat(np.cumsum(n_cards) - n_cards, n_cards)
     card_id = ids[card_owner] * 10 + card_k
     is_credit = card_k > 0
-    product = np.where(is_credit, np.minimum(b_value[card_owner] + (rng.random(card_owner.size) < 0.2), 2), 0)
+    product = np.where(
+        is_credit, np.minimum(c.b_value[card_owner] + (rng.random(card_owner.size) < 0.2), 2), 0
+    )
     limit = np.where(is_credit, np.array([10_000.0, 30_000.0, 80_000.0])[product], 0.0).astype(np.float32)
     w.write(
         "cards",
@@ -205,9 +246,17 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
             "status": _dict(("active", "closed"), (rng.random(card_owner.size) < 0.02).astype(np.int8)),
         },
     )
+    return n_cards
 
-    # Payment-app bindings and the true binding propensity.
-    bind_logit = -1.2 + 3.2 * (digital - 0.5) - 0.03 * (age - 40) + 0.5 * (b_life == 1) - 0.9 * (b_life == 4)
+
+def _bindings(
+    rng: np.random.Generator, c: _Customers, n_cards: np.ndarray, w: _Writers
+) -> tuple[np.ndarray, np.ndarray]:
+    """Payment-app bindings; returns the true binding propensity and whether any card is bound."""
+    ids, n, age, b_life = c.ids, c.ids.size, c.age, c.b_life
+    bind_logit = (
+        -1.2 + 3.2 * (c.digital - 0.5) - 0.03 * (age - 40) + 0.5 * (b_life == 1) - 0.9 * (b_life == 4)
+    )
     p_bind = _sigmoid(bind_logit)
     n_bound = rng.binomial(n_cards, np.clip(p_bind * 0.9, 0, 1))
     bound_any = n_bound > 0
@@ -221,41 +270,51 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
             "card_id": ids[bcard] * 10 + np.minimum(bk, n_cards[bcard] - 1),
             "app": _dict(APPS, app),
             "bound_day": np.maximum(
-                onboard[bcard] + 5, rng.integers(-700, WINDOW_DAYS - 20, bcard.size)
+                c.onboard[bcard] + 5, rng.integers(-700, WINDOW_DAYS - 20, bcard.size)
             ).astype(np.int32),
         },
     )
+    return p_bind, bound_any
 
-    # Transactions: monthly Poisson counts shaped by lifecycle, from onboarding on.
+
+# Monthly transaction-rate shape per lifecycle class.
+_LIFE_SHAPE = np.stack(
+    [
+        np.ones(12),  # new (cut by onboarding)
+        np.r_[np.full(6, 0.3), np.full(6, 1.7)],  # growing
+        np.ones(12),  # mature
+        np.r_[np.full(6, 1.7), np.full(6, 0.3)],  # declining
+        np.r_[np.full(8, 1.25), np.zeros(4)],  # dormant: nothing in the last 4 months
+    ]
+)
+
+
+def _transactions(
+    rng: np.random.Generator, c: _Customers, n_cards: np.ndarray, bound_any: np.ndarray, w: _Writers
+) -> None:
+    """Monthly Poisson counts shaped by lifecycle, from onboarding on; category, amount and channel
+    follow preference, value and digital habits."""
+    ids, n, b_life = c.ids, c.ids.size, c.b_life
     months = np.arange(12)
-    shape = np.stack(
-        [
-            np.ones(12),  # new (cut by onboarding below)
-            np.r_[np.full(6, 0.3), np.full(6, 1.7)],  # growing
-            np.ones(12),  # mature
-            np.r_[np.full(6, 1.7), np.full(6, 0.3)],  # declining
-            np.r_[np.full(8, 1.25), np.zeros(4)],  # dormant: nothing in the last 4 months
-        ]
-    )
-    active = ((months[None, :] + 1) * MONTH_DAYS > onboard[:, None]).astype(float)
-    lam = rate_year[:, None] / 12 * shape[b_life] * active
+    active = ((months[None, :] + 1) * MONTH_DAYS > c.onboard[:, None]).astype(float)
+    lam = c.rate_year[:, None] / 12 * _LIFE_SHAPE[b_life] * active
     counts = rng.poisson(lam)
     counts[b_life == 0] = rng.poisson(lam[b_life == 0] * 1.6)
     per_c = counts.sum(1)
     t_owner = np.repeat(np.arange(n), per_c)
     t_month = np.repeat(np.tile(months, n), counts.ravel())
     day = t_month * MONTH_DAYS + rng.integers(0, MONTH_DAYS, t_owner.size)
-    day = np.maximum(day, onboard[t_owner]).astype(np.int16)
+    day = np.maximum(day, c.onboard[t_owner]).astype(np.int16)
     m = t_owner.size
     take_pref = rng.random(m) < 0.5
-    cat = np.where(take_pref, b_pref[t_owner], rng.choice(7, m, p=_CAT_BASE)).astype(np.int8)
-    mcc_idx = (rng.random(m) * np.array([len(MCC[c]) for c in CATEGORIES])[cat]).astype(np.int8)
-    mcc_table = np.array([[*MCC[c], *([0] * (4 - len(MCC[c])))] for c in CATEGORIES], dtype=np.int16)
+    cat = np.where(take_pref, c.b_pref[t_owner], rng.choice(7, m, p=_CAT_BASE)).astype(np.int8)
+    mcc_idx = (rng.random(m) * np.array([len(MCC[k]) for k in CATEGORIES])[cat]).astype(np.int8)
+    mcc_table = np.array([[*MCC[k], *([0] * (4 - len(MCC[k])))] for k in CATEGORIES], dtype=np.int16)
     mcc = mcc_table[cat, mcc_idx]
-    amount = (_CAT_AMOUNT[cat] * spend_level[t_owner] / 5_000 * np.exp(rng.normal(0, 0.6, m))).astype(
+    amount = (_CAT_AMOUNT[cat] * c.spend_level[t_owner] / 5_000 * np.exp(rng.normal(0, 0.6, m))).astype(
         np.float32
     )
-    online = rng.random(m) < digital[t_owner] * np.where(cat == 3, 1.0, 0.4)
+    online = rng.random(m) < c.digital[t_owner] * np.where(cat == 3, 1.0, 0.4)
     wallet = ~online & bound_any[t_owner] & (rng.random(m) < 0.5)
     atm = ~online & ~wallet & (rng.random(m) < 0.03)
     channel = np.select([online, wallet, atm], [1, 2, 3], 0).astype(np.int8)
@@ -275,12 +334,16 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
         },
     )
 
-    # Repayments: 12 monthly instalments for credit-card holders (and loan holders among the others).
+
+def _repayments(rng: np.random.Generator, c: _Customers, w: _Writers) -> None:
+    """12 monthly instalments for credit-card holders (and loan holders among the others)."""
+    n, has_credit = c.ids.size, c.has_credit
+    months = np.arange(12)
     has_loan = ~has_credit & (rng.random(n) < 0.3)
     payer = np.flatnonzero(has_credit | has_loan)
     rep_owner = np.repeat(payer, 12)
     rep_month = np.tile(months, payer.size)
-    br = b_risk[rep_owner]
+    br = c.b_risk[rep_owner]
     late_p = np.array([0.008, 0.28, 0.55])[br]
     late = rng.random(rep_owner.size) < late_p
     dpd_hi = np.array([10, 40, 120])[br]
@@ -295,13 +358,15 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
     hi = firsts[br[firsts] == 2]
     dpd[hi + rng.integers(0, 12, hi.size)] = rng.integers(60, 121, hi.size)
     due = np.where(
-        has_credit[rep_owner], spend_level[rep_owner] * 0.4 + 200, np.exp(rng.normal(8, 0.4, rep_owner.size))
+        has_credit[rep_owner],
+        c.spend_level[rep_owner] * 0.4 + 200,
+        np.exp(rng.normal(8, 0.4, rep_owner.size)),
     ).astype(np.float32)
     paid = np.where(dpd > 30, due * rng.uniform(0, 0.5, rep_owner.size), due).astype(np.float32)
     w.write(
         "repayments",
         {
-            "customer_id": ids[rep_owner],
+            "customer_id": c.ids[rep_owner],
             "month": rep_month.astype(np.int8),
             "product": _dict(("credit_card", "loan"), (~has_credit[rep_owner]).astype(np.int8)),
             "due": due,
@@ -311,37 +376,46 @@ def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writer
         },
     )
 
+
+def _chunk(rng: np.random.Generator, ids: np.ndarray, spec: BankSpec, w: _Writers) -> None:
+    """One chunk of customers, every table; the order of the steps is the order of the random draws."""
+    c = _draw_customers(rng, ids, spec.noise)
+    _accounts(rng, c, w)
+    n_cards = _cards(rng, c, w)
+    p_bind, bound_any = _bindings(rng, c, n_cards, w)
+    _transactions(rng, c, n_cards, bound_any, w)
+    _repayments(rng, c, w)
     # Marketing: past card-offer and binding campaigns with responses from the true propensities.
-    resp_logit = _response_logit(rng, age, b_value, b_stick, b_life, digital, has_credit)
+    resp_logit = _response_logit(rng, c.age, c.b_value, c.b_stick, c.b_life, c.digital, c.has_credit)
     p_resp = _sigmoid(resp_logit)
-    _contacts(rng, ids, p_resp, p_bind, has_credit, bound_any, onboard, w)
+    _contacts(rng, ids, p_resp, p_bind, c.has_credit, bound_any, c.onboard, w)
 
     w.write(
         "customers",
         {
             "customer_id": ids,
-            "age": age,
-            "city_tier": tier.astype(np.int8),
-            "onboard_day": onboard,
-            "marketing_consent": consent,
-            "digital_score": digital.astype(np.float32),
+            "age": c.age,
+            "city_tier": c.tier.astype(np.int8),
+            "onboard_day": c.onboard,
+            "marketing_consent": c.consent,
+            "digital_score": c.digital.astype(np.float32),
         },
     )
     # Hidden truth. bad_next_6m: the realised outcome after the window, for re-tuning risk thresholds.
-    bad = rng.random(n) < np.array([0.01, 0.06, 0.3])[risk]
+    bad = rng.random(ids.size) < np.array([0.01, 0.06, 0.3])[c.risk]
     w.write(
         "truth",
         {
             "customer_id": ids,
-            "risk_level": _dict(RISK, risk),
-            "value": _dict(VALUE, value),
-            "stickiness": _dict(STICKINESS, stick),
-            "preference": _dict(CATEGORIES, pref),
-            "lifecycle": _dict(LIFECYCLE, life),
+            "risk_level": _dict(RISK, c.risk),
+            "value": _dict(VALUE, c.value),
+            "stickiness": _dict(STICKINESS, c.stick),
+            "preference": _dict(CATEGORIES, c.pref),
+            "lifecycle": _dict(LIFECYCLE, c.life),
             "p_response": p_resp.astype(np.float32),
             "p_binding": p_bind.astype(np.float32),
             "resp_logit": resp_logit.astype(np.float32),
-            "has_credit_card": has_credit,
+            "has_credit_card": c.has_credit,
             "bound_any": bound_any,
             "bad_next_6m": bad,
         },

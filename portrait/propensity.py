@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ import pyarrow as pa
 from callvet.core.errors import InvalidInput, Unavailable
 from callvet.portrait.tags import TagDefinition, _fill
 
-__all__ = ["LABEL_WINDOW", "load_card", "score", "train"]
+__all__ = ["LABEL_WINDOW", "SHIFT_SD", "feature_shift", "load_card", "score", "train"]
 
 LABEL_WINDOW = 90
+# A feature whose mean at the as-of day is more than this many training standard deviations from its
+# mean at the cutoff is reported as shifted (the previous response definition had one at 12-14 sd).
+SHIFT_SD = 1.0
+log = logging.getLogger(__name__)
 
 
 def _matrix(con: Any, defn: TagDefinition, cutoff: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -40,6 +45,22 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else float("nan")
+
+
+def feature_shift(x_cutoff: np.ndarray, x_now: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """How far each feature's mean moves between the training cutoff and the as-of day, in training
+    standard deviations. The model learns its weights on the cutoff's facts and applies them to the
+    as-of day's, so a feature tied to the calendar or to the length of history (a flag almost nobody
+    has at the cutoff and a fifth of customers have at scoring) gets a weight from a few customers and
+    then floods the top of the ranking; such features are listed so an analyst sees it before
+    activating (the build is not refused: some drift is legitimate)."""
+    sd = np.maximum(x_cutoff.std(axis=0), 1e-9)
+    smd = np.abs(x_now.mean(axis=0) - x_cutoff.mean(axis=0)) / sd
+    shift = {n: round(float(v), 3) for n, v in zip(names, smd, strict=True)}
+    return {
+        "feature_shift_sd": shift,
+        "shifted_features": sorted(n for n, v in shift.items() if v > SHIFT_SD),
+    }
 
 
 def train(con: Any, defn: TagDefinition, out_dir: Path, *, as_of_day: int, seed: int = 0) -> dict[str, Any]:
@@ -77,6 +98,12 @@ def train(con: Any, defn: TagDefinition, out_dir: Path, *, as_of_day: int, seed:
     order = np.argsort(-p_hold)
     top = order[: max(1, order.size // 10)]
     metrics["holdout_top_decile_lift"] = round(float(y[hold][top].mean() / max(y[hold].mean(), 1e-9)), 3)
+    shift = feature_shift(x, _matrix(con, defn, as_of_day)[1], names)
+    metrics["shifted_features"] = shift["shifted_features"]
+    if shift["shifted_features"]:
+        log.warning(
+            "%s: features shift between cutoff and as-of day: %s", defn["model"], shift["shifted_features"]
+        )
     model.fit(x[rows], y)
     onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset=17)
     blob = onx.SerializeToString()
@@ -104,6 +131,7 @@ def train(con: Any, defn: TagDefinition, out_dir: Path, *, as_of_day: int, seed:
         "label_window_days": LABEL_WINDOW,
         "metrics": metrics,
         "onnx_max_abs_diff_vs_sklearn": diff,
+        "feature_shift_sd": shift["feature_shift_sd"],
         "coefficients": dict(
             zip(names, np.round(model[-1].coef_[0] / model[0].scale_, 6).tolist(), strict=True)
         ),

@@ -204,14 +204,14 @@ class SegmentRequest(BaseModel):
     product: str | None = Field(default=None, pattern="^(classic|gold|platinum)$")
 
 
-def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str) -> dict[str, Any]:
-    """A campaign list ranked by propensity, after the exclusions (high risk, no marketing consent,
-    contacted in the last N days, already holding a credit card -- of ``product`` when given); stored
-    with who asked and why."""
-    info = _build_info(bank)
+def _filter_sql(
+    db: Database, info: dict[str, Any], filters: dict[str, list[str]]
+) -> tuple[list[str], list[Any]]:
+    """WHERE clauses and parameters of the tag filters, checked against the built definitions'
+    categories (an unknown dimension or category is an error, not an empty list)."""
     where = []
     params: list[Any] = []
-    for dim, cats in req.filters.items():
+    for dim, cats in filters.items():
         if dim not in DIMENSIONS:
             raise InvalidInput(f"unknown dimension {dim!r}", code="invalid_filter", field=dim)
         allowed = set(store.get_version(db, dim, info["versions"][dim])["content"]["categories"])
@@ -222,6 +222,12 @@ def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str)
             )
         where.append(f"t.{dim} IN ({', '.join('?' for _ in cats)})")
         params.extend(cats)
+    return where, params
+
+
+def _candidates(db: Database, bank: Path, req: SegmentRequest, info: dict[str, Any]) -> pa.Table:
+    """Every customer matching the filters, with the score and one flag per exclusion."""
+    where, params = _filter_sql(db, info, req.filters)
     as_of = int(info["as_of_day"])
     held = "k.kind = 'credit' AND k.status = 'active'" + (" AND k.product = ?" if req.product else "")
     sql = f"""
@@ -241,9 +247,14 @@ def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str)
     q_params = [req.contact_window_days, *([req.product] if req.product else []), *params]
     con = _tags_con(bank)
     try:
-        tbl = con.sql(sql, params=q_params).to_arrow_table()
+        return con.sql(sql, params=q_params).to_arrow_table()
     finally:
         con.close()
+
+
+def _rank(tbl: pa.Table, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Drop every excluded customer, rank the rest by score (ties by id); ids, scores, the chosen
+    positions and the counts per exclusion."""
     ids = tbl["customer_id"].to_numpy()
     score = tbl["score"].to_numpy()
     flags = {
@@ -254,13 +265,22 @@ def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str)
     for f in flags.values():
         excluded |= f
     keep = np.flatnonzero(~excluded)
-    order = keep[np.lexsort((ids[keep], -score[keep]))][: req.size]
+    order = keep[np.lexsort((ids[keep], -score[keep]))][:size]
     counts = {
         "matching_filters": int(ids.size),
         **{f"excluded_{k}": int(v.sum()) for k, v in flags.items()},
         "eligible": int(keep.size),
         "selected": int(order.size),
     }
+    return ids, score, order, counts
+
+
+def select_segment(db: Database, bank: Path, req: SegmentRequest, *, actor: str) -> dict[str, Any]:
+    """A campaign list ranked by propensity, after the exclusions (high risk, no marketing consent,
+    contacted in the last N days, already holding a credit card -- of ``product`` when given); stored
+    with who asked and why."""
+    info = _build_info(bank)
+    ids, score, order, counts = _rank(_candidates(db, bank, req, info), req.size)
     seg_id = uuid.uuid4().hex
     members = [
         {"segment_id": seg_id, "rank": i + 1, "customer_id": int(ids[j]), "score": float(score[j])}

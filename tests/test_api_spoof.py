@@ -1,10 +1,10 @@
 """The spoof flag in all three places (identify response, ``callvet.voiceprint`` call event over a real
-WebSocket, call record) and the enrolment gate (refusal, override with reason, audit), with the real
-AASIST model and the shipped back end.
+WebSocket, call record) and the enrolment gate (refusal, override with reason, audit), with the shipped
+back end (models/artifacts/backend/spoof).
 
 The operating point is raised to a 20 % false-flag rate (``CALLVET_SPOOF_FFR=0.2``) for this module: at
-the default 1 % the shipped back end flags almost nothing on phone audio (BENCHMARKS.md, issue 12), and
-these tests are about where the flag goes, not about how good it is."""
+the default 1 % the shipped back end misses most spoofs (BENCHMARKS.md, issue 12), and these tests are
+about where the flag goes, not about how good it is."""
 
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ def _upload(data: bytes, **form: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from callvet.models import aasist
+    from callvet.models import spoof
     from callvet.voice.spoof import detector as detmod
 
-    if not aasist.is_built(get_settings().models_dir):
-        aasist.build(get_settings().models_dir)
+    if not spoof.is_built(get_settings().models_dir):
+        spoof.build(get_settings().models_dir)
     mp = pytest.MonkeyPatch()
     mp.setenv("CALLVET_SPOOF_FFR", "0.2")
     detmod._cache.clear()

@@ -155,6 +155,9 @@ def test_selection_honours_every_exclusion(built: tuple[Database, Path]) -> None
     res = service.select_segment(db, bank, req, actor="marketer:m")
     chosen = [c["customer_id"] for c in res["customers"]]
     assert res["counts"]["selected"] == len(chosen) > 50
+    # Every exclusion must actually remove someone on this bank, or the checks below prove nothing.
+    for k in ("high_risk", "no_consent", "recent_contact", "card_holder"):
+        assert res["counts"][f"excluded_{k}"] > 0, k
     t = pq.read_table(
         bank / "tags.parquet", columns=["customer_id", "risk_level", "response__score"]
     ).to_pandas()
@@ -197,6 +200,61 @@ def test_selection_filters_and_product(built: tuple[Database, Path]) -> None:
         service.select_segment(
             db, bank, service.SegmentRequest(filters={"value": ["gold"]}, size=5, reason="bad"), actor="m"
         )
+
+
+def test_product_exclusion_is_per_product(built: tuple[Database, Path]) -> None:
+    db, bank = built
+    cards = pq.read_table(bank / "cards.parquet").to_pandas()
+    credit = cards[(cards.kind == "credit") & (cards.status == "active")]
+    platinum = set(credit[credit["product"] == "platinum"].customer_id)
+    others = set(credit.customer_id) - platinum
+    req = service.SegmentRequest(size=100_000, reason="platinum upgrade", product="platinum")
+    chosen = {c["customer_id"] for c in service.select_segment(db, bank, req, actor="m")["customers"]}
+    assert chosen and not chosen & platinum
+    assert chosen & others, "holders of another product stay eligible for a platinum offer"
+
+
+def test_response_features_mean_the_same_at_cutoff_and_as_of(bank_src: Path) -> None:
+    """The response model is trained on facts 90 days before the as-of day and scores on facts at it;
+    its columns must be the same, complete, and its bands and flags 0/1 at both."""
+    from callvet.portrait.propensity import LABEL_WINDOW, _matrix
+
+    con = tags.connect(bank_src)
+    defn = tags.shipped_definition("response")
+    ids_t, x_t, names_t = _matrix(con, defn, 360 - LABEL_WINDOW)
+    ids_s, x_s, names_s = _matrix(con, defn, 360)
+    con.close()
+    assert names_t == names_s and len(names_t) == len(set(names_t))
+    assert sorted(ids_t) == sorted(ids_s) and np.isfinite(x_t).all() and np.isfinite(x_s).all()
+    flags = [i for i, n in enumerate(names_s) if n.startswith(("aum_", "trend_", "silent_", "has_", "is_"))]
+    assert len(flags) >= 6
+    for x in (x_t, x_s):
+        assert set(np.unique(x[:, flags])) <= {0.0, 1.0}
+    # A silent last month and a rising trend are each a minority at both dates (growing and dormant
+    # customers): a window that shifted with the date would empty or flood one of them.
+    for name in ("silent_30d", "trend_up"):
+        col = names_s.index(name)
+        assert 0.03 < x_s[:, col].mean() < 0.3 and 0.03 < x_t[:, col].mean() < 0.3, name
+
+
+def test_training_reports_features_that_shift_between_cutoff_and_as_of(
+    bank_src: Path, tmp_path: Path
+) -> None:
+    """The previous response definition's calendar-anchored flag is caught; the shipped ones pass."""
+    from callvet.portrait import propensity
+
+    con = tags.connect(bank_src)
+    try:
+        for dim in ("response", "card_binding"):
+            card = propensity.train(con, tags.shipped_definition(dim), tmp_path / "ok", as_of_day=360)
+            assert card["metrics"]["shifted_features"] == [], (dim, card["feature_shift_sd"])
+            assert set(card["feature_shift_sd"]) == set(card["features"])
+        peer = json.loads((Path(__file__).parents[1] / "bench/portrait/peer_response_v1.json").read_text())
+        card = propensity.train(con, peer, tmp_path / "peer", as_of_day=360)
+    finally:
+        con.close()
+    assert "trend_declining" in card["metrics"]["shifted_features"]
+    assert card["feature_shift_sd"]["trend_declining"] > 5
 
 
 def test_risk_retuning_is_a_proposal(built: tuple[Database, Path]) -> None:

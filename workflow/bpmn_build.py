@@ -114,7 +114,18 @@ def render(p: Process) -> str:
     )
     out.append("  </bpmn:collaboration>")
     out.append(f'  <bpmn:process id="{p.key}" name={quoteattr(p.name)} isExecutable="true">')
-    out.append(f'    <bpmn:laneSet id="LaneSet_{p.key}">')
+    out.extend(_lanes(p, nodes))
+    out.extend(_flow_nodes(p, incoming, outgoing, defaults))
+    out.extend(_boundaries(p, outgoing))
+    out.extend(_sequence_flows(p))
+    out.append("  </bpmn:process>")
+    out.extend(_diagram(p, nodes))
+    out.append("</bpmn:definitions>")
+    return "\n".join(out) + "\n"
+
+
+def _lanes(p: Process, nodes: dict[str, Node]) -> list[str]:
+    out = [f'    <bpmn:laneSet id="LaneSet_{p.key}">']
     for lane in p.lanes:
         out.append(f'      <bpmn:lane id="Lane_{lane}" name="{lane}">')
         for n in p.nodes:
@@ -125,6 +136,13 @@ def render(p: Process) -> str:
                 out.append(f"        <bpmn:flowNodeRef>{b.id}</bpmn:flowNodeRef>")
         out.append("      </bpmn:lane>")
     out.append("    </bpmn:laneSet>")
+    return out
+
+
+def _flow_nodes(
+    p: Process, incoming: dict[str, list[str]], outgoing: dict[str, list[str]], defaults: dict[str, str]
+) -> list[str]:
+    out: list[str] = []
     for n in p.nodes:
         attrs = "".join(f" callvet:{k}={quoteattr(v)}" for k, v in n.attrs.items())
         if n.id in defaults:
@@ -137,6 +155,11 @@ def render(p: Process) -> str:
         elif n.kind == "scriptTask":
             out.append(f"      <bpmn:script>{escape(n.body)}</bpmn:script>")
         out.append(f"    </bpmn:{n.kind}>")
+    return out
+
+
+def _boundaries(p: Process, outgoing: dict[str, list[str]]) -> list[str]:
+    out: list[str] = []
     for b in p.boundaries:
         out.append(
             f'    <bpmn:boundaryEvent id="{b.id}" name={quoteattr(b.name)} attachedToRef="{b.attached_to}">'
@@ -149,6 +172,11 @@ def render(p: Process) -> str:
         )
         out.append("      </bpmn:timerEventDefinition>")
         out.append("    </bpmn:boundaryEvent>")
+    return out
+
+
+def _sequence_flows(p: Process) -> list[str]:
+    out: list[str] = []
     for i, f in enumerate(p.flows):
         fid = _flow_id(i, f)
         head = (
@@ -164,10 +192,7 @@ def render(p: Process) -> str:
                 f"{escape(f.condition)}</bpmn:conditionExpression>"
             )
             out.append("    </bpmn:sequenceFlow>")
-    out.append("  </bpmn:process>")
-    out.extend(_diagram(p, nodes))
-    out.append("</bpmn:definitions>")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _diagram(p: Process, nodes: dict[str, Node]) -> list[str]:

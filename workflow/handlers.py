@@ -2,6 +2,8 @@
 
 A service task names a handler (``callvet:handler="decision.prescreen"``); uploads naming an unknown one
 are rejected. A handler receives a :class:`HandlerCall` and returns a dict merged into the task data.
+What a handler may use besides the task data is ``call.deps`` (:class:`~callvet.workflow.deps.WorkflowDeps`:
+the decider, the interview store, the supervisor), given to the runtime at construction.
 
 Idempotency: every call carries ``effect_key`` (instance id + element + occurrence). The runtime stores
 the handler's result under that key in the same transaction as the instance's next state, and replays
@@ -13,12 +15,15 @@ issuance handlers below are written that way (``wf_issuances.effect_key`` is uni
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from callvet.core.application import Application
 from callvet.core.db import Database, utcnow
-from callvet.core.errors import CallvetError, InvalidInput, Unavailable
+from callvet.core.errors import InvalidInput, Unavailable
+from callvet.workflow.deps import Decider, LazyDecider, WorkflowDeps, engine_decider
 from callvet.workflow.tables import wf_issuances
+from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select
 
 __all__ = [
@@ -31,12 +36,12 @@ __all__ = [
     "validate_application",
 ]
 
-Decider = Callable[[dict[str, Any], dict[str, Any] | None, str], dict[str, Any]]
-"""(application dict, investigation dict or None, actor) -> decision dict (``Decision.to_dict()``)."""
-
 
 @dataclass
 class HandlerCall:
+    """One service-task execution: ``conn`` is the runtime's open transaction for a transactional
+    handler (None otherwise); ``deps`` are the collaborators the runtime was built with."""
+
     instance_id: str
     process_key: str
     element: str
@@ -44,7 +49,7 @@ class HandlerCall:
     data: dict[str, Any]
     conn: Connection | None
     actor: str
-    services: dict[str, Any] = field(default_factory=dict)
+    deps: WorkflowDeps
 
 
 Handler = Callable[[HandlerCall], dict[str, Any]]
@@ -103,16 +108,14 @@ def _decision_fields(d: dict[str, Any], stage: str) -> dict[str, Any]:
 
 
 def _prescreen(call: HandlerCall) -> dict[str, Any]:
-    decide: Decider = call.services["decide"]
-    return _decision_fields(decide(_application(call), None, call.actor), "prescreen")
+    return _decision_fields(call.deps.decide(_application(call), None, call.actor), "prescreen")
 
 
 def _final(call: HandlerCall) -> dict[str, Any]:
-    decide: Decider = call.services["decide"]
     inv = call.data.get("investigation")
     if not isinstance(inv, dict):
         inv = {}
-    d = decide(_application(call), inv, call.actor)
+    d = call.deps.decide(_application(call), inv, call.actor)
     flags = [str(f) for f in inv.get("review_flags") or []]
     blacklisted = any(r.get("code") == "voiceprint_blacklist_match" for r in d.get("reasons") or [])
     if flags and not blacklisted and d.get("decision") in ("approve", "decline"):
@@ -163,8 +166,8 @@ def _issue(kind: str) -> Handler:
             ).inserted_primary_key[0]
         else:
             existing_id = existing.id
-        if kind == "limit_changed" and not call.data.get("reviewers") and "runtime" in call.services:
-            call.services["runtime"].supervisor.check(
+        if kind == "limit_changed" and not call.data.get("reviewers"):
+            call.deps.supervisor.check(
                 conn,
                 kind="limit_adjustment",
                 instance_id=call.instance_id,
@@ -191,7 +194,7 @@ def _collect_questionnaire(call: HandlerCall) -> dict[str, Any]:
     interview_id = inv.get("interview_id")
     if not interview_id or inv.get("questionnaire"):
         return {}
-    got = call.services["interviews"]().get(str(interview_id), include_answers=False)
+    got = call.deps.interviews.get(str(interview_id), include_answers=False)
     app_id = (call.data.get("application") or {}).get("application_id")
     if got.get("application_id") != app_id:
         raise InvalidInput(
@@ -229,9 +232,7 @@ def default_registry(configure: Handler) -> HandlerRegistry:
 
 
 def validate_application(data: dict[str, Any]) -> None:
-    from callvet.core.application import Application
-    from pydantic import ValidationError
-
+    """The shipped processes' start hook: ``data.application`` must be the shared card contract."""
     app = data.get("application")
     if not isinstance(app, dict):
         raise InvalidInput(
@@ -247,26 +248,6 @@ def validate_application(data: dict[str, Any]) -> None:
 
 
 def real_decider(db: Database, settings: Any) -> Decider:
-    """Bind :class:`callvet.decision.DecisionEngine`; 503 until it can be built (e.g. model missing)."""
-    from callvet.core.settings import get_settings
-
-    try:
-        from callvet.decision import DecisionEngine
-
-        engine = DecisionEngine.from_settings(settings or get_settings(), db)
-    except CallvetError:
-        raise
-    except Exception as exc:
-        raise Unavailable(f"decision engine unavailable: {exc}", code="decision_unavailable") from None
-    return engine_decider(engine)
-
-
-def engine_decider(engine: Any) -> Decider:
-    """Adapt a :class:`callvet.decision.DecisionEngine` to the handlers' ``Decider`` signature."""
-
-    def decide(
-        application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
-    ) -> dict[str, Any]:
-        return engine.decide(application, investigation, actor=actor).to_dict()  # type: ignore[no-any-return]
-
-    return decide
+    """Bind :class:`callvet.decision.DecisionEngine` now; 503 if it cannot be built (e.g. model missing).
+    Kept for callers of the old API; the runtime itself binds it lazily (:class:`~.deps.LazyDecider`)."""
+    return LazyDecider(db, settings).bind()

@@ -5,11 +5,16 @@ The shipped defaults (``products/products.yaml`` and :data:`DEFAULT_PRIORITY`) a
 (a malformed band table is a 422, never a half-applied config), versioned and audited. The
 ``product.configure`` handler reads the current version when an instance starts, so a change alters the
 path of new instances while running ones keep the band they were given.
+
+Product rules that must hold before an instance is even stored (the application contract, a known
+instalment product, an amount inside its bands) are *start hooks* (:func:`start_hooks`), keyed by
+process, so the runtime knows no process key by name.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ import yaml
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import InvalidInput, NotFound
-from callvet.workflow.handlers import HandlerCall
+from callvet.workflow.handlers import HandlerCall, validate_application
 from callvet.workflow.tables import wf_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Connection, insert, select, update
@@ -28,8 +33,10 @@ __all__ = [
     "ConfigStore",
     "PriorityConfig",
     "ProductsConfig",
+    "StartHook",
     "configure_handler",
     "priority",
+    "start_hooks",
 ]
 
 PRODUCTS_FILE = Path(__file__).resolve().parent / "products" / "products.yaml"
@@ -244,3 +251,37 @@ def configure_handler(store: ConfigStore) -> Any:
         return out
 
     return run
+
+
+StartHook = Callable[[dict[str, Any]], None]
+"""Checks an instance's start data (raising :class:`InvalidInput`) before anything is stored."""
+
+
+def loan_start_hook(store: ConfigStore) -> StartHook:
+    """Reject an unknown instalment product or an amount outside its bands."""
+
+    def check(data: dict[str, Any]) -> None:
+        cfg = store.get("products")
+        product = data.get("product")
+        if product not in cfg.instalment:
+            raise InvalidInput(
+                f"unknown instalment product {product!r}; one of {', '.join(cfg.instalment)}",
+                code="unknown_product",
+            )
+        amount = data.get("amount")
+        top = cfg.instalment[product].bands[-1].max_amount
+        if not isinstance(amount, int | float) or isinstance(amount, bool) or not 0 < amount <= top:
+            raise InvalidInput(
+                f"amount must be a number in (0, {top}] for {product}", code="amount_out_of_band"
+            )
+
+    return check
+
+
+def start_hooks(store: ConfigStore) -> dict[str, tuple[StartHook, ...]]:
+    """The shipped processes' start hooks, run in order by :meth:`WorkflowRuntime.start`."""
+    return {
+        "card_issuance": (validate_application,),
+        "limit_adjustment": (validate_application,),
+        "instalment_loan": (validate_application, loan_start_hook(store)),
+    }

@@ -220,12 +220,26 @@ def _binop(op: ast.operator, left: Any, right: Any) -> Any:
         raise SandboxError(f"{type(exc).__name__}: {exc}") from None
 
 
+def _check_argument(fname: str, v: Any) -> None:
+    if fname in ("int", "str", "float", "bool") and not isinstance(v, int | float | str | bool | None):
+        raise SandboxError(f"{fname}() takes only a number, text, boolean or None")
+    if fname in ("int", "str", "float") and isinstance(v, str) and len(v) > 100:
+        raise SandboxError(f"{fname}() argument too long")
+    if fname == "sum" and not (isinstance(v, list | tuple) and all(isinstance(x, int | float) for x in v)):
+        raise SandboxError("sum() takes a list of numbers")
+    if fname in ("sorted", "sum", "min", "max", "any", "all") and not isinstance(
+        v, list | tuple | dict | int | float | str | bool
+    ):
+        raise SandboxError(f"{fname}() of {type(v).__name__} is not allowed")
+
+
 class _Interp:
     def __init__(self, names: MutableMapping[str, Any]) -> None:
         self.names = names
         self.steps = 0
 
     def ev(self, node: ast.AST) -> Any:
+        """Value of one node; each node kind is allowed explicitly, anything else is refused."""
         self.steps += 1
         if self.steps > MAX_STEPS:
             raise SandboxError(f"expression took more than {MAX_STEPS} steps")
@@ -235,13 +249,7 @@ class _Interp:
             case ast.Constant(value=v):
                 return v
             case ast.Name(id=name):
-                if name in self.names:
-                    return self.names[name]
-                if name in SAFE_FUNCTIONS:
-                    return SAFE_FUNCTIONS[name]
-                if name in ("True", "False", "None"):
-                    return {"True": True, "False": False, "None": None}[name]
-                raise SandboxError(f"name {name!r} is not defined")
+                return self._name(name)
             case ast.BinOp(left=lhs, op=op, right=rhs):
                 return _binop(op, self.ev(lhs), self.ev(rhs))
             case ast.UnaryOp(op=op, operand=x):
@@ -250,45 +258,13 @@ class _Interp:
                 except TypeError as exc:
                     raise SandboxError(str(exc)) from None
             case ast.BoolOp(op=op, values=values):
-                result: Any = None
-                for v in values:
-                    result = self.ev(v)
-                    if isinstance(op, ast.And) and not result:
-                        return result
-                    if isinstance(op, ast.Or) and result:
-                        return result
-                return result
+                return self._bool_op(op, values)
             case ast.Compare(left=lhs, ops=ops, comparators=comps):
-                left = self.ev(lhs)
-                for op, c in zip(ops, comps, strict=True):
-                    right = self.ev(c)
-                    try:
-                        ok = _CMP[type(op)](left, right)
-                    except TypeError as exc:
-                        raise SandboxError(str(exc)) from None
-                    if not ok:
-                        return False
-                    left = right
-                return True
+                return self._compare(lhs, ops, comps)
             case ast.IfExp(test=t, body=b, orelse=o):
                 return self.ev(b) if self.ev(t) else self.ev(o)
             case ast.Subscript(value=v, slice=s):
-                container = self.ev(v)
-                key = (
-                    self.ev(s)
-                    if not isinstance(s, ast.Slice)
-                    else slice(
-                        self.ev(s.lower) if s.lower else None,
-                        self.ev(s.upper) if s.upper else None,
-                        self.ev(s.step) if s.step else None,
-                    )
-                )
-                if not isinstance(container, dict | list | tuple | str):
-                    raise SandboxError(f"cannot index a {type(container).__name__}")
-                try:
-                    return container[key]
-                except (KeyError, IndexError, TypeError) as exc:
-                    raise SandboxError(f"{type(exc).__name__}: {exc}") from None
+                return self._subscript(v, s)
             case ast.Dict(keys=keys, values=values):
                 if any(k is None for k in keys):
                     raise SandboxError("dict unpacking is not allowed")
@@ -298,30 +274,71 @@ class _Interp:
             case ast.Tuple(elts=elts):
                 return tuple(self.ev(e) for e in elts)
             case ast.Call(func=ast.Name(id=fname), args=args):
-                fn = SAFE_FUNCTIONS[fname]
-                vals = [self.ev(a) for a in args]
-                for v in vals:
-                    if fname in ("int", "str", "float", "bool") and not isinstance(
-                        v, int | float | str | bool | None
-                    ):
-                        raise SandboxError(f"{fname}() takes only a number, text, boolean or None")
-                    if fname in ("int", "str", "float") and isinstance(v, str) and len(v) > 100:
-                        raise SandboxError(f"{fname}() argument too long")
-                    if fname == "sum" and not (
-                        isinstance(v, list | tuple) and all(isinstance(x, int | float) for x in v)
-                    ):
-                        raise SandboxError("sum() takes a list of numbers")
-                    if fname in ("sorted", "sum", "min", "max", "any", "all") and not isinstance(
-                        v, list | tuple | dict | int | float | str | bool
-                    ):
-                        raise SandboxError(f"{fname}() of {type(v).__name__} is not allowed")
-                try:
-                    return _check_size(fn(*vals))
-                except SandboxError:
-                    raise
-                except (ArithmeticError, TypeError, ValueError) as exc:
-                    raise SandboxError(f"{fname}(): {exc}") from None
+                return self._call(fname, [self.ev(a) for a in args])
         raise SandboxError(f"{type(node).__name__} is not allowed")
+
+    def _name(self, name: str) -> Any:
+        if name in self.names:
+            return self.names[name]
+        if name in SAFE_FUNCTIONS:
+            return SAFE_FUNCTIONS[name]
+        if name in ("True", "False", "None"):
+            return {"True": True, "False": False, "None": None}[name]
+        raise SandboxError(f"name {name!r} is not defined")
+
+    def _bool_op(self, op: ast.boolop, values: list[ast.expr]) -> Any:
+        result: Any = None
+        for v in values:
+            result = self.ev(v)
+            if isinstance(op, ast.And) and not result:
+                return result
+            if isinstance(op, ast.Or) and result:
+                return result
+        return result
+
+    def _compare(self, lhs: ast.expr, ops: list[ast.cmpop], comps: list[ast.expr]) -> bool:
+        left = self.ev(lhs)
+        for op, c in zip(ops, comps, strict=True):
+            right = self.ev(c)
+            try:
+                ok = _CMP[type(op)](left, right)
+            except TypeError as exc:
+                raise SandboxError(str(exc)) from None
+            if not ok:
+                return False
+            left = right
+        return True
+
+    def _subscript(self, v: ast.expr, s: ast.expr) -> Any:
+        container = self.ev(v)
+        key = (
+            self.ev(s)
+            if not isinstance(s, ast.Slice)
+            else slice(
+                self.ev(s.lower) if s.lower else None,
+                self.ev(s.upper) if s.upper else None,
+                self.ev(s.step) if s.step else None,
+            )
+        )
+        if not isinstance(container, dict | list | tuple | str):
+            raise SandboxError(f"cannot index a {type(container).__name__}")
+        try:
+            return container[key]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise SandboxError(f"{type(exc).__name__}: {exc}") from None
+
+    def _call(self, fname: str, vals: list[Any]) -> Any:
+        """One of :data:`SAFE_FUNCTIONS` (the validator let no other name be called), with its
+        arguments' types and sizes checked so no built-in can be made to allocate without bound."""
+        fn = SAFE_FUNCTIONS[fname]
+        for v in vals:
+            _check_argument(fname, v)
+        try:
+            return _check_size(fn(*vals))
+        except SandboxError:
+            raise
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise SandboxError(f"{fname}(): {exc}") from None
 
     def run(self, stmts: list[ast.stmt]) -> None:
         for st in stmts:

@@ -7,6 +7,9 @@ Tasks nobody can take stay unassigned and are retried by every :meth:`TaskBoard.
 which also refreshes priorities (the formula in :class:`callvet.workflow.products.PriorityConfig`
 depends on time), sends a reminder ``reminder_before_hours`` before the due time and escalates after it
 (reassigning to another person of the role). Reminders and escalations are instance events.
+
+The board is the only writer of ``wf_tasks`` (the runtime completes, cancels and erases task rows through
+it), so every status a row takes is a :class:`TaskStatus`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from typing import Any
 from callvet.core.audit import record
 from callvet.core.auth import Role
 from callvet.core.db import Database
-from callvet.core.errors import InvalidInput, NotFound
+from callvet.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from callvet.workflow.products import ConfigStore, PriorityConfig, priority
-from callvet.workflow.tables import wf_events, wf_tasks, wf_users
+from callvet.workflow.repository import EventLog
+from callvet.workflow.tables import wf_tasks, wf_users
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 __all__ = ["TaskBoard", "TaskStatus"]
 
@@ -70,10 +74,17 @@ def _task_dict(r: Any) -> dict[str, Any]:
 
 
 class TaskBoard:
-    def __init__(self, db: Database, config: ConfigStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: ConfigStore,
+        clock: Callable[[], datetime],
+        events: EventLog | None = None,
+    ) -> None:
         self.db = db
         self.config = config
         self.clock = clock
+        self.events = events or EventLog(clock)
 
     def _priority_cfg(self, conn: Connection | None = None) -> PriorityConfig:
         return self.config.get("priority", conn)  # type: ignore[no-any-return]
@@ -163,11 +174,43 @@ class TaskBoard:
         return best[1] if best else None
 
     def _event(self, conn: Connection, iid: str, kind: str, element: str, details: dict[str, Any]) -> None:
-        conn.execute(
-            insert(wf_events).values(
-                instance_id=iid, at=self.clock(), kind=kind, element=element, details=details
-            )
+        self.events.append(conn, iid, kind, element, details)
+
+    # ---- the runtime's writes ----------------------------------------------------------------------
+    def open_task(self, task_id: str, role: str | None) -> Any:
+        """The row of an open task the caller's ``role`` may complete (None: admin, any role)."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(wf_tasks).where(wf_tasks.c.task_id == task_id)).first()
+        if row is None:
+            raise NotFound(f"no task {task_id!r}")
+        if row.status != TaskStatus.OPEN.value:
+            raise Conflict(f"task {task_id} is already {row.status}", code="task_not_open")
+        if role is not None and row.role != role:
+            raise Forbidden(f"task {task_id} needs role {row.role!r}")
+        return row
+
+    def complete(self, conn: Connection, task_id: str, actor: str) -> None:
+        """Mark an open task completed in the caller's transaction; 409 if someone was first."""
+        done = conn.execute(
+            update(wf_tasks)
+            .where(wf_tasks.c.task_id == task_id, wf_tasks.c.status == TaskStatus.OPEN.value)
+            .values(status=TaskStatus.COMPLETED.value, completed_at=self.clock(), completed_by=actor)
         )
+        if done.rowcount != 1:
+            raise Conflict(f"task {task_id} is already completed", code="task_not_open")
+
+    def cancel_open(self, conn: Connection, iid: str) -> None:
+        """Cancel every open task of an instance that failed or was cancelled (no events: the
+        instance's own ``instance.failed`` event says why)."""
+        conn.execute(
+            update(wf_tasks)
+            .where(wf_tasks.c.instance_id == iid, wf_tasks.c.status == TaskStatus.OPEN.value)
+            .values(status=TaskStatus.CANCELLED.value, completed_at=self.clock())
+        )
+
+    def erase(self, conn: Connection, iid: str) -> int:
+        """Delete an erased instance's task rows; the number deleted."""
+        return int(conn.execute(delete(wf_tasks).where(wf_tasks.c.instance_id == iid)).rowcount)
 
     # ---- engine side -----------------------------------------------------------------------------
     def sync(self, conn: Connection, iid: str, meta: dict[str, Any], wf: Any, *, finished: bool) -> None:

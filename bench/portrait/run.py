@@ -2,15 +2,18 @@
 
 Two parts, each printing a JSON line per measurement and a summary table:
 
-``quality`` -- for each seed (none used in tests or development: tests use 101, 5, 6), generate a bank of
-``--customers`` customers, build it exactly as ``callvet portrait build`` does (propensity models
+``quality`` -- for each seed (none used in tests or development: tests use 101, 5, 6, 77; the response
+model was chosen on 555-557 with ``lift_dev.py``; figures in BENCHMARKS.md: 231-235, 241-245), generate
+a bank of ``--customers`` customers, build it exactly as ``callvet portrait build`` does (propensity models
 trained on the recorded campaigns, every active definition), then
 
 - agreement of each rule tag with the customer's hidden true class (``truth.parquet``, never read by a
   definition),
 - top-decile lift of the response model on a *later* simulated card-offer campaign (outcomes drawn from
-  the true propensity moved by drift; nothing of it is seen at training), and the same for card
-  binding on a later binding push.
+  the true propensity moved by drift; nothing of it is seen at training) with its bootstrap interval,
+  the expected (noise-free) lift, the same for the peer (the previous response definition, trained in
+  the same run) and the oracle (hidden true propensity), and the lift of card binding on a later
+  binding push; at the end the mean over seeds with a 95 % t interval.
 
 ``scale`` -- a bank of ``--customers`` customers (1M gives ~55M transactions) and the five rule tags
 computed two ways in separate processes (peak RSS is per process):
@@ -23,7 +26,7 @@ computed two ways in separate processes (peak RSS is per process):
 The tags of both engines are compared customer by customer (must be identical), and the ratio of
 wall times is printed. Run:
 
-    nice -n 10 .venv/bin/python bench/portrait/run.py quality --customers 100000 --seeds 201 202 203
+    nice -n 10 .venv/bin/python bench/portrait/run.py quality --customers 100000 --seeds 231 232 233 234 235
     nice -n 10 .venv/bin/python bench/portrait/run.py scale --customers 1000000
 """
 
@@ -53,6 +56,41 @@ def _lift(scores: dict[int, float], camp: dict[str, np.ndarray]) -> tuple[float,
     y = np.asarray(camp["responded"], dtype=float)
     top = np.argsort(-p, kind="stable")[: len(p) // 10]
     return float(y[top].mean() / y.mean()), float(y[top].mean()), float(y.mean())
+
+
+def _lift_interval(p: np.ndarray, y: np.ndarray, *, reps: int = 400, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the top-decile lift over the campaign's customers: how much the one
+    simulated campaign's figure would move with another draw of the same size."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(reps):
+        i = rng.integers(0, p.size, p.size)
+        top = i[np.argsort(-p[i], kind="stable")[: p.size // 10]]
+        out.append(y[top].mean() / y[i].mean())
+    lo, hi = np.percentile(out, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _expected_lift(score: np.ndarray, p_true: np.ndarray) -> float:
+    """Top-decile lift in expectation: the true propensity of the model's top decile of all customers
+    over the mean (no campaign draw, so no sampling noise)."""
+    top = np.argsort(-score, kind="stable")[: score.size // 10]
+    return float(p_true[top].mean() / p_true.mean())
+
+
+def _peer_response_scores(bank: Path) -> dict[int, float]:
+    """The peer: the response definition served before this change (bench/portrait/peer_response_v1.json,
+    17 + 5 features), trained and scored the same way on the same bank in the same run."""
+    from callvet.portrait import propensity, tags
+
+    peer = json.loads((Path(__file__).parent / "peer_response_v1.json").read_text())
+    con = tags.connect(bank)
+    try:
+        propensity.train(con, peer, bank / "peer_models", as_of_day=AS_OF)
+        t, _ = propensity.score(con, peer, bank / "peer_models", as_of_day=AS_OF)
+    finally:
+        con.close()
+    return dict(zip(t["customer_id"].to_pylist(), t["score"].to_pylist(), strict=True))
 
 
 def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -92,10 +130,62 @@ def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
                 row[f"top_decile_rate_{dim}"] = round(top, 4)
                 row[f"base_rate_{dim}"] = round(base, 4)
                 row[f"holdout_auc_{dim}"] = info["trained"][dim].get("holdout_auc")
+            row.update(_response_detail(bank, tagged, truth, seed))
             db.engine.dispose()
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
+
+
+def _response_detail(bank: Path, tagged: pd.DataFrame, truth: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """The response lift with its bootstrap interval, beside the peer model and the oracle (ranking by
+    the hidden true propensity) on the same campaign, and the expected (noise-free) lifts."""
+    from callvet.portrait.generate import simulate_campaign
+
+    camp = simulate_campaign(bank, seed=seed + 10_000, kind="card_offer", fraction=0.3)
+    served = dict(zip(tagged.index, tagged["response__score"], strict=True))
+    peer = _peer_response_scores(bank)
+    p_true = truth.loc[tagged.index, "p_response"].to_numpy(dtype=float)
+    oracle = dict(zip(tagged.index, p_true, strict=True))
+    y = np.asarray(camp["responded"], dtype=float)
+    p = np.array([served[int(c)] for c in camp["customer_id"]])
+    lo, hi = _lift_interval(p, y, seed=seed)
+    peer_s = np.array([peer[int(c)] for c in tagged.index])
+    return {
+        "lift_response_ci95": [round(lo, 2), round(hi, 2)],
+        "lift_response_peer": round(_lift(peer, camp)[0], 2),
+        "lift_response_oracle": round(_lift(oracle, camp)[0], 2),
+        "expected_lift_response": round(_expected_lift(tagged["response__score"].to_numpy(), p_true), 3),
+        "expected_lift_response_peer": round(_expected_lift(peer_s, p_true), 3),
+        "expected_lift_response_oracle": round(_expected_lift(p_true, p_true), 3),
+    }
+
+
+def _summary(rows: list[dict[str, Any]]) -> None:
+    """Mean response lift over the seeds with a 95 % t interval, and the ratio to the peer."""
+    from scipy import stats
+
+    for key in (
+        "lift_response",
+        "lift_response_peer",
+        "expected_lift_response",
+        "expected_lift_response_peer",
+    ):
+        v = np.array([r[key] for r in rows], dtype=float)
+        half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+        print(
+            json.dumps(
+                {
+                    "mean": key,
+                    "value": round(float(v.mean()), 3),
+                    "t95_half_width": round(half, 3),
+                    "min": round(float(v.min()), 3),
+                    "seeds": v.size,
+                }
+            )
+        )
+    ratio = np.mean([r["lift_response"] / r["lift_response_peer"] for r in rows])
+    print(json.dumps({"served_over_peer_lift": round(float(ratio), 3)}))
 
 
 def _sql_to_pandas(expr: str) -> str:
@@ -285,10 +375,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "quality":
         rows = quality(args)
+        _summary(rows)
         keys = [k for k in rows[0] if k.startswith(("agree_", "lift_"))]
         print("seed   " + "  ".join(keys))
         for r in rows:
-            print(f"{r['seed']:<6} " + "  ".join(f"{r[k]:>{len(k)}}" for k in keys))
+            print(f"{r['seed']:<6} " + "  ".join(f"{r[k]!s:>{len(k)}}" for k in keys))
     elif args.cmd == "scale":
         scale(args)
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,6 @@ __all__ = ["register"]
 
 spoof_app = typer.Typer(help="Spoofing countermeasure (synthetic speech, replay): train and evaluate.",
                         no_args_is_help=True)
-
-#: Cross-fitting folds over the training sources (see callvet.voice.spoof.train).
-FOLDS = (["asterisk-en", "replay:asterisk-en", "espeak-ng"],
-         ["asterisk-es", "fillets", "replay:asterisk-es", "replay:fillets", "flite"])
-
 
 def _recordings(split: str, per_group: int, seed: int, clean: bool) -> list[tuple[Any, ...]]:
     from callvet.voice.audio import resample
@@ -40,121 +34,31 @@ def _recordings(split: str, per_group: int, seed: int, clean: bool) -> list[tupl
     return out
 
 
-def _features(split: str, per_group: int, seed: int, clean: bool, cache: Path | None,
-              aasist: Any) -> Any:
-    from callvet.voice.spoof.train import featurize
-
-    path = cache / f"{split}-{per_group}-{seed}-{int(clean)}.pkl" if cache else None
-    if path is not None and path.is_file():
-        with path.open("rb") as f:
-            return pickle.load(f)  # our own cache file, written below
-    recs = _recordings(split, per_group, seed, clean)
-    typer.echo(f"{split}: {len(recs)} recordings")
-    feats = featurize(recs, aasist.score, progress=typer.echo)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as f:
-            pickle.dump(feats, f)
-    return feats
-
-
-def _versions() -> dict[str, str]:
-    import subprocess
-
-    out = {}
-    for pkg in ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav", "asterisk-core-sounds-fr-wav",
-                "asterisk-core-sounds-it-wav", "asterisk-core-sounds-ru-wav", "fillets-ng-data",
-                "ktuberling-data", "pocketsphinx-testdata", "espeak-ng", "flite", "festival"):
-        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
-        out[pkg] = r.stdout.strip() if r.returncode == 0 else "missing"
-    return out
-
-
-def _group_report(det: Any, comps: Any, feats: Any, *, clean: bool) -> dict[str, Any]:
-    import numpy as np
-    from callvet.voice.spoof.train import eer, operating_rates
-
-    fused = comps @ det.fusion_w + det.fusion_b
-    y = np.asarray(feats.spoof)
-    groups = np.asarray(feats.group)
-    kinds = np.asarray(feats.kind)
-    rep: dict[str, Any] = {
-        "recordings": len(y), "eer": round(eer(fused[~y], fused[y]), 4),
-        "eer_aasist_channel": round(eer(comps[~y, 0], comps[y, 0]), 4),
-        "eer_aasist_channel_synthetic": round(eer(comps[~y, 0], comps[kinds == "synthetic", 0]), 4),
-        "eer_replay_llr": round(eer(comps[~y, 1], comps[kinds == "replay", 1]), 4),
-        "eer_synthetic_llr": round(eer(comps[~y, 2], comps[kinds == "synthetic", 2]), 4),
-        "operating_point": operating_rates(det, comps, list(y), list(kinds)),
-    }
-    for kind in ("synthetic", "replay"):
-        rep[f"eer_{kind}"] = round(eer(fused[~y], fused[kinds == kind]), 4)
-    if clean and len(feats.aasist_clean) == len(y):
-        ac = np.asarray(feats.aasist_clean)
-        rep["eer_aasist_clean16k"] = round(eer(ac[~y], ac[y]), 4)
-        rep["eer_aasist_clean16k_synthetic"] = round(eer(ac[~y], ac[kinds == "synthetic"]), 4)
-    per: dict[str, Any] = {}
-    flags = np.asarray([det.decide(c).flag for c in comps])
-    for g in sorted(set(groups)):
-        m = groups == g
-        per[g] = {"n": int(m.sum()), "spoof": bool(y[m][0]),
-                  ("false_flag_rate" if not y[m][0] else "miss_rate"):
-                  round(float(flags[m].mean() if not y[m][0] else 1 - flags[m].mean()), 4)}
-        if y[m][0]:
-            per[g]["eer_vs_all_genuine"] = round(eer(fused[~y], fused[m]), 4)
-        else:
-            per[g]["eer_vs_all_spoof"] = round(eer(fused[m], fused[y]), 4)
-    rep["groups"] = per
-    return rep
-
-
 @spoof_app.command("train")
 def train_cmd(
-    out: Path | None = typer.Option(None, "--out", help="default: the packaged voice/spoof/cm.npz"),
-    per_group: int = typer.Option(40, "--per-group", help="bona fide files per training source"),
-    test_per_group: int = typer.Option(30, "--test-per-group", help="0 = do not evaluate on the test split"),
-    components: int = typer.Option(32, "--components", help="GMM components"),
+    out: Path | None = typer.Option(None, "--out", help="default: MODELS_DIR/backend/spoof"),
+    per_group: int = typer.Option(30, "--per-group", help="bona fide files per source (and as many "
+                                  "synthetic utterances per family, half as many replays per source)"),
     seed: int = typer.Option(0, "--seed"),
-    cache: Path | None = typer.Option(None, "--cache", help="directory to cache features in"),
-    report: Path | None = typer.Option(None, "--report", help="write the figures as JSON here"),
+    check_seed: int = typer.Option(7, "--check-seed", help="seed of the independent draw"),
+    check_per_group: int = typer.Option(15, "--check-per-group", help="0 = no independent draw"),
+    cache: Path | None = typer.Option(None, "--cache", help="directory to cache cue vectors in"),
+    report: Path | None = typer.Option(None, "--report", help="write the manifest here too"),
 ) -> None:
-    """Train the LFCC-GMMs + fusion + calibration on the Debian-shipped corpus (phone channel), write
-    the artifact and its manifest (``cm.json``), and report held-out figures per group."""
-    import hashlib
+    """Leave-one-synthesiser-family-out figures (per fold, per group, with the LFCC-statistics peer),
+    an independent check on another draw, then the served back end and its manifest."""
+    from callvet.voice.spoof.detector import backend_dir
+    from callvet.voice.spoof.ship import train_and_save
 
-    import numpy as np
-    from callvet.voice.spoof import detector as detmod
-    from callvet.voice.spoof.train import components as comps_of
-    from callvet.voice.spoof.train import fit_cm, save_cm
-
-    settings = get_settings()
-    target = Path(out) if out is not None else detmod.CM_FILE
+    target = Path(out) if out is not None else backend_dir(get_settings().models_dir)
     try:
-        aasist = detmod._Aasist(settings.models_dir / "aasist", threads=1)
         t0 = time.monotonic()
-        train = _features("train", per_group, seed, False, cache, aasist)
-        meta = {"trained_on": sorted(set(train.group)), "debian_packages": _versions(),
-                "aasist_sha256": aasist.manifest.get("files", {}).get("model.onnx"),
-                "per_group": per_group, "seed": seed, "folds": FOLDS,
-                "channels": "train lines 0,1,3 of callvet.voice.augment.CHANNELS; test lines 2,4"}
-        cm, rep = fit_cm(train, folds=FOLDS, n_components=components, seed=seed, meta=meta)
-        save_cm(cm, target)
-        typer.echo(f"wrote {target} ({target.stat().st_size} bytes) in {time.monotonic() - t0:.0f} s")
-        typer.echo(json.dumps(rep["cross_fitted_eer"]))
-        full: dict[str, Any] = {"training": rep, "meta": meta}
-        if test_per_group > 0:
-            test = _features("test", test_per_group, seed, True, cache, aasist)
-            with np.load(target, allow_pickle=False) as z:
-                det = detmod.SpoofDetector(aasist, {k: z[k] for k in z.files})
-            gm = {k: det.gmms[k] for k in ("bona", "replay", "synth")}
-            full["test"] = _group_report(det, comps_of(test, gm), test, clean=True)
-            typer.echo(json.dumps(full["test"], indent=1))
-        manifest = {**full, "file": target.name,
-                    "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-                    "command": f"callvet spoof train --per-group {per_group} --test-per-group "
-                               f"{test_per_group} --components {components} --seed {seed}"}
-        target.with_suffix(".json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+        manifest = train_and_save(target, per_group=per_group, seed=seed, check_seed=check_seed,
+                                  check_per_group=check_per_group, cache=cache, progress=typer.echo)
+        typer.echo(f"wrote {target}/cm.npz in {time.monotonic() - t0:.0f} s")
+        typer.echo(json.dumps({k: manifest[k] for k in ("heldout", "independent")}, indent=1))
         if report is not None:
-            report.write_text(json.dumps(full, indent=1, default=str) + "\n")
+            report.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
     except CallvetError as exc:
         raise fail(exc) from exc
 
@@ -200,7 +104,10 @@ def eval_cmd(
     from callvet.voice.audio import resample
     from callvet.voice.spoof import load_detector
     from callvet.voice.spoof.corpus import load_audio
+    from callvet.voice.spoof.cues import cues
+    from callvet.voice.spoof.heldout import serving_window
     from callvet.voice.spoof.train import eer, operating_rates
+    from callvet.voice.vad import default_vad
 
     exts = {".wav", ".ogg", ".flac"}
     try:
@@ -210,6 +117,7 @@ def eval_cmd(
                 raise InvalidInput(f"{d} is not a directory (need DIR/bonafide and DIR/spoof)",
                                    code="bad_corpus")
         det = load_detector(get_settings().models_dir, ffr=ffr)
+        vad = default_vad()
         rows: list[tuple[bool, str, Any]] = []
         skipped = 0
         for name, d in folders.items():
@@ -220,22 +128,23 @@ def eval_cmd(
                     else "spoof")
                 try:
                     x, sr = load_audio(p)
-                    rows.append((name == "spoof", kind, det.components(resample(x, sr, 16000))))
+                    # What serving scores: VAD net speech, its latest 4.04 s (as identify does).
+                    window = serving_window(resample(x, sr, 8000), vad)
+                    if len(window) < 4000:
+                        raise InvalidInput("under 0.5 s of net speech", code="too_little_speech")
+                    rows.append((name == "spoof", kind, det.decide(cues(window))))
                 except (CallvetError, RuntimeError, ValueError) as exc:
                     skipped += 1
                     typer.echo(f"skipped {p}: {exc}", err=True)
         if not any(r[0] for r in rows) or all(r[0] for r in rows):
             raise InvalidInput("need scorable files in both bonafide and spoof", code="bad_corpus")
-        comps = np.asarray([r[2] for r in rows])
+        res = [r[2] for r in rows]
         y = np.asarray([r[0] for r in rows])
-        fused = comps @ det.fusion_w + det.fusion_b
+        fused = np.asarray([r.score for r in res])
         figures = {"eer": round(eer(fused[~y], fused[y]), 4), "bonafide": int((~y).sum()),
                    "spoof": int(y.sum()), "skipped": skipped,
-                   **operating_rates(det, comps, list(y), [r[1] for r in rows])}
-        kinds = {r[1] for r in rows if r[0]}
-        if "spoof" in kinds:
-            m = np.asarray([r[1] == "spoof" for r in rows])
-            figures["miss_spoof"] = round(float(np.mean([not det.decide(c).flag for c in comps[m]])), 4)
+                   **operating_rates(res, list(y), [r[1] for r in rows], threshold=det.threshold,
+                                     ffr=det.ffr)}
         target = plot if plot is not None else directory / "det.png"
         _det_plot(fused[~y], fused[y], det.threshold, target)
         figures["plot"] = str(target)

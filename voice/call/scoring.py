@@ -5,9 +5,10 @@ One :class:`VoiceScoring` per process (engine and blacklist are shared and loade
 watch also keeps a :class:`~callvet.voice.spoof.SpoofWatch` fed with the same speech, scored once per
 voiceprint check (so at the voiceprint's stride, never per frame); every verdict carries ``spoof``.
 
-The spoof check never delays a verdict: it runs on one process-wide ``spoof`` thread (AASIST costs
-~0.45 core-s a window, measured in bench/spoof; inline it tripled verdict latency and cost calls held,
-bench/calls), at most one check pending per call, and a verdict carries the latest *finished* result
+The spoof check never delays a verdict: it runs on one process-wide ``spoof`` thread (the served cue
+vector costs ~0.9x the voiceprint per second of speech, bench/spoof; the earlier AASIST back end cost
+~0.45 core-s a window and tripled verdict latency inline), at most one check pending per call, and a
+verdict carries the latest *finished* result
 (``error: "pending"`` before the first). A changed flag emits a new verdict event at the next check;
 at the end of the call the pending check is awaited so the call record has the result.
 """

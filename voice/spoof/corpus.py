@@ -1,4 +1,6 @@
-"""The development corpus for the countermeasure, made on this machine from what Debian ships.
+"""Sources of the countermeasure's recordings (Debian packages) and the fixed split ``spoof make-corpus``
+writes for ``spoof eval``. Training and its held-out figures use the leave-one-family-out folds of
+:mod:`callvet.voice.spoof.heldout` instead, which reuse the sources and synthesisers defined here.
 
 Bona fide speech is every real human recording the project's Debian packages carry; synthetic speech
 comes from every synthesiser ./dev installs; replays are simulated (:mod:`callvet.voice.spoof.replay`).

@@ -1,12 +1,15 @@
 """One calibrated spoof score per request and per call.
 
-Three detectors, fused by logistic regression trained on phone-channel audio (``cm.npz``, made by
-``callvet spoof train``): AASIST's logit difference (spoof - bona fide, ONNX, windows of 64 600 samples at
-16 kHz), and two LFCC-GMM log-likelihood ratios at 8 kHz (replay vs bona fide, synthetic vs bona fide).
-The fused score is the log-odds of spoof; the flag threshold is the quantile of held-out genuine
-callers' scores that gives the configured false-flag rate (``CALLVET_SPOOF_FFR``, default 1 %). ``kind``
-comes from a second logistic regression (replay vs synthetic) and is only set on a flagged score.
-Serving needs onnxruntime and numpy only.
+The back end (``models/artifacts/backend/spoof/cm.npz``, made by ``callvet spoof train`` and shipped
+like the voiceprint back end) scores the :mod:`~callvet.voice.spoof.cues` vector of the latest 4.04 s of
+net speech with two logistic regressions (synthetic vs bona fide, replay vs bona fide), each Platt-
+calibrated to a log-likelihood ratio; the score is the larger of the two and ``kind`` says which. The
+flag threshold is the quantile of *out-of-fold* genuine callers' scores that gives the configured
+false-flag rate (``CALLVET_SPOOF_FFR``, default 1 %); ``kind`` is only set on a flagged score.
+
+AASIST (``_Aasist``, ONNX) is still exported by ``callvet models build`` and measured beside the cues,
+but the shipped back end does not use it: on held-out synthesisers through a phone line it is at chance
+(docs/spoof.md) and it cost 3-9x the voiceprint per second of speech. Serving needs numpy only.
 """
 
 from __future__ import annotations
@@ -22,18 +25,23 @@ from typing import Any
 import numpy as np
 from callvet.core.errors import InvalidInput, Unavailable
 from callvet.voice.audio import resample
-from callvet.voice.spoof.features import Gmm, lfcc
+from callvet.voice.spoof.cues import CUE_NAMES, cues
 
-__all__ = ["CM_FILE", "DEFAULT_FFR", "SpoofDetector", "SpoofResult", "SpoofWatch", "aasist_input",
-           "load_detector"]
+__all__ = ["BACKEND_DIR", "DEFAULT_FFR", "SpoofDetector", "SpoofResult", "SpoofWatch", "aasist_input",
+           "backend_dir", "load_detector"]
 
 DEFAULT_FFR = 0.01
-DEFAULT_MAX_AASIST = 3
 NB_SAMP = 64600
 MAX_WINDOWS = 1
-CM_FILE = Path(__file__).with_name("cm.npz")
+#: Where the trained back end lives under a models directory (committed, like backend/ge2e).
+BACKEND_DIR = Path("backend") / "spoof"
 _SR = 16000
 _MIN_SAMPLES = _SR // 2
+_KINDS = ("synthetic", "replay")
+
+
+def backend_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / BACKEND_DIR
 
 
 def aasist_input(x16k: np.ndarray) -> np.ndarray:
@@ -61,6 +69,8 @@ class SpoofResult:
 
 
 class _Aasist:
+    """AASIST's ONNX export (checked against its manifest); a measured peer, not in the served score."""
+
     def __init__(self, directory: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
@@ -91,81 +101,75 @@ class _Aasist:
 
 
 class SpoofDetector:
-    """AASIST + LFCC-GMMs + fusion; thread-safe (onnxruntime sessions are), build once per process."""
+    """Cue vector + per-kind calibrated regressions; stateless after construction (thread-safe)."""
 
-    def __init__(self, aasist: _Aasist, cm: dict[str, np.ndarray], *, ffr: float = DEFAULT_FFR) -> None:
+    def __init__(self, cm: dict[str, np.ndarray], *, ffr: float = DEFAULT_FFR) -> None:
         if not 0.0 < ffr < 0.5:
             raise InvalidInput("CALLVET_SPOOF_FFR must be in (0, 0.5)", code="bad_setting")
-        self.aasist = aasist
-        self.gmms = {k: Gmm(cm[f"gmm_{k}_w"], cm[f"gmm_{k}_m"], cm[f"gmm_{k}_v"])
-                     for k in ("bona", "replay", "synth")}
-        self.fusion_w, self.fusion_b = cm["fusion_w"].astype(np.float64), float(cm["fusion_b"])
-        self.kind_w, self.kind_b = cm["kind_w"].astype(np.float64), float(cm["kind_b"])
+        names = tuple(str(v) for v in cm["feature_names"])
+        if names != CUE_NAMES:
+            raise Unavailable("the spoof back end was trained on other cues than this code computes; "
+                              "run `callvet spoof train`", code="spoof_stale")
+        self.cols = np.asarray(cm["cols"], bool)
+        self.mean = cm["mean"].astype(np.float64)
+        self.scale = cm["scale"].astype(np.float64)
+        self.w = np.stack([cm[f"w_{k}"] for k in _KINDS]).astype(np.float64)
+        self.b = np.asarray([float(cm[f"b_{k}"]) for k in _KINDS])
+        self.cal = np.asarray(cm["cal"], np.float64)
         self.bona_scores = np.sort(cm["bona_scores"].astype(np.float64))
         self.meta = json.loads(str(cm["meta"]))
         self.ffr = float(ffr)
         self.threshold = float(np.quantile(self.bona_scores, 1.0 - self.ffr))
 
     def describe(self) -> dict[str, Any]:
-        return {"ffr": self.ffr, "threshold": round(self.threshold, 4), "aasist_sha256":
-                self.aasist.manifest.get("sha256"), "trained_on": self.meta.get("trained_on")}
+        return {"ffr": self.ffr, "threshold": round(self.threshold, 4),
+                "trained_on": self.meta.get("trained_on")}
 
-    def components(self, x16k: np.ndarray, *, aasist: float | None = None) -> np.ndarray:
-        """[AASIST spoof logit diff, replay LLR, synthetic LLR] of one stretch of speech; a given
-        ``aasist`` value is used instead of running the network (a call past its AASIST budget)."""
+    def components(self, x16k: np.ndarray) -> np.ndarray:
+        """The cue vector of the latest 4.04 s of a stretch of net speech at 16 kHz."""
         x = np.asarray(x16k, dtype=np.float32).reshape(-1)
         if len(x) < _MIN_SAMPLES:
             raise InvalidInput("too little speech for a spoof score (0.5 s needed)", code="too_little_speech")
         if not np.all(np.isfinite(x)):
             raise InvalidInput("audio contains NaN or infinite samples", code="nan")
-        a = self.aasist.score(x) if aasist is None else float(aasist)
-        f = lfcc(resample(x[-MAX_WINDOWS * NB_SAMP:], _SR, 8000))
-        bona = self.gmms["bona"].frame_loglik(f)
-        r = float(np.mean(self.gmms["replay"].frame_loglik(f) - bona))
-        s = float(np.mean(self.gmms["synth"].frame_loglik(f) - bona))
-        return np.array([a, r, s], dtype=np.float64)
+        return cues(resample(x[-MAX_WINDOWS * NB_SAMP:], _SR, 8000))
+
+    def llrs(self, comps: np.ndarray) -> np.ndarray:
+        """Calibrated per-kind LLRs (synthetic, replay) of a cue vector."""
+        z = (np.asarray(comps, np.float64)[self.cols] - self.mean) / self.scale
+        raw = self.w @ z + self.b
+        return raw * self.cal[:, 0] + self.cal[:, 1]
 
     def decide(self, comps: np.ndarray) -> SpoofResult:
-        c = np.asarray(comps, dtype=np.float64)
-        score = float(c @ self.fusion_w + self.fusion_b)
+        llr = self.llrs(comps)
+        j = int(np.argmax(llr))
+        score = float(llr[j])
         flag = score > self.threshold
-        kind = None
-        if flag:
-            kind = "replay" if float(c @ self.kind_w + self.kind_b) > 0 else "synthetic"
-        return SpoofResult(score, bool(flag), kind, self.threshold,
-                           {"aasist": float(c[0]), "replay_llr": float(c[1]), "synthetic_llr": float(c[2])})
+        return SpoofResult(score, bool(flag), _KINDS[j] if flag else None, self.threshold,
+                           {"synthetic_llr": float(llr[0]), "replay_llr": float(llr[1])})
 
     def score(self, x16k: np.ndarray) -> SpoofResult:
         return self.decide(self.components(x16k))
 
-    def watch(self, *, max_aasist: int | None = None) -> SpoofWatch:
-        if max_aasist is None:
-            try:
-                max_aasist = int(os.environ.get("CALLVET_SPOOF_MAX_AASIST", DEFAULT_MAX_AASIST))
-            except ValueError as exc:
-                raise InvalidInput("CALLVET_SPOOF_MAX_AASIST must be an integer", code="bad_setting") from exc
-        return SpoofWatch(self, max_aasist=max_aasist)
+    def watch(self) -> SpoofWatch:
+        return SpoofWatch(self)
 
 
 class SpoofWatch:
-    """A live call's spoof state: the latest AASIST window of speech, scored at each voiceprint check.
+    """A live call's spoof state: the latest 4.04 s of speech, scored at each voiceprint check.
 
-    Only the newest :data:`NB_SAMP` samples are kept (bounded memory); each check scores that window
-    once and the call's result is the fusion of the mean components over all checks so far, so cost is
-    one window per check, not per frame. AASIST (the costly part, ~0.3-0.5 core-s a window) runs on
-    the first ``max_aasist`` checks of a call only (``CALLVET_SPOOF_MAX_AASIST``, default 3, i.e.
-    about 12 s of distinct speech); later checks reuse its mean and re-score the cheap LFCC-GMMs on the
-    new speech, so a call's spoof cost is bounded whatever its length. 0 = AASIST on every check.
+    Only the newest :data:`NB_SAMP` samples are kept (bounded memory); each check computes that
+    window's cue vector once and the call's result is the decision on the mean vector over all checks
+    so far, so cost is one window per check (the voiceprint's stride), never per frame.
     """
 
-    def __init__(self, detector: SpoofDetector, *, max_aasist: int = 0) -> None:
+    def __init__(self, detector: SpoofDetector) -> None:
         self.detector = detector
-        self.max_aasist = int(max_aasist)
         self._ring = np.zeros(0, np.float32)
         self._new = 0
-        self._sum = np.zeros(3)
+        self._sum: np.ndarray | None = None
         self._n = 0
-        self.aasist_runs = 0
+        self.checks = 0
         self._lock = threading.Lock()
         self.last: SpoofResult | None = None
 
@@ -180,12 +184,10 @@ class SpoofWatch:
             if self._new == 0 or len(self._ring) < _MIN_SAMPLES:
                 return self.last
             window, self._new = self._ring.copy(), 0
-            reuse = (self._sum[0] / self._n
-                     if self.max_aasist > 0 and self.aasist_runs >= self.max_aasist and self._n else None)
-        comps = self.detector.components(window, aasist=reuse)
+        comps = self.detector.components(window)
         with self._lock:
-            self.aasist_runs += reuse is None
-            self._sum += comps
+            self.checks += 1
+            self._sum = comps if self._sum is None else self._sum + comps
             self._n += 1
             self.last = self.detector.decide(self._sum / self._n)
             return self.last
@@ -195,24 +197,35 @@ _cache: dict[tuple[str, float], SpoofDetector] = {}
 _cache_lock = threading.Lock()
 
 
+def read_backend(directory: Path) -> dict[str, np.ndarray]:
+    """The back end's arrays, checked against its manifest (sha256)."""
+    directory = Path(directory)
+    manifest_path, npz = directory / "manifest.json", directory / "cm.npz"
+    if not manifest_path.is_file() or not npz.is_file():
+        raise Unavailable(f"spoof back end is missing at {directory}; run `callvet models build` "
+                          "(or `callvet spoof train`)", code="spoof_missing")
+    manifest = json.loads(manifest_path.read_text())
+    if hashlib.sha256(npz.read_bytes()).hexdigest() != manifest.get("sha256"):
+        raise Unavailable(f"{npz} does not match its manifest; run `callvet models build --force`",
+                          code="spoof_corrupt")
+    with np.load(npz, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def load_detector(models_dir: Path, *, ffr: float | None = None,
-                  cm_file: Path | None = None) -> SpoofDetector:
-    """The process's detector (cached); ``ffr`` defaults to ``CALLVET_SPOOF_FFR`` or 1 %."""
+                  directory: Path | None = None) -> SpoofDetector:
+    """The process's detector (cached); ``ffr`` defaults to ``CALLVET_SPOOF_FFR`` or 1 %;
+    ``directory`` overrides ``models_dir/backend/spoof``."""
     if ffr is None:
         try:
             ffr = float(os.environ.get("CALLVET_SPOOF_FFR", DEFAULT_FFR))
         except ValueError as exc:
             raise InvalidInput("CALLVET_SPOOF_FFR must be a number", code="bad_setting") from exc
-    cm_path = Path(cm_file) if cm_file is not None else CM_FILE
-    key = (f"{Path(models_dir).resolve()}|{cm_path}", float(ffr))
+    where = Path(directory) if directory is not None else backend_dir(models_dir)
+    key = (str(where.resolve()), float(ffr))
     with _cache_lock:
         det = _cache.get(key)
         if det is None:
-            if not cm_path.is_file():
-                raise Unavailable(f"spoof back end {cm_path} is missing; run `callvet spoof train`",
-                                  code="spoof_missing")
-            with np.load(cm_path, allow_pickle=False) as z:
-                cm = {k: z[k] for k in z.files}
-            det = SpoofDetector(_Aasist(Path(models_dir) / "aasist"), cm, ffr=ffr)
+            det = SpoofDetector(read_backend(where), ffr=ffr)
             _cache[key] = det
         return det

@@ -1,4 +1,5 @@
-"""LFCC features and diagonal-covariance GMMs in numpy (the ASVspoof LFCC-GMM baseline, at 8 kHz).
+"""LFCC features in numpy (as the ASVspoof LFCC baseline computes them, at 8 kHz); their statistics
+are part of :mod:`callvet.voice.spoof.cues`.
 
 Features are computed on the 8 kHz signal every phone call carries: 20 ms Hamming frames every 10 ms,
 256-point FFT, 20 linear-frequency triangular filters over 0-4 kHz, log, DCT-II to 20 coefficients, plus
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Gmm", "lfcc"]
+__all__ = ["lfcc"]
 
 _SR = 8000
 _N_FFT = 256
@@ -63,21 +64,3 @@ def lfcc(x8k: np.ndarray) -> np.ndarray:
     cep = spec @ _DCT.T
     feats = np.hstack([cep, _delta(cep), _delta(_delta(cep))])
     return feats[keep] if keep.sum() >= 10 else feats
-
-
-class Gmm:
-    """A diagonal GMM (weights, means, variances) that scores frames by log-likelihood."""
-
-    def __init__(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> None:
-        self.weights = np.asarray(weights, dtype=np.float64)
-        self.means = np.asarray(means, dtype=np.float64)
-        self.variances = np.asarray(variances, dtype=np.float64)
-        self._prec = 1.0 / self.variances
-        self._const = (np.log(self.weights) - 0.5 * np.log(2 * np.pi * self.variances).sum(axis=1)
-                       - 0.5 * (self.means**2 * self._prec).sum(axis=1))
-
-    def frame_loglik(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        lp = self._const[None, :] - 0.5 * (x**2) @ self._prec.T + x @ (self.means * self._prec).T
-        top = lp.max(axis=1, keepdims=True)
-        return (top + np.log(np.exp(lp - top).sum(axis=1, keepdims=True)))[:, 0]

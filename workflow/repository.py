@@ -1,0 +1,262 @@
+"""The instance repository: the only code that writes ``wf_instances``, ``wf_events`` and ``wf_effects``.
+
+Every write takes the caller's connection, so the caller's unit of work decides what commits together
+(the state, its events, the human-task rows, the audit row). Every status it writes goes through
+:func:`callvet.workflow.status.transition`; every state save is ``UPDATE ... WHERE rev = :seen``, so two
+writers cannot both advance one instance (the loser gets 409 ``stale_instance``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from callvet.core.db import Database
+from callvet.core.errors import Conflict, NotFound
+from callvet.workflow.codec import StateCodec, current_data, next_timer, subject
+from callvet.workflow.definitions import Definition, DefinitionStore, ParsedDefinition
+from callvet.workflow.status import InstanceStatus, transition
+from callvet.workflow.tables import wf_effects, wf_events, wf_instances
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+__all__ = ["EventLog", "InstanceRepository", "LoadedInstance"]
+
+
+@dataclass
+class LoadedInstance:
+    """An instance in memory between its load and its save; ``events`` wait for the next save."""
+
+    id: str
+    definition_id: int
+    process_key: str
+    version: int
+    status: InstanceStatus
+    rev: int
+    parsed: ParsedDefinition
+    wf: BpmnWorkflow
+    events: list[dict[str, Any]] = field(default_factory=list)
+    committed_rev: int = 0
+    mutation_committed: bool = False
+    had_human: bool = True
+
+    def __post_init__(self) -> None:
+        self.committed_rev = self.rev
+        self.had_human = bool(self.wf.get_tasks(state=TaskState.READY, manual=True))
+
+
+class EventLog:
+    """Appends instance events (also for the task board: reminders, escalations, assignments)."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+
+    def append(
+        self, conn: Connection, iid: str, kind: str, element: str, details: dict[str, Any]
+    ) -> None:
+        conn.execute(
+            insert(wf_events).values(
+                instance_id=iid, at=self.clock(), kind=kind, element=element, details=details
+            )
+        )
+
+    def append_many(
+        self, conn: Connection, iid: str, events: list[dict[str, Any]], at: datetime
+    ) -> None:
+        if events:
+            conn.execute(
+                insert(wf_events),
+                [
+                    {"instance_id": iid, "at": at, "kind": e["kind"], "element": e["element"],
+                     "details": e["details"]}
+                    for e in events
+                ],
+            )
+
+
+class InstanceRepository:
+    def __init__(
+        self,
+        db: Database,
+        definitions: DefinitionStore,
+        codec: StateCodec,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.definitions = definitions
+        self.codec = codec
+        self.clock = clock
+        self.events = EventLog(clock)
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def load(self, instance_id: str) -> LoadedInstance:
+        """The instance with its workflow restored; 404 if there is none."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(wf_instances).where(wf_instances.c.id == instance_id)).first()
+        if row is None:
+            raise NotFound(f"no workflow instance {instance_id!r}")
+        parsed = self.definitions.parsed(row.definition_id)
+        return LoadedInstance(
+            row.id,
+            row.definition_id,
+            row.process_key,
+            row.version,
+            InstanceStatus(row.status),
+            row.rev,
+            parsed,
+            self.codec.restore(parsed, row.state),
+        )
+
+    def row(self, conn: Connection, instance_id: str) -> Any:
+        """The raw row (for the read views); 404 if there is none."""
+        row = conn.execute(select(wf_instances).where(wf_instances.c.id == instance_id)).first()
+        if row is None:
+            raise NotFound(f"no workflow instance {instance_id!r}")
+        return row
+
+    def process_key(self, instance_id: str) -> str:
+        with self.db.connect() as conn:
+            return str(
+                conn.execute(
+                    select(wf_instances.c.process_key).where(wf_instances.c.id == instance_id)
+                ).scalar()
+            )
+
+    def due(self, now: datetime, *, limit: int, id_suffixes: list[str] | None = None) -> list[str]:
+        """Ids of ``running`` instances and of ``waiting`` ones whose timer is due, oldest update first;
+        ``id_suffixes`` keeps only ids whose last hex digit is one of them (worker sharding)."""
+        stmt = (
+            select(wf_instances.c.id)
+            .where(
+                (wf_instances.c.status == InstanceStatus.RUNNING.value)
+                | (
+                    (wf_instances.c.status == InstanceStatus.WAITING.value)
+                    & (wf_instances.c.next_timer_at <= now)
+                )
+            )
+            .order_by(wf_instances.c.updated_at)
+            .limit(limit)
+        )
+        if id_suffixes is not None:
+            last = func.substr(wf_instances.c.id, func.length(wf_instances.c.id), 1)
+            stmt = stmt.where(last.in_(id_suffixes))
+        with self.db.connect() as conn:
+            return [r.id for r in conn.execute(stmt).all()]
+
+    def stored_effect(self, conn: Connection, key: str) -> Any:
+        """The stored result row of effect ``key``, or None."""
+        return conn.execute(select(wf_effects.c.result).where(wf_effects.c.effect_key == key)).first()
+
+    # ---- writing ----------------------------------------------------------------------------------
+    def insert(
+        self,
+        conn: Connection,
+        iid: str,
+        definition: Definition,
+        data: dict[str, Any],
+        wf: BpmnWorkflow,
+        actor: str,
+    ) -> None:
+        """A new ``running`` instance and its ``instance.started`` event; 409 if the id exists."""
+        now = self.clock()
+        try:
+            conn.execute(
+                insert(wf_instances).values(
+                    id=iid,
+                    definition_id=definition.id,
+                    process_key=definition.process_key,
+                    version=definition.version,
+                    status=InstanceStatus.RUNNING.value,
+                    state=self.codec.dump(wf),
+                    data=data,
+                    rev=1,
+                    created_by=actor,
+                    subject=subject(data),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        except IntegrityError:
+            raise Conflict(f"instance {iid} exists", code="instance_exists") from None
+        detail = {"actor": actor, "version": definition.version}
+        self.events.append_many(
+            conn, iid, [{"kind": "instance.started", "element": "", "details": detail}], now
+        )
+
+    def save(
+        self, conn: Connection, inst: LoadedInstance, status: InstanceStatus, error: str | None = None
+    ) -> None:
+        """Write the state as revision ``rev + 1`` with ``status`` and flush the pending events."""
+        new_status = transition(inst.status, status)
+        now = self.clock()
+        res = conn.execute(
+            update(wf_instances)
+            .where(wf_instances.c.id == inst.id, wf_instances.c.rev == inst.rev)
+            .values(
+                state=self.codec.dump(inst.wf),
+                rev=inst.rev + 1,
+                status=new_status.value,
+                data=current_data(inst.wf),
+                updated_at=now,
+                next_timer_at=next_timer(inst.wf),
+                error=error,
+            )
+        )
+        if res.rowcount != 1:
+            raise Conflict(f"instance {inst.id} was changed concurrently; retry", code="stale_instance")
+        inst.rev += 1
+        inst.status = new_status
+        self.events.append_many(conn, inst.id, inst.events, now)
+        inst.events.clear()
+
+    def mark_failed(self, conn: Connection, inst: LoadedInstance, message: str) -> None:
+        """``failed`` on the last committed state (uncommitted progress is not written)."""
+        new_status = transition(inst.status, InstanceStatus.FAILED)
+        now = self.clock()
+        res = conn.execute(
+            update(wf_instances)
+            .where(wf_instances.c.id == inst.id, wf_instances.c.rev == inst.committed_rev)
+            .values(
+                status=new_status.value,
+                rev=inst.committed_rev + 1,
+                error=message,
+                updated_at=now,
+                next_timer_at=None,
+            )
+        )
+        if res.rowcount != 1:
+            raise Conflict(f"instance {inst.id} was changed concurrently", code="stale_instance")
+        self.events.append_many(
+            conn, inst.id, [{"kind": "instance.failed", "element": "", "details": {"error": message}}], now
+        )
+        inst.status = new_status
+
+    def store_effect(self, conn: Connection, iid: str, key: str, handler: str, result: Any) -> None:
+        """The handler's result under its effect key; 409 if a concurrent runner stored it first."""
+        try:
+            conn.execute(
+                insert(wf_effects).values(
+                    effect_key=key, instance_id=iid, handler=handler, result=result, at=self.clock()
+                )
+            )
+        except IntegrityError:
+            raise Conflict(f"instance {iid} was advanced concurrently", code="stale_instance") from None
+
+    def status_for_update(self, conn: Connection, instance_id: str) -> InstanceStatus:
+        row = conn.execute(select(wf_instances.c.status).where(wf_instances.c.id == instance_id)).first()
+        if row is None:
+            raise NotFound(f"no workflow instance {instance_id!r}")
+        return InstanceStatus(row.status)
+
+    def delete_events(self, conn: Connection, instance_id: str) -> int:
+        return int(conn.execute(delete(wf_events).where(wf_events.c.instance_id == instance_id)).rowcount)
+
+    def delete_effects(self, conn: Connection, instance_id: str) -> int:
+        return int(conn.execute(delete(wf_effects).where(wf_effects.c.instance_id == instance_id)).rowcount)
+
+    def delete(self, conn: Connection, instance_id: str) -> None:
+        conn.execute(delete(wf_instances).where(wf_instances.c.id == instance_id))
