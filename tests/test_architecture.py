@@ -1,8 +1,8 @@
 """Issue 10's size limits on the product packages: modules <= 600 lines, functions <= 80 lines.
 
 A newcomer reads a module in one sitting and a function on one screen; past these sizes a part is
-doing two jobs. ``KNOWN_OFFENDERS`` lists what other issue-10 branches are splitting (the call
-pipeline, the workflow in rooms, the blacklist); the lead empties it when they land, and an entry that
+doing two jobs. ``KNOWN_OFFENDERS`` lists what other branches are splitting (the call pipeline,
+the blacklist); the lead empties it when they land, and an entry that
 is no longer an offender fails the test so the list cannot go stale.
 """
 
@@ -24,14 +24,6 @@ KNOWN_OFFENDERS: dict[tuple[str, str | None], str] = {
     ("voice/call/session.py", None): "h10-call",
     ("voice/call/simulate.py", "stream_call"): "h10-call",
     ("voice/blacklist.py", None): "h18",
-    ("workflow/engine.py", None): "h10-wf",
-    ("workflow/supervise.py", None): "h10-wf",
-    ("workflow/supervise.py", "Supervisor.facts"): "h10-wf",
-    ("workflow/bpmn_build.py", "render"): "h10-wf",
-    ("workflow/sandbox.py", "_Interp.ev"): "h10-wf",
-    ("cases/service.py", None): "h10-wf",
-    ("portrait/generate.py", "_chunk"): "portrait",
-    ("portrait/service.py", "select_segment"): "portrait",
 }
 
 
