@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from callvet.sim.workflow import scripted_decider
 from callvet.workflow.definitions import PROCESSES_DIR
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.simulate import scripted_decider
 
 APP = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
 Api = tuple[Any, dict[str, dict[str, str]]]
