@@ -1,8 +1,9 @@
 """The FastAPI application: routers per part, domain errors mapped to HTTP once, here.
 
 Errors are RFC 9457 problems (:mod:`callvet.api.problems`), bodies are bounded before they are parsed
-(:mod:`callvet.api.limits`), secrets are redacted from every log line (:mod:`callvet.api.redact`), and
-``/docs`` runs on local assets (:mod:`callvet.api.docs`).
+(:mod:`callvet.api.limits`), JSON bodies are held to their documented types (:mod:`callvet.api.strictjson`),
+secrets are redacted from every log line (:mod:`callvet.api.redact`), and ``/docs`` runs on local
+assets (:mod:`callvet.api.docs`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from callvet import __version__
-from callvet.api import docs, limits, ops, problems, redact
+from callvet.api import docs, limits, ops, problems, redact, schemas, strictjson
 from callvet.api.routes import audit, blacklist, calls, decisions, forms, interviews, portrait, workflow
 from callvet.api.routes import cases as cases_routes
 from callvet.core.db import Database
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.ctx = ctx
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=schemas.Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(forms.router)  # issue 15: scanned forms
     app.include_router(cases_routes.router)  # issue 11: after interviews, so its call observer runs last
     app.state.metrics = ops.install(app, ctx)  # issue 9: /readyz, /metrics, request ids
+    strictjson.install(app)  # inside the 415 check: JSON bodies hold to their documented types
     problems.install(app)
     docs.install(app)
     app.add_middleware(limits.BodyLimit, settings=settings)

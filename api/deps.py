@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
+from callvet.api import strictjson
 from callvet.api.context import AppContext
 from callvet.core.auth import Principal, Role, authenticate
 from fastapi import HTTPException, Path, Query, Request, Security, WebSocket
@@ -91,15 +92,20 @@ def require(*roles: Role) -> Callable[..., Principal]:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if not principal.has(*roles):
-            raise HTTPException(
-                status_code=403,
-                detail={
-                    "code": "forbidden",
-                    "message": f"role {principal.role.value!r} may not do this; needs one of "
-                    + ", ".join(r.value for r in (Role.ADMIN, *roles)),
-                },
-            )
+            _forbid(principal, roles)
+        strictjson.raise_found(request.scope)  # a body's wrong JSON types, now that the caller may know
         return principal
 
     dependency.roles = (Role.ADMIN, *roles)  # type: ignore[attr-defined]
     return dependency
+
+
+def _forbid(principal: Principal, roles: tuple[Role, ...]) -> None:
+    raise HTTPException(
+        status_code=403,
+        detail={
+            "code": "forbidden",
+            "message": f"role {principal.role.value!r} may not do this; needs one of "
+            + ", ".join(r.value for r in (Role.ADMIN, *roles)),
+        },
+    )

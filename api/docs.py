@@ -7,7 +7,7 @@ swagger-ui.css, favicon); only the files, not its FastAPI subclass, are used, fo
 
 Each operation documents the errors it can give, as ``application/problem+json``
 (:class:`callvet.api.problems.Problem`): 401 and 403 when it needs a key, 404 when it has path
-parameters, 409 for changes, 413 and 415 when it takes a body, 422 always, 503 (a part not built or
+parameters, 409 for changes, 400, 413 and 415 when it takes a body, 422 always, 503 (a part not built or
 unreachable). Operations that need a key carry the ``bearer`` security scheme, so "Try it out" in
 ``/docs`` sends ``Authorization: Bearer``.
 """
@@ -29,6 +29,7 @@ __all__ = ["ASSETS_URL", "assets_dir", "install"]
 ASSETS_URL = "/docs-assets"
 
 _DESCRIPTIONS = {
+    "400": "the body could not be read at all, e.g. not UTF-8 (code bad_request)",
     "401": "no key, or an unknown or revoked one (code unauthenticated)",
     "403": "the key's role may not do this (code forbidden), or a rule forbids it (e.g. maker_checker)",
     "404": "no such resource (code not_found and more specific ones)",
@@ -70,14 +71,13 @@ def _augment(schema: dict[str, Any]) -> dict[str, Any]:
             if method in ("post", "put", "patch", "delete"):
                 codes.append("409")
             if "requestBody" in op:
-                codes += ["413", "415"]
+                codes += ["400", "413", "415"]
             responses = op["responses"]
             for code in sorted(codes):
-                existing = responses.get(code)
-                if existing is None:
-                    responses[code] = {"description": _DESCRIPTIONS[code], "content": _problem_ref()}
-                else:
-                    existing["content"] = _problem_ref()
+                responses.setdefault(code, {"description": _DESCRIPTIONS[code]})
+            for code, response in responses.items():
+                if code[:1] in ("4", "5"):  # every error, also those a route declares itself
+                    response["content"] = _problem_ref()
     for stale in ("HTTPValidationError", "ValidationError"):
         schemas.pop(stale, None)
     return schema

@@ -59,8 +59,9 @@ _STATUS: list[tuple[type[CallvetError], int]] = [
     (Unavailable, 503),
 ]
 
-#: Domain codes whose HTTP status is not their class's.
-_CODE_STATUS = {"unsupported_media_type": 415, "too_large": 413}
+#: Domain codes whose HTTP status is not their class's. ``wrong_question``: the answer is well formed but
+#: the interview has moved on to another question, a conflict with its state (as ``concurrent_answer``).
+_CODE_STATUS = {"unsupported_media_type": 415, "too_large": 413, "wrong_question": 409}
 
 #: Codes for HTTP statuses raised without one (Starlette's routing, FastAPI's own checks).
 _DEFAULT_CODE = {
@@ -131,6 +132,21 @@ def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return out
 
 
+def _domain_field_errors(errors: Any, code: str) -> list[dict[str, str]]:
+    """A domain error's ``errors`` in :class:`FieldError`'s shape (``field``, ``in``, ``type``,
+    ``message``), whatever the raiser put there: the documented model holds for every problem."""
+    out = []
+    for e in list(errors if isinstance(errors, list | tuple) else [errors])[:50]:
+        if isinstance(e, dict):
+            message = str(e.get("message") or e.get("msg") or code)[:300]
+            out.append({"field": str(e.get("field") or e.get("loc") or "body"),
+                        "in": str(e.get("in", "body")), "type": str(e.get("type") or code),
+                        "message": message})
+        else:
+            out.append({"field": "body", "in": "body", "type": code, "message": str(e)[:300]})
+    return out
+
+
 def api_routes(routes: Sequence[Any]) -> list[Any]:
     """Every route, with FastAPI's included routers flattened (they keep their own route lists)."""
     out: list[Any] = []
@@ -162,8 +178,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CallvetError)
     async def _domain(_request: Request, exc: CallvetError) -> JSONResponse:
         extra = {k: v for k, v in exc.details.items() if k not in ("code", "message", "detail")}
-        if "errors" in extra and not all(isinstance(e, dict) for e in extra.get("errors") or []):
-            extra["errors_text"] = extra.pop("errors")
+        if "errors" in extra:
+            extra["errors"] = _domain_field_errors(extra["errors"], exc.code)
         return problem(status_for(exc), exc.code, exc.message, **extra)
 
     @app.exception_handler(RequestValidationError)

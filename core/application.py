@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +29,16 @@ __all__ = [
 _MOBILE = re.compile(r"^\+?[0-9][0-9 \-]{5,19}$")
 
 
+#: What the validators below check, stated in the OpenAPI too (issue 9: the schema a client reads is the
+#: one the service enforces). Birth years 1900-2025 in the schema; the validator's bound is "today".
+_MOBILE_SCHEMA: dict[str, Any] = {"pattern": _MOBILE.pattern}
+_BIRTH_YEARS: dict[str, Any] = {"pattern": r"^(19[0-9]{2}|20[01][0-9]|202[0-5])-"}
+_TXN_YEARS: dict[str, Any] = {"pattern": r"^(20[01][0-9]|202[0-5])-"}
+#: Required strings are stripped first (``str_strip_whitespace``, Unicode White_Space): at least one
+#: character that is not stripped. ECMA's ``\s`` lacks U+0085 (stripped) and has U+FEFF (not stripped).
+_NOT_BLANK: dict[str, Any] = {"pattern": r"[^\s\u0085]|\ufeff"}
+
+
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -40,10 +50,10 @@ def _check_mobile(v: str | None) -> str | None:
 
 
 class Applicant(_Part):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
     id_number: str | None = Field(default=None, max_length=40)
-    birth_date: date | None = None
-    mobile: str | None = None
+    birth_date: date | None = Field(default=None, json_schema_extra=_BIRTH_YEARS)
+    mobile: str | None = Field(default=None, json_schema_extra=_MOBILE_SCHEMA)
 
     _m = field_validator("mobile")(_check_mobile)
 
@@ -73,7 +83,7 @@ class Home(_Part):
 class EmergencyContact(_Part):
     name: str | None = Field(default=None, max_length=100)
     relation: str | None = Field(default=None, max_length=50)
-    mobile: str | None = None
+    mobile: str | None = Field(default=None, json_schema_extra=_MOBILE_SCHEMA)
 
     _m = field_validator("mobile")(_check_mobile)
 
@@ -89,9 +99,9 @@ class CreditProfile(_Part):
 class RecentTransaction(_Part):
     """One recent card or account transaction the bank booked (issue 13: a fact the form never held)."""
 
-    merchant: str = Field(min_length=1, max_length=100)
+    merchant: str = Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
     amount: float = Field(ge=0, le=10_000_000)
-    date: _dt.date
+    date: _dt.date = Field(json_schema_extra=_TXN_YEARS)
 
     @field_validator("date")
     @classmethod
@@ -113,7 +123,7 @@ class BankRelationship(_Part):
 
 
 class Application(_Part):
-    application_id: str = Field(min_length=1, max_length=64)
+    application_id: str = Field(min_length=1, max_length=64, json_schema_extra=_NOT_BLANK)
     language: Literal["zh-CN", "en", "en-US", "en-GB"]
     applicant: Applicant
     employment: Employment | None = None

@@ -177,6 +177,23 @@ def test_auth_rejected_with_1008_before_audio(env: dict[str, Any]) -> None:
     assert code == 1000 and events[0]["event"] == "callvet.started"
 
 
+def test_robot_key_in_twilio_custom_parameters_is_accepted_and_never_kept(env: dict[str, Any]) -> None:
+    """Twilio's <Stream> cannot set headers: the key rides in customParameters.token (issue 9), is
+    taken out before the call server sees the frames, and appears nowhere in the call record."""
+    key = env["keys"]["robot"]
+    start = json.loads(_start())
+    start["start"]["customParameters"] = {"token": key, "application_id": "app-cp"}
+    events, code = run(_raw(env["srv"].url("/v1/calls/stream"), [json.dumps(start), _media(1), STOP],
+                            token=None))
+    assert code == 1000 and events[0]["event"] == "callvet.started", events
+    rec = _record(env, events[0]["call_id"])
+    assert rec["application_id"] == "app-cp"
+    assert key not in json.dumps(rec) and key.split("_")[2] not in json.dumps(rec)
+    start["start"]["customParameters"] = {"token": env["keys"]["analyst"]}
+    events, code = run(_raw(env["srv"].url("/v1/calls/stream"), [json.dumps(start)], token=None))
+    assert code == 1008 and events[0]["code"] == "forbidden"
+
+
 def test_recoverable_bad_input_is_reported_and_call_goes_on(env: dict[str, Any]) -> None:
     msgs: list[str | bytes] = [
         _media(1),  # media before start

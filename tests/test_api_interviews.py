@@ -65,7 +65,7 @@ def test_roles_and_errors(api: Api) -> None:
     r = client.post(
         f"/v1/interviews/{iid}/answers", json={"question_id": "q9-x", "transcript": "hi"}, headers=h["robot"]
     )
-    assert r.status_code == 422 and r.json()["code"] == "wrong_question"
+    assert r.status_code == 409 and r.json()["code"] == "wrong_question"
     assert (
         client.post(
             "/v1/interviews/nope/answers", json={"question_id": "q1", "transcript": "x"}, headers=h["robot"]

@@ -32,3 +32,15 @@ def test_admin_has_every_role(db: Database) -> None:
     assert p is not None and p.has(Role.AUDITOR) and p.has(Role.ROBOT)
     r = auth.authenticate(db, auth.create_key(db, "robot"))
     assert r is not None and r.has(Role.ROBOT) and not r.has(Role.ANALYST)
+
+
+def test_secrets_are_stored_only_as_hashes_and_audited_without_them(db: Database) -> None:
+    """Issue 9, keys: a database dump or the audit trail must not hand out working keys."""
+    from sqlalchemy import text
+
+    key = auth.create_key(db, "robot", "telephony-1")
+    secret = key.split("_", 2)[2]
+    with db.connect() as conn:
+        rows = [" ".join(str(v) for v in row) for row in conn.execute(text("SELECT * FROM api_keys"))]
+    assert rows and not any(secret in row for row in rows)
+    assert all(key not in str(e) and secret not in str(e) for e in audit.query(db, target_type="api_key"))

@@ -6,6 +6,7 @@ from typing import Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import MAX_ID, get_ctx, require
+from callvet.api.schemas import AuditList
 from callvet.core import audit
 from callvet.core.auth import Principal, Role
 from fastapi import APIRouter, Depends, Query
@@ -15,7 +16,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/v1/audit")
+@router.get("/v1/audit", response_model=AuditList)
 def list_audit(
     target_type: str | None = None,
     target_id: str | None = None,

@@ -339,7 +339,8 @@ def get_identity(
 @router.delete("/v1/blacklist/identities/{identity_id}", response_model=DeleteOut, responses=ERRORS)
 def delete_identity(
     identity_id: IntId,
-    reason: str = Query(..., min_length=1, max_length=2000, description="why (kept in the audit log)"),
+    reason: str = Query(..., min_length=1, max_length=2000, pattern=r"\S",
+                        description="why (kept in the audit log)"),
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ANALYST)),
 ) -> dict[str, Any]:

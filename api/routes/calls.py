@@ -14,6 +14,7 @@ from typing import Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import Offset, get_ctx, require
+from callvet.api.schemas import CallList
 from callvet.api.streamauth import stream_principal
 from callvet.core.auth import Principal, Role
 from callvet.core.errors import NotFound
@@ -98,7 +99,7 @@ async def fork(ws: WebSocket) -> None:
     await _serve(ws, "fork")
 
 
-@router.get("/v1/calls")
+@router.get("/v1/calls", response_model=CallList)
 def list_calls(
     alarm: bool | None = Query(None, description="only calls that raised (true) or never raised an alarm"),
     application_id: str | None = Query(None),

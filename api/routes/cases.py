@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
 from callvet.api.routes.calls import StarletteTransport
-from callvet.cases.service import CaseService
+from callvet.api.schemas import CaseList, CaseOut
+from callvet.cases.dispatch import NO_CONNECT_OUTCOMES
+from callvet.cases.service import CaseService, Intake
+from callvet.cases.state import CaseStatus
 from callvet.cases.tables import cases
+from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.workflow.forms import form_for
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
@@ -52,39 +56,47 @@ router = APIRouter(tags=["cases"], lifespan=_lifespan)
 READERS = (Role.ANALYST, Role.APPROVER, Role.RISK_OFFICER, Role.AUDITOR)
 
 
-@router.post("/v1/applications", status_code=201)
+class IntakeIn(Intake):
+    """The intake as the OpenAPI states it: the application's own schema and the known processes."""
+
+    application: Application  # type: ignore[assignment]
+    process: Literal["card_issuance", "limit_adjustment", "instalment_loan"] | None = None
+
+
+@router.post("/v1/applications", status_code=201, response_model=CaseOut,
+             responses={200: {"description": "submitted before"},
+                        404: {"description": "the case's workflow instance was erased"}})
 def submit_application(
     response: Response,
-    body: dict[str, Any] = Body(..., description='{"application": {...}, "process"?, "product"?, "amount"?, '
-                                "\"call_window\"?: {timezone, start_hour, end_hour}}"),
+    body: IntakeIn = Body(...),
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ROBOT, Role.ANALYST)),
 ) -> dict[str, Any]:
     """201 with the new case; 200 with the same case when the application was submitted before."""
-    case, created = case_service(ctx).create(body, actor=p.actor)
+    case, created = case_service(ctx).create(body.model_dump(mode="json", exclude_unset=True), actor=p.actor)
     if not created:
         response.status_code = 200
     return case
 
 
-@router.get("/v1/cases")
+@router.get("/v1/cases", response_model=CaseList)
 def list_cases(
-    status: str | None = Query(None),
+    status: CaseStatus | None = Query(None),
     limit: int = Query(50, ge=1, le=200),
     after: str | None = Query(None, max_length=120, description="next_cursor of the previous page"),
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(*READERS)),
 ) -> dict[str, Any]:
-    return case_service(ctx).list(status=status, limit=limit, after=after)
+    return case_service(ctx).list(status=status.value if status else None, limit=limit, after=after)
 
 
-@router.get("/v1/cases/{case_id}")
+@router.get("/v1/cases/{case_id}", response_model=CaseOut)
 def get_case(case_id: str, ctx: AppContext = Depends(get_ctx),
              _p: Principal = Depends(require(*READERS))) -> dict[str, Any]:
     return case_service(ctx).get(case_id)
 
 
-@router.post("/v1/robot/calls:claim")
+@router.post("/v1/robot/calls:claim", responses={204: {"description": "nothing may be dialled now"}})
 def claim_call(request: Request, response: Response, ctx: AppContext = Depends(get_ctx),
                p: Principal = Depends(require(Role.ROBOT))) -> dict[str, Any]:
     """The next call to place, leased to this robot; 204 when nothing may be dialled now."""
@@ -97,7 +109,8 @@ def claim_call(request: Request, response: Response, ctx: AppContext = Depends(g
 
 
 class OutcomeIn(BaseModel):
-    outcome: str = Field(description="no_answer, busy, failed, voicemail, invalid_number, refused")
+    outcome: Literal[NO_CONNECT_OUTCOMES] = Field(  # type: ignore[valid-type]
+        description="no_answer, busy, failed, voicemail, invalid_number, refused")
     lease_version: int = Field(ge=0)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import Version, get_ctx, require
+from callvet.api.schemas import DecisionBatchOut, DecisionOut, Deleted, PolicyList, PolicyVersionList
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.decision import DecisionEngine, Investigation
@@ -37,7 +38,7 @@ def engine(ctx: AppContext) -> DecisionEngine:
     return ctx.decision
 
 
-@router.post("/v1/decisions")
+@router.post("/v1/decisions", response_model=DecisionOut)
 def decide(req: DecisionRequest, ctx: AppContext = Depends(get_ctx),
            p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
     apps, known = enrich(ctx.portrait_bank, [req.application])
@@ -47,7 +48,7 @@ def decide(req: DecisionRequest, ctx: AppContext = Depends(get_ctx),
     return out
 
 
-@router.post("/v1/decisions:batch")
+@router.post("/v1/decisions:batch", response_model=DecisionBatchOut)
 def decide_batch(req: BatchRequest, ctx: AppContext = Depends(get_ctx),
                  p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
     apps, known = enrich(ctx.portrait_bank, [i.application for i in req.items])
@@ -65,14 +66,15 @@ def get_decision(decision_id: str, ctx: AppContext = Depends(get_ctx),
     return engine(ctx).get(decision_id)
 
 
-@router.delete("/v1/decisions/{decision_id}")
+@router.delete("/v1/decisions/{decision_id}", response_model=Deleted)
 def delete_decision(decision_id: str, reason: str = Query(..., min_length=1, max_length=2000),
                     ctx: AppContext = Depends(get_ctx), p: Principal = Depends(require())) -> dict[str, Any]:
     """Erase one stored decision and its inputs (admin only; audited with the reason)."""
     return {"deleted": engine(ctx).delete(actor=p.actor, reason=reason, decision_id=decision_id)}
 
 
-@router.delete("/v1/decisions")
+@router.delete("/v1/decisions", response_model=Deleted,
+               responses={404: {"description": "no stored decision matches"}})
 def delete_application_decisions(application_id: str = Query(..., min_length=1, max_length=64),
                                  reason: str = Query(..., min_length=1, max_length=2000),
                                  ctx: AppContext = Depends(get_ctx),
@@ -81,14 +83,14 @@ def delete_application_decisions(application_id: str = Query(..., min_length=1, 
     return {"deleted": engine(ctx).delete(actor=p.actor, reason=reason, application_id=application_id)}
 
 
-@router.get("/v1/policies", tags=["policies"])
+@router.get("/v1/policies", tags=["policies"], response_model=PolicyList)
 def list_policies(ctx: AppContext = Depends(get_ctx),
                   _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:
     policy_store.seed(ctx.db)
     return {"policies": policy_store.list_policies(ctx.db)}
 
 
-@router.get("/v1/policies/{name}/versions", tags=["policies"])
+@router.get("/v1/policies/{name}/versions", tags=["policies"], response_model=PolicyVersionList)
 def list_versions(name: str, ctx: AppContext = Depends(get_ctx),
                   _p: Principal = Depends(require(*_READERS))) -> dict[str, Any]:
     policy_store.seed(ctx.db)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
+from callvet.api.schemas import InterviewList
+from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.questionnaire.service import InterviewService
 from callvet.voice.whisper import server_asr
@@ -37,15 +39,15 @@ def interview_service(ctx: AppContext) -> InterviewService:
 
 
 class CreateInterview(BaseModel):
-    application: dict[str, Any] = Field(description="the card application (docs/contracts)")
-    language: str | None = Field(
+    application: Application = Field(description="the card application (docs/contracts)")
+    language: Literal["zh-CN", "en", "en-US", "en-GB"] | None = Field(
         default=None, description="zh-CN, en, en-US or en-GB; default: application's"
     )
 
 
 class AnswerIn(BaseModel):
-    question_id: str
-    transcript: str
+    question_id: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    transcript: str = Field(max_length=20_000)
     timing: dict[str, Any] | None = Field(
         default=None, description="{delay_s, duration_s, pauses: [s, ...], speech_rate}"
     )
@@ -55,7 +57,7 @@ class AnswerIn(BaseModel):
 
 
 class AbortIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
 
 
 @router.post("/v1/interviews", status_code=201)
@@ -64,7 +66,8 @@ def create_interview(
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ROBOT, Role.ANALYST)),
 ) -> dict[str, Any]:
-    return interview_service(ctx).create(body.application, language=body.language, actor=p.actor)
+    application = body.application.model_dump(mode="json", exclude_unset=True)
+    return interview_service(ctx).create(application, language=body.language, actor=p.actor)
 
 
 @router.post("/v1/interviews/{interview_id}/answers")
@@ -93,7 +96,7 @@ def get_interview(
     return interview_service(ctx).get(interview_id)
 
 
-@router.get("/v1/interviews")
+@router.get("/v1/interviews", response_model=InterviewList)
 def list_interviews(
     application_id: str = Query(..., min_length=1, max_length=64),
     ctx: AppContext = Depends(get_ctx),

@@ -7,6 +7,7 @@ from typing import Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import Version, get_ctx, require
+from callvet.api.schemas import TagDimensionList, TagVersionList
 from callvet.core.auth import Principal, Role
 from callvet.portrait import service
 from callvet.portrait import store as tag_store
@@ -47,21 +48,21 @@ def get_segment(
 
 @router.get("/v1/portrait/customers/{customer_id}")
 def get_portrait(
-    customer_id: int = PathParam(..., ge=1, le=2**62),
+    customer_id: int = PathParam(..., ge=1, le=2**62 - 1),
     ctx: AppContext = Depends(get_ctx),
     _p: Principal = Depends(require(*_VIEWERS)),
 ) -> dict[str, Any]:
     return service.portrait(ctx.db, bank_dir(ctx), customer_id)
 
 
-@router.get("/v1/portrait/tags")
+@router.get("/v1/portrait/tags", response_model=TagDimensionList)
 def list_tags(
     ctx: AppContext = Depends(get_ctx), _p: Principal = Depends(require(*_VIEWERS, Role.APPROVER))
 ) -> dict[str, Any]:
     return {"dimensions": tag_store.list_dimensions(ctx.db)}
 
 
-@router.get("/v1/portrait/tags/{dimension}/versions")
+@router.get("/v1/portrait/tags/{dimension}/versions", response_model=TagVersionList)
 def list_versions(
     dimension: str,
     ctx: AppContext = Depends(get_ctx),

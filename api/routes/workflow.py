@@ -8,11 +8,23 @@ the person in the workflow users table, so authority and segregation-of-duties c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import IntId, Version, get_ctx, require
 from callvet.api.routes.cases import task_context
+from callvet.api.schemas import (
+    ConfigSet,
+    ConfigValue,
+    DefinitionList,
+    DefinitionOut,
+    FindingList,
+    InstanceList,
+    RuleList,
+    TaskList,
+    Uploaded,
+    UserList,
+)
 from callvet.core.auth import Principal, Role
 from callvet.core.errors import InvalidInput
 from callvet.workflow.engine import WorkflowRuntime
@@ -45,23 +57,28 @@ def _person(p: Principal) -> str:
     return p.label or p.key_id
 
 
+#: Process data keys starting with "_" are the engine's own (the workflow engine refuses them).
+_DATA_KEYS: dict[str, Any] = {"propertyNames": {"pattern": "^[^_]"}}
+
+
 class StartBody(BaseModel):
     process_key: str = Field(min_length=1, max_length=100)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_DATA_KEYS)
     version: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class CompleteBody(BaseModel):
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_DATA_KEYS)
 
 
 class MessageBody(BaseModel):
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_DATA_KEYS)
 
 
 class UserBody(BaseModel):
-    role: str
-    skills: list[str] = Field(default_factory=list)
+    role: Role
+    skills: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list,
+                                                                               max_length=100)
     name: str = ""
     max_amount: float | None = Field(default=None, ge=0, le=1e15)
     active: bool = True
@@ -77,7 +94,7 @@ _BPMN_BODY = {"requestBody": {"required": True, "content": {
     for t in ("application/xml", "text/xml")}}}
 
 
-@router.post("/v1/workflow/definitions", status_code=201, openapi_extra=_BPMN_BODY)
+@router.post("/v1/workflow/definitions", status_code=201, response_model=Uploaded, openapi_extra=_BPMN_BODY)
 async def upload_definition(
     request: Request, p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
@@ -93,14 +110,15 @@ async def upload_definition(
     return {"process_key": d.process_key, "version": d.version, "active": d.active}
 
 
-@router.get("/v1/workflow/definitions")
+@router.get("/v1/workflow/definitions", response_model=DefinitionList)
 def list_definitions(
     _p: Principal = Depends(require(*ALL_STAFF)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
     return {"definitions": [d.to_dict() for d in rt.definitions.list()]}
 
 
-@router.post("/v1/workflow/definitions/{process_key}/versions/{version}/activate")
+@router.post("/v1/workflow/definitions/{process_key}/versions/{version}/activate",
+             response_model=DefinitionOut)
 def activate_definition(
     process_key: str,
     version: Version,
@@ -111,7 +129,7 @@ def activate_definition(
 
 
 # ---- instances -------------------------------------------------------------------------------------------
-@router.post("/v1/workflow/instances", status_code=201)
+@router.post("/v1/workflow/instances", status_code=201, responses={404: {"description": "no such process"}})
 def start_instance(
     body: StartBody,
     p: Principal = Depends(require(Role.ANALYST, Role.ROBOT, Role.RISK_OFFICER)),
@@ -120,7 +138,7 @@ def start_instance(
     return rt.start(body.process_key, body.data, actor=p.actor, version=body.version)
 
 
-@router.get("/v1/workflow/instances")
+@router.get("/v1/workflow/instances", response_model=InstanceList)
 def list_instances(
     status: str | None = Query(None, pattern="^(running|waiting|completed|failed)$"),
     process_key: str | None = None,
@@ -140,7 +158,7 @@ def get_instance(
 
 
 class ReasonBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
 
 
 @router.post("/v1/workflow/instances/{instance_id}/cancel")
@@ -182,7 +200,7 @@ def tick(_p: Principal = Depends(require()), rt: WorkflowRuntime = Depends(_rt))
 
 
 # ---- people and configuration --------------------------------------------------------------------------
-@router.get("/v1/workflow/users")
+@router.get("/v1/workflow/users", response_model=UserList)
 def list_users(
     _p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
@@ -198,7 +216,7 @@ def put_user(
 ) -> dict[str, Any]:
     return rt.board.upsert_user(
         user_id,
-        role=body.role,
+        role=body.role.value,
         skills=body.skills,
         name=body.name,
         max_amount=body.max_amount,
@@ -207,7 +225,7 @@ def put_user(
     )
 
 
-@router.get("/v1/workflow/config/{key}")
+@router.get("/v1/workflow/config/{key}", response_model=ConfigValue)
 def get_config(
     key: str, _p: Principal = Depends(require(*MANAGERS)), rt: WorkflowRuntime = Depends(_rt)
 ) -> dict[str, Any]:
@@ -215,7 +233,7 @@ def get_config(
     return {"key": key, "version": version, "value": value}
 
 
-@router.put("/v1/workflow/config/{key}")
+@router.put("/v1/workflow/config/{key}", response_model=ConfigSet)
 def put_config(
     key: str,
     value: dict[str, Any],
@@ -227,7 +245,7 @@ def put_config(
 
 
 # ---- human tasks -------------------------------------------------------------------------------------------
-@router.get("/v1/tasks")
+@router.get("/v1/tasks", response_model=TaskList)
 def list_tasks(
     assignee: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
@@ -261,7 +279,7 @@ def complete_task(
 
 
 # ---- supervision ------------------------------------------------------------------------------------------
-@router.get("/v1/supervision/rules")
+@router.get("/v1/supervision/rules", response_model=RuleList)
 def list_rules(
     kind: str | None = Query(None, pattern="^(issuance|limit_adjustment)$"),
     _p: Principal = Depends(require(Role.AUDITOR, Role.RISK_OFFICER, Role.APPROVER, Role.ANALYST)),
@@ -272,7 +290,7 @@ def list_rules(
     return {"rules": rules, "count": len(rules)}
 
 
-@router.get("/v1/supervision/findings")
+@router.get("/v1/supervision/findings", response_model=FindingList)
 def list_findings(
     status: str | None = Query(None, pattern="^(open|rectified)$"),
     instance_id: str | None = None,

@@ -1,0 +1,148 @@
+"""JSON bodies are held to the types the OpenAPI documents: ``false`` is not a number, ``0`` not a
+boolean, ``"12"`` not an integer.
+
+FastAPI validates a JSON body in pydantic's lax Python mode, which coerces across JSON types (``true`` to
+``1.0`` for a risk score, ``0`` to ``False`` for ``active``, ``"5"`` to ``5``). A client that sends the
+wrong type has a bug, and a lenient server hides it until the value means something else in production;
+schemathesis' ``negative_data_rejection`` check found exactly these. The models cannot simply be made
+strict: the same models validate Python dicts inside the service (forms, simulators, stored state),
+where lax parsing is wanted, and strict *Python* mode would refuse ISO date strings.
+
+So this middleware re-validates the raw bytes of a JSON body with the route's own body type in pydantic's
+strict *JSON* mode (dates and enums from their JSON strings, integers as floats, nothing else coerced)
+and leaves what it found in the request scope; the key check (:func:`callvet.api.deps.require`) raises
+it as the usual 422 problem once the caller is authenticated and authorised, so 401 and 403 still come
+first and an anonymous caller learns nothing about a body's shape. One normalisation first: a
+number with a zero fraction (``761.0``) is an integer in JSON Schema, as in pydantic's lax mode, so it is
+read as one; malformed JSON is left to FastAPI (400 or 422 as before). The body is already bounded
+(:mod:`callvet.api.limits`) and is replayed to the route unchanged. Multipart and XML bodies are not
+touched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from callvet.api.problems import api_routes, problem
+from fastapi import params
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["SCOPE_KEY", "StrictJson", "install", "raise_found"]
+
+#: Where the middleware leaves a body's strict-mode errors for :func:`raise_found`.
+SCOPE_KEY = "callvet.strict_json_errors"
+
+
+def _json_routes(routes: Any) -> list[tuple[APIRoute, TypeAdapter[Any]]]:
+    out = []
+    for route in api_routes(routes):
+        if not isinstance(route, APIRoute) or route.body_field is None:
+            continue
+        if isinstance(route.body_field.field_info, params.Form):
+            continue
+        annotation = route.body_field.field_info.annotation
+        if annotation is None:
+            continue
+        out.append((route, TypeAdapter(annotation)))
+    return out
+
+
+def _number(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
+def _normalised(raw: bytes) -> bytes | None:
+    """``raw`` with integral floats written as integers; None when it is not JSON at all."""
+    try:
+        return json.dumps(json.loads(raw, parse_float=_number), ensure_ascii=False).encode()
+    except (ValueError, RecursionError):
+        return None
+
+
+def _is_json(scope: Scope) -> bool:
+    for k, v in scope.get("headers", ()):
+        if k == b"content-type":
+            ctype = v.decode("latin-1").split(";")[0].strip().lower()
+            return ctype == "application/json" or ctype.endswith("+json")
+    return False
+
+
+def raise_found(scope: Scope) -> None:
+    """Raise the strict-mode errors the middleware found in this request's body, if any."""
+    errors = scope.get(SCOPE_KEY)
+    if errors:
+        raise RequestValidationError(errors)
+
+
+class StrictJson:
+    """ASGI middleware: finds what in a JSON body only lax coercion would accept (see the module)."""
+
+    def __init__(self, app: ASGIApp, app_routes: Callable[[], Any]) -> None:
+        self.app = app
+        self.app_routes = app_routes
+        self._routes: list[tuple[APIRoute, TypeAdapter[Any]]] | None = None
+
+    def _match(self, scope: Scope) -> TypeAdapter[Any] | None:
+        if self._routes is None:
+            self._routes = _json_routes(self.app_routes())
+        for route, adapter in self._routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return adapter
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") \
+                or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        adapter = self._match(scope)
+        if adapter is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except HTTPException as exc:  # the body limit, raised while counting
+            detail = exc.detail if isinstance(exc.detail, dict) else {}
+            await problem(exc.status_code, str(detail.get("code", "too_large")),
+                          str(detail.get("message", "request body too large")),
+                          **{k: v for k, v in detail.items() if k not in ("code", "message")},
+                          )(scope, receive, send)
+            return
+        raw = b"".join(chunks)
+        normalised = _normalised(raw) if raw.strip() else None
+        if normalised is not None:
+            try:
+                adapter.validate_json(normalised, strict=True)
+            except ValidationError as exc:
+                scope[SCOPE_KEY] = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def install(app: Any) -> None:
+    """Add the strict JSON check (call before :func:`callvet.api.problems.install`, so it runs after
+    the 415 check and inside the body limit)."""
+    app.add_middleware(StrictJson, app_routes=lambda: app.routes)
