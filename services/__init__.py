@@ -127,9 +127,9 @@ class Services:
         return self._get("spoof", lambda: load_detector(self.settings.models_dir))
 
     def call_spoof(self) -> Any:
-        """The countermeasure for calls, or None when it cannot be built or ``CALLVET_SPOOF=0`` turns
-        it off (calls then carry ``spoof.error = spoof_unavailable``; the voiceprint still runs)."""
-        if not _on("CALLVET_SPOOF"):
+        """The countermeasure for calls, or None when it cannot be built or ``Settings.spoof`` is off
+        (``CALLVET_SPOOF=0``; calls then carry ``spoof.error``; the voiceprint still runs)."""
+        if not self.settings.spoof:
             return None
         try:
             return self.spoof

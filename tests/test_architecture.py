@@ -1,9 +1,8 @@
 """Issue 10's size limits on the product packages: modules <= 600 lines, functions <= 80 lines.
 
 A newcomer reads a module in one sitting and a function on one screen; past these sizes a part is
-doing two jobs. ``KNOWN_OFFENDERS`` lists what other branches are splitting (the call pipeline,
-the blacklist); the lead empties it when they land, and an entry that
-is no longer an offender fails the test so the list cannot go stale.
+doing two jobs. Every product package is measured (api, cases, cli, core, decision, forms, models,
+portrait, questionnaire, services, sim, voice, workflow), no exceptions.
 """
 
 from __future__ import annotations
@@ -11,20 +10,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("api", "cases", "cli", "core", "decision", "forms", "models", "portrait", "questionnaire",
            "services", "sim", "voice", "workflow")
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
-#: (path, function or None for the module) -> owner; removed by the lead when those branches land.
-KNOWN_OFFENDERS: dict[tuple[str, str | None], str] = {
-    ("voice/call/session.py", None): "h10-call",
-    ("voice/call/simulate.py", "stream_call"): "h10-call",
-    ("voice/blacklist.py", None): "h18",
-}
 
 
 def _modules() -> list[Path]:
@@ -69,16 +60,9 @@ def test_the_product_packages_are_found() -> None:
 
 def test_modules_and_functions_stay_small() -> None:
     found = _offenders()
-    new = {k: v for k, v in found.items() if k not in KNOWN_OFFENDERS}
-    assert not new, "over the limit (module > 600 lines, function > 80): " + ", ".join(
-        f"{path}{':' + name if name else ''} ({n})" for (path, name), n in sorted(new.items(),
+    assert not found, "over the limit (module > 600 lines, function > 80): " + ", ".join(
+        f"{path}{':' + name if name else ''} ({n})" for (path, name), n in sorted(found.items(),
                                                                                    key=lambda kv: kv[0][0]))
-
-
-@pytest.mark.parametrize("key", sorted(KNOWN_OFFENDERS, key=str))
-def test_known_offenders_are_still_offenders(key: tuple[str, str | None]) -> None:
-    """An entry that no longer breaks a limit must leave the list (so it shrinks to nothing)."""
-    assert key in _offenders(), f"{key} is within the limits now: remove it from KNOWN_OFFENDERS"
 
 
 def test_the_measure_counts_what_it_should() -> None:
