@@ -18,7 +18,7 @@ from callvet.api.app import create_app
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import Settings
-from callvet.voice.call.simulate import mulaw_encode, stream_call
+from callvet.sim.calls import mulaw_encode, stream_call
 from fastapi.testclient import TestClient
 from speech import espeak, to_wav_bytes
 

@@ -141,9 +141,9 @@ def _warm_vad() -> None:
 
 
 def test_interview_over_the_call_server_with_speech(db: Database) -> None:
+    from callvet.sim.calls import mulaw_encode
     from callvet.voice.call.pipeline import CallConfig
     from callvet.voice.call.session import CallServer
-    from callvet.voice.call.simulate import mulaw_encode
     from speech import espeak
 
     _warm_vad()
@@ -267,7 +267,7 @@ def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
     from callvet.api.app import create_app
     from callvet.core import auth
     from callvet.core.settings import Settings
-    from callvet.voice.call.simulate import mulaw_encode
+    from callvet.sim.calls import mulaw_encode
     from fastapi.testclient import TestClient
     from speech import espeak
 

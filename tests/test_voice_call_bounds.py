@@ -19,10 +19,10 @@ from callvet.api.app import create_app
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import Settings
+from callvet.sim.calls import mulaw_encode
 from callvet.voice.call.pipeline import CallConfig
 from callvet.voice.call.serializers import JitterBuffer, ProtocolError
 from callvet.voice.call.session import CallServer
-from callvet.voice.call.simulate import mulaw_encode
 
 START = json.dumps({"event": "start", "streamSid": "MZ9", "start": {
     "streamSid": "MZ9", "callSid": "CA9", "tracks": ["inbound"], "customParameters": {},

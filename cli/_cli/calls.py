@@ -40,8 +40,8 @@ def simulate(
     sample_rate: int | None = typer.Option(None, help="sample rate of raw input"),
 ) -> None:
     """Stream FILE as one call in 20 ms frames and print every event the server sends (JSON lines)."""
+    from callvet.sim.calls import stream_call
     from callvet.voice.audio import decode, resample
-    from callvet.voice.call.simulate import stream_call
 
     if protocol not in ("twilio", "fork"):
         raise typer.BadParameter("--protocol must be twilio or fork")
