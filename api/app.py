@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import import_module
 
 from callvet import __version__
 from callvet.api import docs, limits, ops, problems, redact, schemas, strictjson
-from callvet.api.context import AppContext
-from callvet.api.routes import audit, blacklist, calls, decisions, interviews, portrait, workflow
+from callvet.api.routes import audit, blacklist, calls, decisions, forms, interviews, portrait, workflow
 from callvet.api.routes import cases as cases_routes
 from callvet.core.db import Database
-from callvet.core.settings import Settings, get_settings
+from callvet.core.settings import Settings
+from callvet.services import open_services
 from fastapi import FastAPI
 
 __all__ = ["create_app"]
@@ -27,13 +26,9 @@ status_for = problems.status_for
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
-    settings = settings or get_settings()
     redact.install()
-    if db is None:
-        settings.ensure_dirs()
-        db = Database(settings.database_url)
-        db.create_schema()
-    ctx = AppContext(settings=settings, db=db)
+    ctx = open_services(settings, db)  # the composition root: every service of this process
+    settings = ctx.settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +52,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
         app.include_router(module.router)
-    app.include_router(import_module("callvet.api.routes.forms").router)  # issue 15: scanned forms
+    app.include_router(forms.router)  # issue 15: scanned forms
     app.include_router(cases_routes.router)  # issue 11: after interviews, so its call observer runs last
     import_module("callvet.console").mount(app)  # issue 14: the web console under /console
     app.state.metrics = ops.install(app, ctx)  # issue 9: /readyz, /metrics, request ids

@@ -18,6 +18,12 @@ from typing import Any
 from callvet.api.context import AppContext
 from callvet.core.errors import CallvetError
 from callvet.core.logs import new_request_id, request_id
+from callvet.core.migrations import current, head
+from callvet.core.tables import outbox
+from callvet.decision.tables import decision_records
+from callvet.voice.call.tables import calls
+from callvet.voice.tables import blacklist_samples
+from callvet.workflow.tables import wf_tasks
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -67,12 +73,6 @@ class _StateCollector(Collector):
             log.exception("metrics: stored state could not be read")
 
     def _stored(self) -> Iterator[GaugeMetricFamily]:
-        from callvet.core.tables import outbox
-        from callvet.decision.tables import decision_records
-        from callvet.voice.call.tables import calls
-        from callvet.voice.tables import blacklist_samples
-        from callvet.workflow.tables import wf_tasks
-
         with self.ctx.db.connect() as conn:
             alarms = conn.execute(select(func.count()).select_from(calls).where(calls.c.alarm_ever)).scalar()
             by_verdict = conn.execute(select(decision_records.c.decision, func.count())
@@ -144,9 +144,6 @@ class RequestContextMiddleware:
 
 def readiness(ctx: AppContext) -> tuple[bool, dict[str, Any]]:
     """(ready, body): every check with its detail, and the reasons it is not ready."""
-    from callvet.api.routes.calls import _blacklist, _engine
-    from callvet.core.migrations import current, head
-
     reasons: list[str] = []
     checks: dict[str, Any] = {}
     try:
@@ -161,14 +158,14 @@ def readiness(ctx: AppContext) -> tuple[bool, dict[str, Any]]:
         reasons.append("database_unreachable")
     engine = None
     try:
-        engine = _engine(ctx)
+        engine = ctx.voice
         checks["models"] = {"ok": True, "encoder": engine.encoder_name, "backend_id": engine.backend_id}
     except CallvetError as exc:
         checks["models"] = {"ok": False, "code": exc.code, "message": exc.message}
         reasons.append("models_unavailable")
     if engine is not None and "database_unreachable" not in reasons:
         try:
-            sync = _blacklist(ctx).index_sync()
+            sync = ctx.blacklist.index_sync()
             checks["index"] = {"ok": sync["in_sync"], **sync}
             if not sync["in_sync"]:
                 reasons.append("index_out_of_sync")

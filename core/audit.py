@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from callvet.core.db import Database, utcnow
+from callvet.core.tables import audit_log
 from sqlalchemy import Connection, insert, select
 
 __all__ = ["query", "record"]
@@ -24,8 +25,6 @@ def record(
     reason: str = "",
     details: dict[str, Any] | None = None,
 ) -> None:
-    from callvet.core.tables import audit_log
-
     conn.execute(
         insert(audit_log).values(
             at=utcnow(), actor=actor, action=action, target_type=target_type, target_id=str(target_id),
@@ -43,8 +42,6 @@ def query(
     limit: int = 100,
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    from callvet.core.tables import audit_log
-
     stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(max(1, min(limit, 1000)))
     if target_type:
         stmt = stmt.where(audit_log.c.target_type == target_type)

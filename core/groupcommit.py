@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from callvet.core.db import Database
-from callvet.core.errors import Unavailable
+from callvet.core.errors import InvalidArgument, Unavailable
 from sqlalchemy import Connection
 
 __all__ = ["GroupCommitter"]
@@ -42,7 +42,7 @@ class GroupCommitter(Generic[T]):
                  max_batch: int = 256, max_queue: int = 4096, put_timeout: float = 1.0,
                  name: str = "group-commit") -> None:
         if max_batch < 1 or max_queue < 1:
-            raise ValueError("max_batch and max_queue must be positive")
+            raise InvalidArgument("max_batch and max_queue must be positive")
         self.db = db
         self.write = write
         self.max_batch = max_batch

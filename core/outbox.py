@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from callvet.core.db import Database, utcnow
+from callvet.core.errors import InvalidArgument, Unavailable
 from callvet.core.tables import outbox
 from sqlalchemy import Connection, delete, func, insert, select, update
 
@@ -44,8 +45,10 @@ SUBJECT_PREFIX = "callvet"
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-class PublishError(Exception):
+class PublishError(Unavailable):
     """The broker did not acknowledge every event of a batch; none of the batch counts as published."""
+
+    code = "publish_failed"
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def add(conn: Connection, events: Iterable[Event]) -> int:
     for e in events:
         body = json.dumps(e.payload, ensure_ascii=False, separators=(",", ":"), default=str)
         if len(body) > MAX_PAYLOAD_BYTES:
-            raise ValueError(f"outbox payload of {e.subject} is {len(body)} bytes; "
+            raise InvalidArgument(f"outbox payload of {e.subject} is {len(body)} bytes; "
                              f"at most {MAX_PAYLOAD_BYTES}")
         rows.append({"event_id": e.event_id, "subject": e.subject, "aggregate_type": e.aggregate_type,
                      "aggregate_id": e.aggregate_id, "payload": body, "created_at": e.created_at,

@@ -38,9 +38,9 @@ _NOT_SETTINGS = frozenset({"CALLVET_KEY", "CALLVET_TOKEN", "CALLVET_TEST_DATABAS
 
 
 def default_models_dir() -> Path:
-    import callvet.models
-
-    return Path(callvet.models.__file__).resolve().parent / "artifacts"
+    # models/ is core/'s sibling in the checkout and in an installed wheel (callvet/models); the path is
+    # computed, not imported, because core must not depend on the build-time models package.
+    return Path(__file__).resolve().parent.parent / "models" / "artifacts"
 
 
 class SettingsError(InvalidInput):

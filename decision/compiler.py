@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from callvet.core.errors import CallvetError
 
 __all__ = ["Columns", "CompiledGraph", "Unsupported", "compile_graph"]
 
@@ -31,8 +32,10 @@ Columns = dict[str, np.ndarray]
 _Fn = Callable[[Mapping[str, np.ndarray], int], Any]
 
 
-class Unsupported(ValueError):
+class Unsupported(CallvetError, ValueError):
     """The graph uses JDM features outside the vectorised subset; evaluate it with zen instead."""
+
+    code = "unsupported_graph"
 
 
 _NAMES = {"true": True, "false": False}

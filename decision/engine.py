@@ -32,8 +32,8 @@ from callvet.core.errors import InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings
 from callvet.decision import store
 from callvet.decision.compiler import CompiledGraph, Unsupported, compile_graph
+from callvet.decision.credit import CreditScorer
 from callvet.decision.features import extract
-from callvet.decision.scoring import CreditScorer
 from callvet.decision.tables import decision_records, policy_versions
 from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome, Reason
 from pydantic import ValidationError
@@ -233,23 +233,7 @@ class DecisionEngine:
         pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised, fields=_OUTCOME_FIELDS)
         outcome = _column(pre, "outcome", n).copy()
         pre_reason = _column(pre, "reason", n)
-        inv_idx = np.asarray([i for i, v in enumerate(invs) if v is not None], dtype=np.int64)
-        inv_reason = np.full(n, None, dtype=object)
-        if len(inv_idx):
-            icols = {
-                "voiceprint_alarm": np.asarray([bool(invs[i].voiceprint_alarm) for i in inv_idx]),
-                "questionnaire_verdict": np.asarray(
-                    [(q.verdict or "none") if (q := invs[i].questionnaire) is not None else "none"
-                     for i in inv_idx], dtype=object),
-                "questionnaire_risk": np.asarray(
-                    [float(q.risk_score or 0.0) if (q := invs[i].questionnaire) is not None else 0.0
-                     for i in inv_idx]),
-                "instant_outcome": outcome[inv_idx],
-            }
-            res = pol["investigation"].evaluate(icols, len(inv_idx), vectorised=vectorised,
-                                                fields=_OUTCOME_FIELDS)
-            outcome[inv_idx] = _column(res, "outcome", len(inv_idx))
-            inv_reason[inv_idx] = _column(res, "reason", len(inv_idx))
+        inv_reason = self._investigate(pol, invs, outcome, vectorised=vectorised)
         unknown = set(outcome.tolist()) - {o.value for o in Outcome}
         if unknown:
             raise Unavailable(f"the active policies produced no valid outcome ({sorted(map(str, unknown))}) "
@@ -302,6 +286,31 @@ class DecisionEngine:
         if store:
             self._store(out, apps, invs, actor)
         return out
+
+    @staticmethod
+    def _investigate(pol: dict[str, ActivePolicy], invs: list[Investigation | None], outcome: np.ndarray, *,
+                     vectorised: bool) -> np.ndarray:
+        """Run the investigation policy on the applications that have one: their outcome in ``outcome``
+        is replaced in place; returns the investigation reason per application (None without one)."""
+        n = len(invs)
+        inv_idx = np.asarray([i for i, v in enumerate(invs) if v is not None], dtype=np.int64)
+        inv_reason = np.full(n, None, dtype=object)
+        if len(inv_idx):
+            icols = {
+                "voiceprint_alarm": np.asarray([bool(invs[i].voiceprint_alarm) for i in inv_idx]),
+                "questionnaire_verdict": np.asarray(
+                    [(q.verdict or "none") if (q := invs[i].questionnaire) is not None else "none"
+                     for i in inv_idx], dtype=object),
+                "questionnaire_risk": np.asarray(
+                    [float(q.risk_score or 0.0) if (q := invs[i].questionnaire) is not None else 0.0
+                     for i in inv_idx]),
+                "instant_outcome": outcome[inv_idx],
+            }
+            res = pol["investigation"].evaluate(icols, len(inv_idx), vectorised=vectorised,
+                                                fields=_OUTCOME_FIELDS)
+            outcome[inv_idx] = _column(res, "outcome", len(inv_idx))
+            inv_reason[inv_idx] = _column(res, "reason", len(inv_idx))
+        return inv_reason
 
     def _store(self, decisions: list[Decision], apps: list[Application], invs: list[Investigation | None],
                actor: str) -> None:

@@ -12,6 +12,7 @@ import bisect
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,26 @@ class Features:
         self.x = x
 
 
-def extract(apps: Sequence[Application], encoder: WoeEncoder, today: date | None = None) -> Features:
-    today = today or date.today()
+@dataclass
+class _Raw:
+    """The per-application values :func:`extract` reads, one list per column (built in one pass)."""
+
+    age: list[float]
+    income: list[float]
+    oblig: list[float]
+    delinq: list[float]
+    inq: list[float]
+    flags: list[int]
+    req: list[float]
+    existing: list[float]
+    product: list[str]
+    emp: list[str | None]
+    housing: list[str | None]
+    history: list[str | None]
+    phone: list[str]
+
+
+def _raw(apps: Sequence[Application], today: date) -> _Raw:
     nan = math.nan
     age_l: list[float] = []
     income_l: list[float] = []
@@ -147,17 +166,29 @@ def extract(apps: Sequence[Application], encoder: WoeEncoder, today: date | None
         flags_l.append(len(a.risk_reasons))
         req_l.append(NO_REQUESTED_LIMIT if a.requested_limit is None else a.requested_limit)
         product.append(a.card_product or "")
-    if len(age_l) <= SMALL_BATCH:
-        return _small(encoder, age_l, income_l, oblig_l, delinq_l, inq_l, flags_l, req_l, existing_l,
-                      product, emp, housing, history, phone)
-    age = np.asarray(age_l, dtype=float)
-    income = np.asarray(income_l, dtype=float)
-    oblig = np.asarray(oblig_l, dtype=float)
-    delinq = np.asarray(delinq_l, dtype=float)
-    inq = np.asarray(inq_l, dtype=float)
-    flags = np.asarray(flags_l, dtype=float)
-    req = np.asarray(req_l, dtype=float)
-    existing = np.asarray(existing_l, dtype=float)
+    return _Raw(age_l, income_l, oblig_l, delinq_l, inq_l, flags_l, req_l, existing_l, product, emp, housing,
+                history, phone)
+
+
+def extract(apps: Sequence[Application], encoder: WoeEncoder, today: date | None = None) -> Features:
+    raw = _raw(apps, today or date.today())
+    if len(raw.age) <= SMALL_BATCH:
+        return _small(encoder, raw.age, raw.income, raw.oblig, raw.delinq, raw.inq, raw.flags, raw.req,
+                      raw.existing, raw.product, raw.emp, raw.housing, raw.history, raw.phone)
+    return _large(encoder, raw)
+
+
+def _large(encoder: WoeEncoder, raw: _Raw) -> Features:
+    """Numpy over whole columns: the batch path."""
+    product, emp, housing, history, phone = raw.product, raw.emp, raw.housing, raw.history, raw.phone
+    age = np.asarray(raw.age, dtype=float)
+    income = np.asarray(raw.income, dtype=float)
+    oblig = np.asarray(raw.oblig, dtype=float)
+    delinq = np.asarray(raw.delinq, dtype=float)
+    inq = np.asarray(raw.inq, dtype=float)
+    flags = np.asarray(raw.flags, dtype=float)
+    req = np.asarray(raw.req, dtype=float)
+    existing = np.asarray(raw.existing, dtype=float)
     n = len(age)
     dti = oblig / np.maximum(income, 1.0)
     rate = np.where(income > 0, 1.0 + (dti >= 0.1) + (dti >= 0.2) + (dti >= 0.35), np.nan)

@@ -132,6 +132,26 @@ def _iter_done(pages_dir: Path) -> Iterator[dict[str, Any]]:
             continue
 
 
+def _write_summary(out: Path, pages: list[dict[str, Any]], form_of: dict[str, str]) -> None:
+    """``summary.csv``: one row per page, written whole then renamed (a reader never sees half)."""
+    with (out / "summary.csv.tmp").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "status", "form", "template", "rotation", "needs_review", "reason"])
+        for page in sorted(pages, key=lambda p: p["file"]):
+            w.writerow(
+                [
+                    page["file"],
+                    page["status"],
+                    form_of.get(page["file"], ""),
+                    page.get("template", ""),
+                    page.get("rotation", ""),
+                    ";".join(page.get("needs_review", [])),
+                    page.get("reason", "") or "; ".join(page.get("errors", [])),
+                ]
+            )
+    os.replace(out / "summary.csv.tmp", out / "summary.csv")
+
+
 def run_batch(
     src: Path,
     out: Path,
@@ -189,22 +209,7 @@ def run_batch(
         _write_atomic(target, merged)
         for p in group:
             form_of[p["file"]] = key
-    with (out / "summary.csv.tmp").open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "status", "form", "template", "rotation", "needs_review", "reason"])
-        for page in sorted(pages, key=lambda p: p["file"]):
-            w.writerow(
-                [
-                    page["file"],
-                    page["status"],
-                    form_of.get(page["file"], ""),
-                    page.get("template", ""),
-                    page.get("rotation", ""),
-                    ";".join(page.get("needs_review", [])),
-                    page.get("reason", "") or "; ".join(page.get("errors", [])),
-                ]
-            )
-    os.replace(out / "summary.csv.tmp", out / "summary.csv")
+    _write_summary(out, pages, form_of)
     return BatchReport(
         pages=len(files),
         read=read,

@@ -13,7 +13,6 @@ A page that is blank, or whose text does not read as an application form, is rej
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,15 @@ import numpy as np
 from callvet.core.application import Application
 from callvet.core.errors import InvalidInput
 from callvet.forms.fields import Parsed, normalise
+from callvet.forms.layout import (
+    Hit,
+    Page,
+    clip_at_hits,
+    label_hits,
+    norm,
+    sub_box,
+    union,
+)
 from callvet.forms.ocr import TextLine
 from callvet.forms.templates import FieldSpec, Template, TemplateSet
 from pydantic import ValidationError
@@ -32,7 +40,6 @@ __all__ = ["REVIEW_BELOW", "ExtractedField", "Extraction", "NotAForm", "extract_
 
 REVIEW_BELOW = 0.85
 _UNIT = re.compile(r"^[(（][^)）]{0,4}[)）]")  # 月收入(元): a unit printed with the label
-_ENUM = re.compile(r"^[*＊]?[(（]?[一二三四五六七八九十\d]{1,2}[)）]?[、.．]?$")  # "五、" before a heading
 _PUNCT = re.compile(r"^[\s:：*＊.,，。、;；|()（）\[\]]+|[\s:：*＊,，。、;；|]+$")
 
 
@@ -75,16 +82,6 @@ class Extraction:
         return None
 
 
-@dataclass(frozen=True)
-class _Hit:
-    line: int
-    start: int
-    end: int
-    box: tuple[float, float, float, float]
-    paths: tuple[str, ...]  # empty for an ignore label (a stop)
-    exact: bool
-
-
 @dataclass
 class _Candidate:
     parsed: Parsed
@@ -100,162 +97,35 @@ class _Candidate:
         return self.parsed.validity * self.score * self.label * self.position
 
 
-def _norm(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).replace(" ", "").upper()
-
-
-def _sub_box(line: TextLine, start: int, end: int, n: int) -> tuple[float, float, float, float]:
-    x0, y0, x1, y1 = line.box
-    w = (x1 - x0) / max(n, 1)
-    return (x0 + start * w, y0, x0 + end * w, y1)
-
-
-def _find(label: str, text: str) -> list[tuple[int, int, bool]]:
-    """Occurrences of a label in a line: exact, or (labels of 4+ characters) one character off."""
-    lab = _norm(label)
-    out = [(m.start(), m.start() + len(lab), True) for m in re.finditer(re.escape(lab), text)]
-    if out or len(lab) < 4:
-        return out
-    n = len(lab)
-    for i in range(0, len(text) - n + 1):
-        window = text[i : i + n]
-        if sum(a != b for a, b in zip(window, lab, strict=True)) == 1 and window[0] == lab[0]:
-            out.append((i, i + n, False))
-    return out
-
-
-class _Page:
-    def __init__(self, lines: list[TextLine], image: np.ndarray | None) -> None:
-        self.lines = lines
-        self.texts = [_norm(ln.text) for ln in lines]
-        self.image = image
-        self.height = (
-            float(image.shape[0]) if image is not None else max((ln.box[3] for ln in lines), default=1)
-        )
-        self.width = (
-            float(image.shape[1]) if image is not None else max((ln.box[2] for ln in lines), default=1)
-        )
-        self.median_h = float(np.median([ln.h for ln in lines])) if lines else 20.0
-
-    def same_row(self, a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-        ha, hb = a[3] - a[1], b[3] - b[1]
-        overlap = min(a[3], b[3]) - max(a[1], b[1])
-        return overlap >= 0.5 * min(ha, hb) and abs((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2) < 0.6 * max(ha, hb)
-
-
-def _label_hits(page: _Page, template: Template) -> list[_Hit]:
-    specs = template.fields
-    cands: list[tuple[int, int, int, bool, str, str | None]] = []  # line, start, end, exact, label, path
-    for i, text in enumerate(page.texts):
-        for spec in specs:
-            for lab in spec.labels:
-                for s, e, exact in _find(lab, text):
-                    cands.append((i, s, e, exact, lab, spec.path))
-            for lab in spec.context_labels:
-                for s, e, exact in _find(lab, text):
-                    cands.append((i, s, e, exact, lab, "ctx:" + spec.path))
-        for lab in template.ignore_labels:
-            for s, e, exact in _find(lab, text):
-                cands.append((i, s, e, exact, lab, None))
-    cands.sort(key=lambda c: (c[0], -(c[2] - c[1]), not c[3]))
-    kept: list[list[Any]] = []
-    for line, s, e, exact, _lab, path in cands:
-        clash = None
-        for k in kept:
-            if k[0] == line and s < k[2] and k[1] < e:
-                clash = k
-                break
-        if clash is None:
-            kept.append([line, s, e, exact, {path}])
-        elif clash[1] == s and clash[2] == e:
-            clash[4].add(path)
-    hits: list[_Hit] = []
-    for line, s, e, exact, paths in kept:
-        ln = page.lines[line]
-        box = _sub_box(ln, s, e, len(page.texts[line]))
-        plain = {p for p in paths if p and not p.startswith("ctx:")}
-        ctx = {p[4:] for p in paths if p and p.startswith("ctx:")}
-        chosen: set[str] = set()
-        by_ctx = {p for p in ctx if _context_ok(page, box, next(f for f in specs if f.path == p).context)}
-        if by_ctx:
-            chosen = by_ctx
-        elif plain:
-            chosen = plain
-        hits.append(_Hit(line, s, e, box, tuple(sorted(chosen)), exact))
-    return hits
-
-
-def _context_ok(page: _Page, box: tuple[float, float, float, float], context: tuple[str, ...]) -> bool:
-    if not context:
-        return False
-    h = box[3] - box[1]
-    for i, text in enumerate(page.texts):
-        if not any(_norm(c) in text for c in context):
-            continue
-        b = page.lines[i].box
-        left_same_row = page.same_row(b, box) and b[0] < box[0]
-        inside = b[0] <= box[0] and b[2] >= box[2] and b[1] <= box[1] + 1 and b[3] >= box[3] - 1
-        above = b[3] <= box[1] + 2 and box[1] - b[3] < 2.5 * h and b[0] < box[2] and b[2] > box[0] - 3 * h
-        if left_same_row or above or (inside and text.find(_norm(context[0])) != -1):
-            return True
-    return False
-
-
-def _clip_at_hits(
-    page: _Page, hits_by_line: dict[int, list[_Hit]], line: int, start: int
-) -> tuple[str, bool]:
-    """The text of a line from ``start`` up to the next label hit in it; (text, whether cut)."""
-    text = page.texts[line]
-    cut = len(text)
-    for h in hits_by_line.get(line, []):
-        if h.start >= start and h.start < cut:
-            cut = h.start
-    part = text[start:cut]
-    if cut < len(text) and _ENUM.match(part):
-        part = ""
-    return part, cut < len(text)
-
-
-def _union(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float] | None:
-    if not boxes:
-        return None
-    return (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
-
-
 class _Extractor:
     def __init__(
         self,
-        page: _Page,
+        page: Page,
         template: Template,
-        hits: list[_Hit],
+        hits: list[Hit],
         reread: Callable[[tuple[float, float, float, float]], list[TextLine]] | None,
     ) -> None:
         self.page = page
         self.template = template
         self.hits = hits
         self.reread = reread
-        self.by_line: dict[int, list[_Hit]] = {}
+        self.by_line: dict[int, list[Hit]] = {}
         for h in hits:
             self.by_line.setdefault(h.line, []).append(h)
 
     # -- value regions -------------------------------------------------------------------------
-    def same_cell(self, hit: _Hit) -> list[tuple[str, float, tuple[float, float, float, float], int]]:
-        text, _ = _clip_at_hits(self.page, self.by_line, hit.line, hit.end)
+    def same_cell(self, hit: Hit) -> list[tuple[str, float, tuple[float, float, float, float], int]]:
+        text, _ = clip_at_hits(self.page, self.by_line, hit.line, hit.end)
         text = _PUNCT.sub("", _UNIT.sub("", text))
         if not text:
             return []
         ln = self.page.lines[hit.line]
-        box = _sub_box(ln, hit.end, hit.end + len(text), len(self.page.texts[hit.line]))
+        box = sub_box(ln, hit.end, hit.end + len(text), len(self.page.texts[hit.line]))
         return [(text, ln.score, box, hit.line)]
 
-    def right_of(self, hit: _Hit) -> list[tuple[str, float, tuple[float, float, float, float], int]]:
+    def right_of(self, hit: Hit) -> list[tuple[str, float, tuple[float, float, float, float], int]]:
         segs = self.same_cell(hit)
-        _, cut = _clip_at_hits(self.page, self.by_line, hit.line, hit.end)
+        _, cut = clip_at_hits(self.page, self.by_line, hit.line, hit.end)
         if cut:
             return segs
         stop = self.page.width
@@ -279,16 +149,16 @@ class _Extractor:
             starts = [h.start for h in self.by_line.get(i, [])]
             if starts and min(starts) == 0:
                 break
-            text, cut = _clip_at_hits(self.page, self.by_line, i, 0)
+            text, cut = clip_at_hits(self.page, self.by_line, i, 0)
             text = _PUNCT.sub("", text)
             ln = self.page.lines[i]
             if text:
-                segs.append((text, ln.score, _sub_box(ln, 0, len(text), len(self.page.texts[i])), i))
+                segs.append((text, ln.score, sub_box(ln, 0, len(text), len(self.page.texts[i])), i))
             if cut:
                 break
         return segs
 
-    def below(self, hit: _Hit) -> list[tuple[str, float, tuple[float, float, float, float], int]]:
+    def below(self, hit: Hit) -> list[tuple[str, float, tuple[float, float, float, float], int]]:
         lh = hit.box[3] - hit.box[1]
         right = self.page.width
         for h in self.hits:
@@ -324,11 +194,11 @@ class _Extractor:
         row.sort(key=lambda i: self.page.lines[i].box[0])
         segs = []
         for i in row:
-            text, _ = _clip_at_hits(self.page, self.by_line, i, 0)
+            text, _ = clip_at_hits(self.page, self.by_line, i, 0)
             text = _PUNCT.sub("", text)
             if text:
                 ln = self.page.lines[i]
-                segs.append((text, ln.score, _sub_box(ln, 0, len(text), len(self.page.texts[i])), i))
+                segs.append((text, ln.score, sub_box(ln, 0, len(text), len(self.page.texts[i])), i))
         return segs
 
     # -- reading -------------------------------------------------------------------------------
@@ -336,7 +206,7 @@ class _Extractor:
         self,
         spec: FieldSpec,
         segs: list[tuple[str, float, tuple[float, float, float, float], int]],
-        hit: _Hit | None,
+        hit: Hit | None,
         position: float,
     ) -> _Candidate | None:
         if not segs:
@@ -363,11 +233,11 @@ class _Extractor:
         self,
         spec: FieldSpec,
         segs: list[tuple[str, float, tuple[float, float, float, float], int]],
-        hit: _Hit | None,
+        hit: Hit | None,
         position: float,
     ) -> _Candidate:
         raw = "".join(s[0] for s in segs)
-        box = _union([s[2] for s in segs])
+        box = union([s[2] for s in segs])
         score = float(np.mean([s[1] for s in segs])) if spec.type == "id_number" else min(s[1] for s in segs)
         parsed = self.parse(spec, raw, box)
         if spec.type == "id_number" and parsed.validity == 1.0:
@@ -381,7 +251,7 @@ class _Extractor:
         return normalise(spec.type, raw, spec.options)
 
     def second_look(
-        self, spec: FieldSpec, box: tuple[float, float, float, float], hit: _Hit | None, position: float
+        self, spec: FieldSpec, box: tuple[float, float, float, float], hit: Hit | None, position: float
     ) -> _Candidate | None:
         """Recognise the value's region again on its own, enlarged: small or stamped print often reads
         right the second time; the reading only counts if it validates better."""
@@ -389,11 +259,11 @@ class _Extractor:
         lines = self.reread(box)
         if not lines:
             return None
-        raw = "".join(_norm(ln.text) for ln in lines)
+        raw = "".join(norm(ln.text) for ln in lines)
         if hit is not None:
             for lab in spec.labels:
-                if raw.startswith(_norm(lab)):
-                    raw = raw[len(_norm(lab)) :]
+                if raw.startswith(norm(lab)):
+                    raw = raw[len(norm(lab)) :]
         raw = _PUNCT.sub("", raw)
         parsed = self.parse(spec, raw, box)
         score = min(ln.score for ln in lines)
@@ -421,7 +291,7 @@ class _Extractor:
                 continue
             text = self.page.texts[i]
             for word, code in sorted(spec.options.items(), key=lambda kv: -len(kv[0])):
-                k = text.find(_norm(word))
+                k = text.find(norm(word))
                 if k >= 0 and not any(o[0] == i and o[1] == k for o in opts):
                     opts.append((i, k, word, code))
         if not opts:
@@ -494,7 +364,7 @@ class _Extractor:
         if any(c is not None and c.parsed.validity >= 0.9 for c in out):
             return [c for c in out if c is not None]
         for lab in spec.labels:
-            for m in re.finditer(re.escape(_norm(lab)), stream):
+            for m in re.finditer(re.escape(norm(lab)), stream):
                 tail = re.match(r"[:：]?(?:为|是|系)?([^，。；;,！!？?]{1,30})", stream[m.end() :])
                 if tail:
                     s = m.end() + tail.start(1)
@@ -508,10 +378,10 @@ class _Extractor:
         used = [(i, a, b) for i, a, b in spans if a < e and b > s]
         if not used:
             return None
-        boxes = [_sub_box(self.page.lines[i], max(s - a, 0), min(e, b) - a, b - a) for i, a, b in used]
+        boxes = [sub_box(self.page.lines[i], max(s - a, 0), min(e, b) - a, b - a) for i, a, b in used]
         score = min(self.page.lines[i].score for i, _, _ in used)
-        parsed = self.parse(spec, raw, _union(boxes))
-        return _Candidate(parsed, raw, score, _union(boxes), label, 0.95)
+        parsed = self.parse(spec, raw, union(boxes))
+        return _Candidate(parsed, raw, score, union(boxes), label, 0.95)
 
     def stream(self) -> tuple[str, list[tuple[int, int, int]]]:
         """The page text in reading order (rows top to bottom, left to right) and each line's span."""
@@ -613,13 +483,13 @@ def extract_fields(
     """Fields of one upright page. Raises :class:`NotAForm` when the page is not an application."""
     if len(lines) < 3:
         raise NotAForm("the page is blank: no text was found on it", code="blank_page")
-    page = _Page(lines, image)
+    page = Page(lines, image)
     full_text = "".join(page.texts)
     tpl = templates.get(template) if template else templates.choose(full_text)
-    hits = _label_hits(page, tpl)
+    hits = label_hits(page, tpl)
     ex = _Extractor(page, tpl, hits, reread)
     labelled = {p for h in hits for p in h.paths}
-    words = [w for w in tpl.form_words if _norm(w) in full_text]
+    words = [w for w in tpl.form_words if norm(w) in full_text]
     if len(labelled) < tpl.min_fields or not words:
         raise NotAForm(
             f"the page does not read as an application form: {len(labelled)} field labels found "

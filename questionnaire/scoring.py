@@ -16,14 +16,18 @@ from typing import Any, Protocol
 
 from callvet.questionnaire import normalize as nz
 
-__all__ = ["Judgement", "Outcome", "RenderedQuestion", "Scorer", "Validity"]
+__all__ = ["AnswerOutcome", "Judgement", "Outcome", "RenderedQuestion", "Scorer", "Validity"]
 
 
-class Outcome(StrEnum):
+class AnswerOutcome(StrEnum):
     CORRECT = "correct"
     PARTLY = "partly"
     WRONG = "wrong"
     NO_ANSWER = "no_answer"
+
+
+#: The older name (kept for callers); ``decision.Outcome`` is the decision's, unrelated.
+Outcome = AnswerOutcome
 
 
 class Validity(StrEnum):

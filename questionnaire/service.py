@@ -17,7 +17,8 @@ from callvet.core.application import Application
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.questionnaire.bank import Bank, load_bank
-from callvet.questionnaire.engine import InterviewEngine, InterviewState
+from callvet.questionnaire.encoder import load_encoder
+from callvet.questionnaire.interview import InterviewEngine, InterviewState
 from callvet.questionnaire.scoring import Scorer
 from callvet.questionnaire.tables import interview_answers, interviews
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,8 +89,6 @@ class InterviewService:
         if scorer is None:
             encoder = None
             if use_encoder and models_dir is not None:
-                from callvet.questionnaire.encoder import load_encoder
-
                 encoder = load_encoder(models_dir)
             scorer = Scorer(encoder)
         self.scorer = scorer

@@ -21,7 +21,7 @@ async def place_call(claim: dict[str, Any], voice: str, respond: Callable[[dict[
     """Stream one call for ``claim`` (the body of ``POST /v1/robot/calls:claim``) with no API key: the
     one-time token in customParameters is the credential. Returns every event the server sent."""
     import websockets
-    from callvet.voice.call.simulate import mulaw_encode
+    from callvet.sim.calls import mulaw_encode
     from speech import espeak
 
     events: list[dict[str, Any]] = []

@@ -42,6 +42,6 @@ def credit_models_dir() -> Path:
 
 def make_engine(db: Any) -> Any:
     from callvet.decision import DecisionEngine
-    from callvet.decision.scoring import CreditScorer
+    from callvet.decision.credit import CreditScorer
 
     return DecisionEngine(db, CreditScorer(credit_models_dir()))

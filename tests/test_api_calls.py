@@ -15,11 +15,10 @@ import pytest
 import websockets
 from callserver import ServerThread
 from callvet.api.app import create_app
-from callvet.api.routes.calls import _blacklist
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import Settings
-from callvet.voice.call.simulate import mulaw_encode, stream_call
+from callvet.sim.calls import mulaw_encode, stream_call
 from fastapi.testclient import TestClient
 from speech import espeak, to_wav_bytes
 
@@ -49,7 +48,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     db.create_schema()
     app = create_app(settings, db)
     keys = {r.value: auth.create_key(db, r.value, f"t-{r.value}") for r in auth.Role}
-    bl = _blacklist(app.state.ctx)
+    bl = app.state.ctx.blacklist
     ident = bl.create_identity("fraudster-m3", "test voice", "test")
     bl.add_sample(ident["id"], to_wav_bytes(espeak(ENROL, FRAUDSTER), 16000), "test")
     with ServerThread(app) as srv, TestClient(app) as client:

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from callvet.questionnaire.simulator import GenuineApplicant, Guesser, make_application
+from callvet.sim.questionnaire import GenuineApplicant, Guesser, make_application
 
 EXAMPLE = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
 Api = tuple[Any, dict[str, dict[str, str]]]

@@ -20,7 +20,7 @@ from callvet.api.app import create_app
 from callvet.core import audit, auth
 from callvet.core.db import Database
 from callvet.core.settings import Settings, get_settings
-from callvet.voice.call.simulate import stream_call
+from callvet.sim.calls import stream_call
 from callvet.voice.engine import VoiceEngine
 from fastapi.testclient import TestClient
 from speech import asterisk_concat, espeak, phone_channel, to_wav_bytes

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from callvet.sim.workflow import scripted_decider
 from callvet.workflow.definitions import PROCESSES_DIR
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.simulate import scripted_decider
 
 APP = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
 Api = tuple[Any, dict[str, dict[str, str]]]
@@ -21,7 +21,7 @@ def wapi(api: Api) -> Api:
     ctx = client.app.state.ctx
     rt = WorkflowRuntime(ctx.db, settings=ctx.settings, decide=scripted_decider)
     rt.ensure_ready()
-    ctx._services["workflow"] = rt
+    ctx.override("workflow", rt)
     for role in ("approver", "risk_officer"):
         label = f"test-{role}"
         r = client.put(

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 from callvet.core.application import Application
+from callvet.decision.credit import CreditScorer
 from callvet.decision.features import extract
-from callvet.decision.scoring import CreditScorer
 from callvet.models import credit
 from decision_fixtures import credit_models_dir, example
 
@@ -58,7 +58,7 @@ def test_application_mapping_and_neutral_values() -> None:
 
 def test_small_batch_features_equal_vectorised() -> None:
     from callvet.decision.features import SMALL_BATCH
-    from callvet.decision.simulate import simulate
+    from callvet.sim.decision import simulate
 
     scorer = CreditScorer(credit_models_dir())
     apps = simulate(SMALL_BATCH + 40, seed=5).applications

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from callvet.decision.simulate import agreement, simulate, write_outcomes
 from callvet.decision.tuning import read_outcomes
+from callvet.sim.decision import agreement, simulate, write_outcomes
 from decision_fixtures import make_engine
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from callvet.core.errors import InvalidInput
 from callvet.decision import store
-from callvet.decision.simulate import write_outcomes
 from callvet.decision.tuning import parse_target, propose_tuned, scale_thresholds
+from callvet.sim.decision import write_outcomes
 
 
 def _outcomes(tmp_path: Path, n: int = 4000) -> Path:

@@ -22,7 +22,7 @@ from callvet.questionnaire.call_adapter import (
     interview_observer_factory,
 )
 from callvet.questionnaire.service import InterviewService
-from callvet.questionnaire.simulator import GenuineApplicant, make_application
+from callvet.sim.questionnaire import GenuineApplicant, make_application
 from callvet.voice.call.observer import AnswerEnd, CallInfo, QuestionAsked, Transcript
 
 CALL_PROSODY = {
@@ -122,10 +122,11 @@ def test_call_ending_mid_interview_aborts_and_unknown_calls_are_inert(db: Databa
     asyncio.run(stray.on_stop(_info(), "hangup"))
 
 
-def test_api_app_registers_the_observer_while_running(api: tuple[Any, dict[str, dict[str, str]]]) -> None:
-    from callvet.voice.call.observer import observer_factories
-
-    assert OBSERVER_NAME in dict(observer_factories())
+def test_api_call_server_has_the_interview_observer(api: tuple[Any, dict[str, dict[str, str]]]) -> None:
+    """The composition root gives the call server its observers: the interview's first, then the case's
+    (no process-global registry)."""
+    names = [name for name, _ in api[0].app.state.ctx.calls.observer_factories()]
+    assert names == [OBSERVER_NAME, "cases"]
 
 
 # ---------------------------------------------------------------- through the real call server
@@ -140,9 +141,9 @@ def _warm_vad() -> None:
 
 
 def test_interview_over_the_call_server_with_speech(db: Database) -> None:
+    from callvet.sim.calls import mulaw_encode
     from callvet.voice.call.pipeline import CallConfig
     from callvet.voice.call.session import CallServer
-    from callvet.voice.call.simulate import mulaw_encode
     from speech import espeak
 
     _warm_vad()
@@ -266,7 +267,7 @@ def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
     from callvet.api.app import create_app
     from callvet.core import auth
     from callvet.core.settings import Settings
-    from callvet.voice.call.simulate import mulaw_encode
+    from callvet.sim.calls import mulaw_encode
     from fastapi.testclient import TestClient
     from speech import espeak
 

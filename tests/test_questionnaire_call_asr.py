@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from callvet.core import auth
 from callvet.core.db import Database
-from callvet.questionnaire.simulator import GenuineApplicant, make_application
+from callvet.sim.questionnaire import GenuineApplicant, make_application
 
 VOICE = "en-us+f2"
 

@@ -23,7 +23,7 @@ from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import get_settings
 from callvet.questionnaire.scoring import Outcome
-from callvet.questionnaire.simulator import GenuineApplicant, make_application
+from callvet.sim.questionnaire import GenuineApplicant, make_application
 
 
 def _pinyin(text: str, *, digits: bool = False) -> str:
@@ -54,8 +54,8 @@ def test_mandarin_interview_end_to_end_with_server_side_whisper(tmp_path: Path, 
     from callvet.api.app import create_app
     from callvet.core import auth
     from callvet.core.settings import Settings
+    from callvet.sim.calls import mulaw_encode
     from callvet.voice.call.session import default_vad_factory
-    from callvet.voice.call.simulate import mulaw_encode
     from callvet.voice.whisper import to_simplified
     from fastapi.testclient import TestClient
     from speech import espeak

@@ -10,9 +10,9 @@ import pytest
 from callvet.core.application import Application
 from callvet.core.errors import Conflict, InvalidInput
 from callvet.questionnaire.bank import load_bank
-from callvet.questionnaire.engine import InterviewEngine, InterviewState
+from callvet.questionnaire.interview import InterviewEngine, InterviewState
 from callvet.questionnaire.scoring import Scorer
-from callvet.questionnaire.simulator import (
+from callvet.sim.questionnaire import (
     EngineDriver,
     GenuineApplicant,
     Guesser,

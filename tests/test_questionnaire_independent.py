@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from callvet.core.application import Application
 from callvet.questionnaire.bank import load_bank, source_of
-from callvet.questionnaire.engine import InterviewEngine
+from callvet.questionnaire.interview import InterviewEngine
 from callvet.questionnaire.prosody import delivery, lookup_delay
 from callvet.questionnaire.scoring import Scorer
-from callvet.questionnaire.simulator import (
+from callvet.sim.questionnaire import (
     EngineDriver,
     FormHolder,
     GenuineApplicant,

@@ -11,8 +11,8 @@ from callvet.core import audit
 from callvet.core.db import Database
 from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.questionnaire.service import InterviewService
-from callvet.questionnaire.simulator import GenuineApplicant, Guesser, make_application, run_interview
 from callvet.questionnaire.tables import interview_answers
+from callvet.sim.questionnaire import GenuineApplicant, Guesser, make_application, run_interview
 from sqlalchemy import func, select
 
 EXAMPLE = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from callvet.questionnaire.normalize import numbers_in
-from callvet.questionnaire.simulator import (
+from callvet.sim.questionnaire import (
     GenuineApplicant,
     PartialIdentityFraudster,
     make_application,

@@ -19,10 +19,10 @@ from callvet.api.app import create_app
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import Settings
+from callvet.sim.calls import mulaw_encode
 from callvet.voice.call.pipeline import CallConfig
 from callvet.voice.call.serializers import JitterBuffer, ProtocolError
 from callvet.voice.call.session import CallServer
-from callvet.voice.call.simulate import mulaw_encode
 
 START = json.dumps({"event": "start", "streamSid": "MZ9", "start": {
     "streamSid": "MZ9", "callSid": "CA9", "tracks": ["inbound"], "customParameters": {},
@@ -44,7 +44,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     db.create_schema()
     app = create_app(settings, db)
     server = CallServer(db, cfg=CallConfig(workers=1, idle_timeout_s=0.5), scoring=None)
-    app.state.ctx._services["calls"] = server
+    app.state.ctx.override("calls", server)
     key = auth.create_key(db, auth.Role.ROBOT.value, "robot")
     with ServerThread(app) as srv:
         yield {"srv": srv, "key": key, "store": server.store}

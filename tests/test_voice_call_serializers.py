@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from callvet.sim.calls import mulaw_encode
 from callvet.voice.call.frames import (
     AudioFrame,
     ClientEventFrame,
@@ -21,7 +22,6 @@ from callvet.voice.call.serializers import (
     mulaw_to_float,
     serializer_for,
 )
-from callvet.voice.call.simulate import mulaw_encode
 
 
 def _start(**fmt: object) -> str:

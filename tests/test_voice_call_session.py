@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from callserver import QueueTransport
 from callvet.core.db import Database
+from callvet.sim.calls import mulaw_encode
 from callvet.voice.call.observer import (
     AnswerEnd,
     AnswerStart,
@@ -24,7 +25,6 @@ from callvet.voice.call.observer import (
 )
 from callvet.voice.call.pipeline import CallConfig
 from callvet.voice.call.session import CallServer, default_vad_factory
-from callvet.voice.call.simulate import mulaw_encode
 from speech import espeak
 
 START = json.dumps({"event": "start", "start": {

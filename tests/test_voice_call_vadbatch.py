@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from callvet.voice.call.simulate import mulaw_encode
+from callvet.sim.calls import mulaw_encode
 from callvet.voice.call.vadbatch import VadHub, VadLine, run_batched
 from callvet.voice.vad import SileroVad, VadStream, default_vad
 from speech import asterisk, espeak

@@ -17,7 +17,7 @@ from callvet.api.routes.calls import callprint_store
 from callvet.core import auth
 from callvet.core.db import Database, utcnow
 from callvet.core.settings import Settings
-from callvet.voice.call.simulate import stream_call
+from callvet.sim.calls import stream_call
 from callvet.voice.callprints import Applicant, CallPrintRecords
 from fastapi.testclient import TestClient
 from speech import espeak

@@ -64,7 +64,7 @@ def test_cli_definitions_people_config_and_worker(cli: CliRunner, tmp_path: Path
     out = cli.invoke(app, ["workflow", "start", "card_issuance", "--data", str(data), "--no-run"])
     assert out.exit_code == 0 and json.loads(out.output)["status"] == "running"
     out = cli.invoke(
-        app, ["workflow", "worker", "--once", "--decider", "callvet.workflow.simulate:scripted_decider"]
+        app, ["workflow", "worker", "--once", "--decider", "callvet.sim.workflow:scripted_decider"]
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["advanced"] == 1

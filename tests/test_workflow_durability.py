@@ -21,8 +21,8 @@ from pathlib import Path
 
 from callvet.core.db import Database
 from callvet.core.errors import Conflict
+from callvet.sim.workflow import application, scripted_decider
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.simulate import application, scripted_decider
 from callvet.workflow.tables import wf_effects, wf_events, wf_instances, wf_issuances
 from sqlalchemy import func, select, text
 
@@ -42,7 +42,7 @@ def _worker(db_url: str, tmp: Path) -> subprocess.Popen[bytes]:
                 "--interval",
                 "0.05",
                 "--decider",
-                "callvet.workflow.simulate:scripted_decider",
+                "callvet.sim.workflow:scripted_decider",
             ],
             env=env,
             stdout=subprocess.DEVNULL,

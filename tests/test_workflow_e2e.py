@@ -127,7 +127,7 @@ def test_questionnaire_result_is_read_from_the_interview_store(rt: WorkflowRunti
     import random
 
     from callvet.questionnaire.service import InterviewService
-    from callvet.questionnaire.simulator import GenuineApplicant, make_application, run_interview
+    from callvet.sim.questionnaire import GenuineApplicant, make_application, run_interview
 
     # The workflow reading the stored verdict is under test, not the form-holder check (issue 13).
     app = make_application(77).model_copy(update={"credit_profile": None, "bank_relationship": None})

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from callvet.core.db import Database
 from callvet.core.errors import Conflict, Forbidden, InvalidInput
+from callvet.sim.workflow import application as sim_application
+from callvet.sim.workflow import scripted_decider
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.simulate import application as sim_application
-from callvet.workflow.simulate import scripted_decider
 from callvet.workflow.tables import wf_effects, wf_issuances
 from sqlalchemy import func, select
 

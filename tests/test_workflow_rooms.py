@@ -12,10 +12,10 @@ import pytest
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput
 from callvet.core.tables import audit_log
+from callvet.sim.workflow import scripted_decider
 from callvet.workflow import commands, engine
 from callvet.workflow.deps import WorkflowDeps
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.simulate import scripted_decider
 from callvet.workflow.status import ALLOWED, FINISHED, InstanceStatus, transition
 from callvet.workflow.supervise import Supervisor
 from callvet.workflow.tables import wf_instances, wf_tasks

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from callvet.core.db import Database
 from callvet.core.errors import Conflict, InvalidInput
+from callvet.sim.workflow import application, scripted_decider
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.simulate import application, scripted_decider
 from callvet.workflow.supervise import KINDS, baseline_facts, catalogue, load_rules
 
 RULES = load_rules()

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from callvet.core.db import Database
 from callvet.core.errors import InvalidInput
+from callvet.sim.workflow import application, scripted_decider
 from callvet.workflow.engine import WorkflowRuntime
 from callvet.workflow.products import DEFAULT_PRIORITY, PriorityConfig, priority
-from callvet.workflow.simulate import application, scripted_decider
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from callvet.core.errors import InvalidArgument
 from callvet.voice.audio import Audio, AudioError, decode
 from callvet.voice.vad import SileroVad, default_vad, pauses
 
@@ -96,7 +97,7 @@ class VoiceEngine:
         calibration: Calibration | None = None,
     ) -> None:
         if encoder.sample_rate != _SR:
-            raise ValueError(f"encoder runs at {encoder.sample_rate} Hz; the engine needs {_SR}")
+            raise InvalidArgument(f"encoder runs at {encoder.sample_rate} Hz; the engine needs {_SR}")
         self.encoder = encoder
         self.backend = backend
         self.vad = vad or default_vad()

@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from callvet.core.errors import InvalidInput, Unavailable
+from callvet.voice.audio import AudioError
+from callvet.voice.augment import CHANNELS, channel_copies
 
 if TYPE_CHECKING:
     from callvet.voice.backend import Backend
@@ -62,8 +65,6 @@ class Utterance:
 
 def scan_tree(root: Path) -> list[Utterance]:
     """All ``<speaker>/<file>.wav`` under ``root``, sorted by speaker then name."""
-    from callvet.core.errors import InvalidInput
-
     root = Path(root)
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a directory", code="bad_corpus")
@@ -126,6 +127,27 @@ def _cache_key(engine: VoiceEngine, paths: Sequence[Path], augment: bool) -> str
     return h.hexdigest()[:20]
 
 
+def _load_cached(cache: Path, items: list[Utterance]) -> EmbeddedSet:
+    """An :class:`EmbeddedSet` saved by :func:`_save_cached` for these ``items``."""
+    with np.load(cache) as z:
+        counts = z["pcount"]
+        splits = np.split(z["partials"], np.cumsum(counts)[:-1])
+        kept_idx = z["kept"] if "kept" in z else np.arange(len(items))
+        kept_set = set(kept_idx.tolist())
+        skipped = [{"file": str(u.path), "code": "skipped"} for i, u in enumerate(items) if i not in kept_set]
+        return EmbeddedSet([items[i] for i in kept_idx], z["emb"], z["aug"], list(splits), z["net"], skipped)
+
+
+def _save_cached(cache: Path, out: EmbeddedSet, kept: list[int]) -> None:
+    """Write ``out`` whole, then rename: a crash never leaves a torn cache file behind."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    parts = out.partials
+    np.savez(tmp, emb=out.emb, aug=out.aug, net=out.net_s, pcount=np.array([len(p) for p in parts]),
+             partials=np.concatenate(parts), kept=np.array(kept, dtype=np.int64))
+    tmp.replace(cache)
+
+
 def embed_set(
     engine: VoiceEngine,
     items: Sequence[Utterance],
@@ -142,23 +164,12 @@ def embed_set(
     build and file stats. Files that fail to decode (silent, clipped, not audio ...) are left out and
     listed in ``skipped`` with their error code, so one bad file does not void a corpus run.
     """
-    from callvet.voice.audio import AudioError
-    from callvet.voice.augment import CHANNELS, channel_copies
-
     items = list(items)
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"emb-{_cache_key(engine, [u.path for u in items], augment)}.npz"
         if cache.is_file():
-            with np.load(cache) as z:
-                counts = z["pcount"]
-                splits = np.split(z["partials"], np.cumsum(counts)[:-1])
-                kept_idx = z["kept"] if "kept" in z else np.arange(len(items))
-                kept_set = set(kept_idx.tolist())
-                skipped = [{"file": str(u.path), "code": "skipped"} for i, u in enumerate(items)
-                           if i not in kept_set]
-                return EmbeddedSet([items[i] for i in kept_idx], z["emb"], z["aug"], list(splits), z["net"],
-                                   skipped)
+            return _load_cached(cache, items)
     embs, augs, parts, nets = [], [], [], []
     kept: list[int] = []
     skipped: list[dict[str, str]] = []
@@ -195,8 +206,6 @@ def embed_set(
         work(lambda: None)
     dim = engine.encoder.dim
     if not kept:
-        from callvet.core.errors import InvalidInput
-
         raise InvalidInput("no file could be decoded", code="bad_corpus", skipped=skipped[:20])
     out = EmbeddedSet(
         [items[i] for i in kept],
@@ -207,11 +216,7 @@ def embed_set(
         skipped,
     )
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, emb=out.emb, aug=out.aug, net=out.net_s, pcount=np.array([len(p) for p in parts]),
-                 partials=np.concatenate(parts), kept=np.array(kept, dtype=np.int64))
-        tmp.replace(cache)
+        _save_cached(cache, out, kept)
     return out
 
 
@@ -456,8 +461,6 @@ def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Pa
     try:
         import matplotlib
     except ImportError as exc:
-        from callvet.core.errors import Unavailable
-
         raise Unavailable("DET plots need matplotlib (install the build extra: pip install 'callvet[build]')",
                           code="matplotlib_missing") from exc
     matplotlib.use("Agg")

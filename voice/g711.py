@@ -2,7 +2,7 @@
 
 Everything in callvet that meets telephone audio uses these: the call server decodes Twilio's mu-law
 (:mod:`callvet.voice.call.frames`), the upload front end decodes raw mu-law (:mod:`callvet.voice.audio`),
-the call robot encodes (:mod:`callvet.voice.call.simulate`), and the channel simulation of training and
+the call robot encodes (:mod:`callvet.sim.calls`), and the channel simulation of training and
 the replay detector encode then decode (:mod:`callvet.voice.augment`, :mod:`callvet.voice.spoof.replay`).
 There used to be four copies with two different encoders (the ITU segment algorithm in the robot, a
 nearest-code search elsewhere); one module means a test of the codec tests what every caller gets.

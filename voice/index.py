@@ -27,6 +27,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from callvet.core.errors import CallvetError, InvalidArgument
 
 __all__ = [
     "IndexLoadError",
@@ -44,8 +45,10 @@ INDEX_FILE = "blacklist.faiss"
 SIDECAR_FILE = "blacklist.json"
 
 
-class IndexLoadError(Exception):
+class IndexLoadError(CallvetError):
     """The persisted index is missing, torn, or does not match its sidecar; the caller rebuilds."""
+
+    code = "index_unreadable"
 
 
 def set_search_threads(n: int | None = None) -> int:
@@ -105,9 +108,9 @@ def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
     if x.ndim == 1:
         x = x.reshape(1, -1)
     if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"vectors must have shape (n, {dim}), got {x.shape}")
+        raise InvalidArgument(f"vectors must have shape (n, {dim}), got {x.shape}")
     if not np.all(np.isfinite(x)):
-        raise ValueError("vectors contain NaN or infinity")
+        raise InvalidArgument("vectors contain NaN or infinity")
     return x
 
 
@@ -163,7 +166,7 @@ class VectorIndex:
     def __init__(self, dim: int, *, _index: Any = None, _ids: np.ndarray | None = None,
                  kind: str = "exact", nprobe: int = 0, recall: RecallReport | None = None) -> None:
         if dim <= 0:
-            raise ValueError("dim must be positive")
+            raise InvalidArgument("dim must be positive")
         self.dim = dim
         self.kind = kind
         self.nprobe = nprobe
@@ -195,9 +198,9 @@ class VectorIndex:
         id_arr = _as_ids(ids)
         x = _as_matrix(vectors, dim) if len(id_arr) else np.empty((0, dim), dtype=np.float32)
         if len(id_arr) != len(x):
-            raise ValueError("ids and vectors differ in length")
+            raise InvalidArgument("ids and vectors differ in length")
         if len(np.unique(id_arr)) != len(id_arr):
-            raise ValueError("duplicate ids")
+            raise InvalidArgument("duplicate ids")
         n = len(id_arr)
         if n <= ann_threshold or n < 1000:
             idx = cls(dim)
@@ -273,12 +276,12 @@ class VectorIndex:
         id_arr = _as_ids(ids)
         x = _as_matrix(vectors, self.dim)
         if len(id_arr) != len(x):
-            raise ValueError("ids and vectors differ in length")
+            raise InvalidArgument("ids and vectors differ in length")
         if len(np.unique(id_arr)) != len(id_arr):
-            raise ValueError("duplicate ids")
+            raise InvalidArgument("duplicate ids")
         with self._lock:
             if len(self._ids) and np.isin(id_arr, self._ids).any():
-                raise ValueError("some ids are already in the index")
+                raise InvalidArgument("some ids are already in the index")
             self._index.add_with_ids(x, id_arr)
             self._ids = np.sort(np.concatenate([self._ids, id_arr]))
 
@@ -296,7 +299,7 @@ class VectorIndex:
         """Top-``k`` (scores, ids) per query, best first; missing slots have id -1 and score -inf."""
         q = _as_matrix(queries, self.dim)
         if k <= 0:
-            raise ValueError("k must be positive")
+            raise InvalidArgument("k must be positive")
         with self._lock:
             n = int(self._index.ntotal)
             if n == 0:

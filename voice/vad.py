@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from callvet.core.errors import Unavailable
+from callvet.core.errors import InvalidArgument, Unavailable
 from callvet.voice.audio import resample
 
 __all__ = ["SileroVad", "VadEvent", "VadStream", "default_vad", "net_speech_s", "pauses", "window_geometry"]
@@ -40,7 +40,7 @@ def window_geometry(sample_rate: int) -> tuple[int, int]:
         return 512, 64
     if sample_rate == 8000:
         return 256, 32
-    raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
+    raise InvalidArgument(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
 
 
 class SileroVad:

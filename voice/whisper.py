@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from callvet.core import artifacts
 from callvet.core.errors import InvalidInput, Unavailable
 from callvet.voice.asr import (
     MAX_ANSWER_S,
@@ -110,9 +111,7 @@ class WhisperRecognizer:
 
     def __init__(self, models_dir: Path, *, processes: int | None = None, beam_size: int = 5,
                  threads: int = 1) -> None:
-        from callvet.models import whisper
-
-        self.model_dir = whisper.artifact_dir(models_dir)
+        self.model_dir = artifacts.whisper_dir(models_dir)
         self.models_dir = Path(models_dir)
         self.beam_size = beam_size
         self.threads = threads
@@ -122,9 +121,7 @@ class WhisperRecognizer:
 
     @staticmethod
     def available(models_dir: Path) -> bool:
-        from callvet.models import whisper
-
-        return whisper.is_built(models_dir)
+        return artifacts.whisper_is_built(models_dir)
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._pool_lock:
@@ -192,17 +189,15 @@ def _lower_priority() -> None:
 def _model(models_dir: str, threads: int) -> Any:
     m = _models.get(models_dir)
     if m is None:
-        from callvet.models import whisper
-
-        if not whisper.is_built(Path(models_dir)):
+        if not artifacts.whisper_is_built(Path(models_dir)):
             raise _ModelError(f"Whisper model not built under {models_dir}; run `callvet models build`")
         try:
-            whisper.verify(Path(models_dir))
+            artifacts.verify_whisper(Path(models_dir))
         except (ValueError, OSError, KeyError) as exc:
             raise _ModelError(f"Whisper model refused: {exc}") from exc
         from faster_whisper import WhisperModel
 
-        m = _models[models_dir] = WhisperModel(str(whisper.artifact_dir(Path(models_dir))), device="cpu",
+        m = _models[models_dir] = WhisperModel(str(artifacts.whisper_dir(Path(models_dir))), device="cpu",
                                                compute_type="int8", cpu_threads=threads, num_workers=1)
     return m
 

@@ -22,6 +22,8 @@ import operator
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
+from callvet.core.errors import InvalidInput
+
 __all__ = ["SAFE_FUNCTIONS", "SandboxError", "evaluate", "execute", "validate"]
 
 MAX_SOURCE = 20_000
@@ -32,8 +34,10 @@ MAX_NDIGITS = 20
 MAX_STEPS = 100_000
 
 
-class SandboxError(ValueError):
+class SandboxError(InvalidInput, ValueError):
     """A script or expression that is not allowed or failed safely."""
+
+    code = "script_refused"
 
 
 def _safe_round(x: Any, n: int = 0) -> Any:

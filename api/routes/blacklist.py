@@ -15,6 +15,7 @@ from callvet.api.context import AppContext
 from callvet.api.deps import IntId, get_ctx, require
 from callvet.api.problems import problem
 from callvet.core.auth import Principal, Role
+from callvet.core.errors import CallvetError
 from callvet.voice.blacklist import Blacklist
 from callvet.voice.engine import VoiceEngine
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
@@ -30,29 +31,24 @@ MULTIPART_SLACK = 64 * 1024
 
 
 def voice_engine(ctx: AppContext) -> VoiceEngine:
-    """The per-process voice engine (shared with the call server under the service name ``voice``)."""
-    return ctx.service("voice", lambda c: VoiceEngine.from_settings(c.settings))
+    """The per-process voice engine (``ctx.voice``, shared with the call server)."""
+    return ctx.voice
 
 
 def blacklist_service(ctx: AppContext) -> Blacklist:
-    """The per-process blacklist (service name ``blacklist``), built on :func:`voice_engine`."""
-    engine = voice_engine(ctx)
-    return ctx.service("blacklist", lambda c: Blacklist.from_settings(c.settings, c.db, engine))
+    """The per-process blacklist (``ctx.blacklist``), built on :func:`voice_engine`."""
+    return ctx.blacklist
 
 
 def spoof_detector(ctx: AppContext) -> Any:
-    """The per-process spoof countermeasure (service name ``spoof``); raises ``Unavailable`` (503)
-    when AASIST is not built or the back end is missing (not cached, so a later build is picked up)."""
-    from callvet.voice.spoof import load_detector
-
-    return ctx.service("spoof", lambda c: load_detector(c.settings.models_dir))
+    """The per-process spoof countermeasure (``ctx.spoof``); raises ``Unavailable`` (503) when AASIST
+    is not built or the back end is missing (not cached, so a later build is picked up)."""
+    return ctx.spoof
 
 
 def spoof_result(ctx: AppContext, speech16k: Any) -> dict[str, Any]:
     """``{"score", "flag", "kind"}`` of one request's speech; when the countermeasure cannot run the
     score and flag are null and ``error`` says why (the voiceprint answer is still given)."""
-    from callvet.core.errors import CallvetError
-
     if not ctx.settings.spoof:
         return {"score": None, "flag": None, "kind": None, "error": "spoof_off"}
     try:
@@ -276,9 +272,7 @@ def add_sample(
     A recording the spoof countermeasure flags is refused with 409 ``spoof_flagged`` (audited) unless
     ``override_spoof`` is true with an ``override_reason`` (audited as an override)."""
     if call_id is not None:
-        from callvet.api.routes.calls import callprint_store
-
-        vp = callprint_store(ctx).voiceprint(call_id)
+        vp = ctx.callprints.voiceprint(call_id)
         return blacklist_service(ctx).add_print(identity_id, vp, p.actor, call_id=call_id)
     if audio is None:
         raise HTTPException(status_code=422, detail={

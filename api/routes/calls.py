@@ -17,7 +17,9 @@ from callvet.api.deps import Offset, get_ctx, require
 from callvet.api.schemas import CallList
 from callvet.api.streamauth import stream_principal
 from callvet.core.auth import Principal, Role
+from callvet.core.errors import NotFound
 from callvet.voice.call.session import CallServer
+from callvet.voice.callprints import CallPrintRecords, CallPrintStore
 from fastapi import APIRouter, Depends, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -28,59 +30,19 @@ __all__ = [
 router = APIRouter(tags=["calls"])
 
 
-def _engine(ctx: AppContext) -> Any:
-    from callvet.voice.engine import VoiceEngine
-
-    return ctx.service("voice", lambda c: VoiceEngine.from_settings(c.settings))
-
-
-def _blacklist(ctx: AppContext) -> Any:
-    from callvet.voice.blacklist import Blacklist
-
-    engine = _engine(ctx)
-    return ctx.service("blacklist", lambda c: Blacklist.from_settings(c.settings, c.db, engine))
+def callprint_store(ctx: AppContext) -> CallPrintStore:
+    """The process's call-print store (voice reuse across applicants): ``ctx.callprints``."""
+    return ctx.callprints
 
 
-def callprint_store(ctx: AppContext) -> Any:
-    """The process's call-print store (voice reuse across applicants), built on the voice engine."""
-    from callvet.voice.callprints import CallPrintStore
-
-    engine = _engine(ctx)
-    return ctx.service("callprints", lambda c: CallPrintStore.from_settings(c.settings, c.db, engine))
-
-
-def callprint_records(ctx: AppContext) -> Any:
-    """Call-print records without the engine (reads, deletion, purge)."""
-    from callvet.voice.callprints import CallPrintRecords
-
-    return ctx.service("callprint_records", lambda c: CallPrintRecords(c.db))
-
-def _spoof(ctx: AppContext) -> Any:
-    """The spoof countermeasure, or None when it cannot be built or ``CALLVET_SPOOF=0`` turns it off
-    for calls (calls then carry ``spoof.error = spoof_unavailable``; the voiceprint still runs)."""
-    from callvet.api.routes.blacklist import spoof_detector
-    from callvet.core.errors import CallvetError
-
-    if not ctx.settings.spoof:
-        return None
-    try:
-        return spoof_detector(ctx)
-    except CallvetError:
-        return None
+def callprint_records(ctx: AppContext) -> CallPrintRecords:
+    """Call-print records without the engine (reads, deletion, purge): ``ctx.callprint_records``."""
+    return ctx.callprint_records
 
 
 def call_server(ctx: AppContext) -> CallServer:
-    """The process's call server (one worker pool for all calls)."""
-
-    def build(c: AppContext) -> CallServer:
-        from callvet.api.routes.cases import case_service
-        from callvet.voice.call.scoring import VoiceScoring
-
-        return CallServer(c.db, scoring=lambda: VoiceScoring(_engine(c), _blacklist(c),
-                                                             callprints=callprint_store(c), spoof=_spoof(c)),
-                          admit=lambda call_id, params: case_service(c).admit_stream(call_id, params))
-
-    return ctx.service("calls", build)
+    """The process's call server, built by the composition root with its observers: ``ctx.calls``."""
+    return ctx.calls
 
 
 class StarletteTransport:
@@ -198,8 +160,6 @@ def delete_call(
     ctx: AppContext = Depends(get_ctx),
     p: Principal = Depends(require(Role.ANALYST)),
 ) -> None:
-    from callvet.core.errors import NotFound
-
     with contextlib.suppress(NotFound):
         callprint_records(ctx).delete(call_id, p.actor, reason)
     call_server(ctx).store.delete(call_id, p.actor, reason)

@@ -15,50 +15,40 @@ from typing import Any, Literal
 
 from callvet.api.context import AppContext
 from callvet.api.deps import get_ctx, require
+from callvet.api.routes.calls import StarletteTransport
 from callvet.api.schemas import CaseList, CaseOut
 from callvet.cases.dispatch import NO_CONNECT_OUTCOMES
 from callvet.cases.service import CaseService, Intake
 from callvet.cases.state import CaseStatus
+from callvet.cases.tables import cases
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
+from callvet.workflow.forms import form_for
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, WebSocket
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 __all__ = ["case_service", "router", "task_context"]
 
 
 def case_service(ctx: AppContext) -> CaseService:
-    def build(c: AppContext) -> CaseService:
-        from callvet.api.routes.interviews import interview_service
-        from callvet.api.routes.workflow import runtime
-
-        interviews = None if os.environ.get("CALLVET_CASES_INTERVIEWS", "1") == "0" else \
-            (lambda: interview_service(c))
-        return CaseService(c.db, lambda: runtime(c), interviews, stream_url="/v1/cases/stream")
-
-    return ctx.service("cases", build)
+    """The process's case service (``ctx.cases``)."""
+    return ctx.cases
 
 
 @asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
-    """Watch calls for their case and pump call results to the workflows while the app runs; pending
-    results left by a crash are delivered at start (``CALLVET_CASES_PUMP=0`` leaves them to another
-    process)."""
-    from callvet.cases.observer import OBSERVER_NAME, case_observer_factory
-    from callvet.voice.call.observer import observer_factories, register_observer, unregister_observer
-
+    """Pump call results to the workflows while the app runs; pending results left by a crash are
+    delivered at start (``CALLVET_CASES_PUMP=0`` leaves them to another process). The case's call
+    observer is given to the call server by the composition root."""
     ctx: AppContext = app.state.ctx
-    factory = case_observer_factory(lambda: case_service(ctx))
-    register_observer(OBSERVER_NAME, factory)
-    svc = case_service(ctx)
+    svc = ctx.cases
     if os.environ.get("CALLVET_CASES_PUMP", "1") != "0":
         svc.start_pump()
     try:
         yield
     finally:
         svc.close()
-        if dict(observer_factories()).get(OBSERVER_NAME) is factory:
-            unregister_observer(OBSERVER_NAME)
 
 
 router = APIRouter(tags=["cases"], lifespan=_lifespan)
@@ -134,11 +124,9 @@ def call_outcome(request_id: str, body: OutcomeIn, ctx: AppContext = Depends(get
 
 
 async def _token_stream(ws: WebSocket, protocol: str) -> None:
-    from callvet.api.routes.calls import StarletteTransport, call_server
-
     ctx: AppContext = ws.app.state.ctx
     await ws.accept()
-    await call_server(ctx).handle(StarletteTransport(ws), protocol, "stream:case-token", require_case=True)
+    await ctx.calls.handle(StarletteTransport(ws), protocol, "stream:case-token", require_case=True)
 
 
 @router.websocket("/v1/cases/stream")
@@ -153,12 +141,7 @@ async def case_fork(ws: WebSocket) -> None:
 
 def task_context(ctx: AppContext, task: dict[str, Any]) -> dict[str, Any]:
     """What a person completing ``task`` needs: its form and the case's evidence."""
-    from callvet.api.routes.workflow import runtime
-    from callvet.cases.tables import cases
-    from callvet.workflow.forms import form_for
-    from sqlalchemy import select
-
-    summary = runtime(ctx).summary(task["instance_id"], with_events=True)
+    summary = ctx.workflow.summary(task["instance_id"], with_events=True)
     data = summary.get("data") or {}
     out: dict[str, Any] = {"form": form_for(summary["process_key"], task["element"])}
     with ctx.db.connect() as conn:

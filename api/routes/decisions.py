@@ -12,7 +12,6 @@ from callvet.core.auth import Principal, Role
 from callvet.decision import DecisionEngine, Investigation
 from callvet.decision import store as policy_store
 from callvet.portrait.links import enrich
-from callvet.portrait.service import default_bank
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
@@ -36,13 +35,13 @@ class BatchRequest(BaseModel):
 
 def engine(ctx: AppContext) -> DecisionEngine:
     """The process's engine (model session and compiled policies built once)."""
-    return ctx.service("decision", lambda c: DecisionEngine.from_settings(c.settings, c.db))
+    return ctx.decision
 
 
 @router.post("/v1/decisions", response_model=DecisionOut)
 def decide(req: DecisionRequest, ctx: AppContext = Depends(get_ctx),
            p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
-    apps, known = enrich(default_bank(ctx.settings), [req.application])
+    apps, known = enrich(ctx.portrait_bank, [req.application])
     out = engine(ctx).decide(apps[0], req.investigation, actor=p.actor).to_dict()
     if known[0] is not None:
         out["portrait"] = known[0]
@@ -52,7 +51,7 @@ def decide(req: DecisionRequest, ctx: AppContext = Depends(get_ctx),
 @router.post("/v1/decisions:batch", response_model=DecisionBatchOut)
 def decide_batch(req: BatchRequest, ctx: AppContext = Depends(get_ctx),
                  p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
-    apps, known = enrich(default_bank(ctx.settings), [i.application for i in req.items])
+    apps, known = enrich(ctx.portrait_bank, [i.application for i in req.items])
     out = engine(ctx).decide_batch(apps, [i.investigation for i in req.items], actor=p.actor)
     items = [d.to_dict() for d in out]
     for item, k in zip(items, known, strict=True):

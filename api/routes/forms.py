@@ -21,7 +21,7 @@ _READERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER)
 
 def reader(ctx: AppContext) -> FormReader:
     """The process's form reader (OCR models and templates loaded once)."""
-    return ctx.service("forms", lambda _c: FormReader(threads=1))
+    return ctx.forms
 
 
 @router.post("/v1/forms/extract")

@@ -12,9 +12,8 @@ from callvet.api.deps import get_ctx, require
 from callvet.api.schemas import InterviewList
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
-from callvet.portrait.links import enrich
-from callvet.portrait.service import default_bank
 from callvet.questionnaire.service import InterviewService
+from callvet.voice.whisper import server_asr
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
@@ -23,37 +22,20 @@ __all__ = ["interview_service", "router"]
 
 @asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
-    """Hook the questionnaire into live calls while this app runs (the call server asks every
-    registered observer factory at each call start)."""
-    from callvet.questionnaire.call_adapter import OBSERVER_NAME, interview_observer_factory
-    from callvet.voice.call.observer import observer_factories, register_observer, unregister_observer
-
+    """Answers the robot sends no transcript for are recognised on the server while this app runs:
+    Whisper (zh, en) when built, else PocketSphinx (en). (The questionnaire's call observer is given
+    to the call server by the composition root, :meth:`callvet.services.Services.call_observers`.)"""
     ctx: AppContext = app.state.ctx
-    from callvet.voice.whisper import server_asr
-
-    factory = interview_observer_factory(lambda: interview_service(ctx))
-    register_observer(OBSERVER_NAME, factory)
-    try:
-        # Answers the robot sends no transcript for: Whisper (zh, en) when built, else PocketSphinx (en).
-        with server_asr(ctx.settings.models_dir):
-            yield
-    finally:
-        if dict(observer_factories()).get(OBSERVER_NAME) is factory:
-            unregister_observer(OBSERVER_NAME)
+    with server_asr(ctx.settings.models_dir):
+        yield
 
 
 router = APIRouter(tags=["interviews"], lifespan=_lifespan)
 
 
 def interview_service(ctx: AppContext) -> InterviewService:
-    """The process-wide service (sentence encoder loaded once, when built)."""
-    def build(c: AppContext) -> InterviewService:
-        bank = default_bank(c.settings)
-        return InterviewService(
-            c.db, models_dir=c.settings.models_dir, enrich=lambda a: enrich(bank, [a])[0][0]
-        )
-
-    return ctx.service("questionnaire", build)
+    """The process-wide service (sentence encoder loaded once, when built): ``ctx.interviews``."""
+    return ctx.interviews
 
 
 class CreateInterview(BaseModel):

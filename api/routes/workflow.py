@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import IntId, Version, get_ctx, require
+from callvet.api.routes.cases import task_context
 from callvet.api.schemas import (
     ConfigSet,
     ConfigValue,
@@ -25,8 +26,8 @@ from callvet.api.schemas import (
     UserList,
 )
 from callvet.core.auth import Principal, Role
-from callvet.core.errors import CallvetError, InvalidInput, Unavailable
-from callvet.workflow.engine import WorkflowRuntime, engine_decider
+from callvet.core.errors import InvalidInput
+from callvet.workflow.engine import WorkflowRuntime
 from callvet.workflow.supervise import KINDS
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -43,29 +44,9 @@ MANAGERS = (Role.RISK_OFFICER,)
 
 
 def runtime(ctx: AppContext) -> WorkflowRuntime:
-    """The process-wide runtime, deciding with the same DecisionEngine instance as /v1/decisions."""
-
-    def build(c: AppContext) -> WorkflowRuntime:
-        def decide(
-            application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
-        ) -> dict[str, Any]:
-            from callvet.api.routes.decisions import engine
-
-            try:
-                eng = engine(c)
-            except CallvetError:
-                raise
-            except Exception as exc:
-                raise Unavailable(
-                    f"decision engine unavailable: {exc}", code="decision_unavailable"
-                ) from None
-            return engine_decider(eng)(application, investigation, actor)
-
-        rt = WorkflowRuntime(c.db, settings=c.settings, decide=decide)
-        rt.ensure_ready()
-        return rt
-
-    return ctx.service("workflow", build)
+    """The process-wide runtime (``ctx.workflow``), deciding with the same DecisionEngine instance as
+    /v1/decisions."""
+    return ctx.workflow
 
 
 def _rt(ctx: AppContext = Depends(get_ctx)) -> WorkflowRuntime:
@@ -282,8 +263,6 @@ def get_task(
     rt: WorkflowRuntime = Depends(_rt),
     ctx: AppContext = Depends(get_ctx),
 ) -> dict[str, Any]:
-    from callvet.api.routes.cases import task_context
-
     task = rt.board.get(task_id)
     return {**task, **task_context(ctx, task)}
 

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 from callvet.core.settings import default_models_dir
 from callvet.questionnaire.bank import load_bank
-from callvet.questionnaire.engine import InterviewEngine, _value
+from callvet.questionnaire.interview import InterviewEngine, _value
 from callvet.questionnaire.scoring import Scorer
-from callvet.questionnaire.simulator import GenuineApplicant, make_application
+from callvet.sim.questionnaire import GenuineApplicant, make_application
 from callvet.voice.asr import PocketSphinxRecognizer
 from callvet.voice.whisper import WhisperRecognizer
 from scipy.signal import resample_poly

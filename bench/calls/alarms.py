@@ -79,7 +79,7 @@ def main() -> None:
     import httpx
     from callvet.core import auth
     from callvet.core.db import Database
-    from callvet.voice.call.simulate import stream_call
+    from callvet.sim.calls import stream_call
     from speech import espeak, to_wav_bytes
 
     tmp = Path(tempfile.mkdtemp(prefix="callvet-bench-alarms-"))

@@ -63,7 +63,7 @@ def _audio(seconds: float) -> np.ndarray:
 
 
 async def _feed(t: Transport, x: np.ndarray, k: int) -> None:
-    from callvet.voice.call.simulate import mulaw_encode  # (in both the old and the new code)
+    from callvet.sim.calls import mulaw_encode  # (in both the old and the new code)
 
     await t.inbox.put(json.dumps({"event": "start", "start": {
         "streamSid": f"MZ{k}", "callSid": f"CA{k}", "customParameters": {"application_id": f"a{k}"},

@@ -134,7 +134,7 @@ def _seed(data_dir: Path, db_url: str) -> str:
 
 async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray]],
                  seed: int, asr: str = "robot") -> dict[str, Any]:
-    from callvet.voice.call.simulate import stream_call
+    from callvet.sim.calls import stream_call
 
     rng = random.Random(seed)
 
@@ -194,7 +194,7 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
 
 async def _warm(url: str, token: str, clips: list[tuple[str, np.ndarray]], k: int) -> None:
     """Concurrent calls so every server process loads its models before anything is measured."""
-    from callvet.voice.call.simulate import stream_call
+    from callvet.sim.calls import stream_call
 
     await asyncio.gather(*(stream_call(url, clips[i % len(clips)][1], 8000, token=token, speed=4.0)
                            for i in range(k)))

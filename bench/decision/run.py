@@ -7,7 +7,7 @@ applicant has one, credit limit) on pre-built contexts, one ``ZenDecision.evalua
 applicant, in this same run. callvet's numbers include everything zen's do not: mapping the application,
 the ONNX credit model, combining outcomes, reason codes and the Decision objects. In-process runs are
 pinned to one core (``sched_setaffinity``) with onnxruntime single-threaded. The population is the
-simulated one of ``callvet.decision.simulate`` (half of it with an investigation result). Written to
+simulated one of ``callvet.sim.decision`` (half of it with an investigation result). Written to
 bench/decision/RESULTS.md.
 """
 
@@ -63,10 +63,10 @@ def main() -> None:
     import zen
     from callvet.core.db import Database
     from callvet.decision import DecisionEngine
+    from callvet.decision.credit import CreditScorer
     from callvet.decision.features import extract
-    from callvet.decision.scoring import CreditScorer
-    from callvet.decision.simulate import simulate
     from callvet.models import credit
+    from callvet.sim.decision import simulate
 
     work = Path(tempfile.mkdtemp(prefix="callvet-bench-"))
     models_dir = args.models_dir or work / "models"

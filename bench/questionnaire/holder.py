@@ -20,7 +20,7 @@ from typing import Any
 
 from callvet.core.settings import default_models_dir
 from callvet.questionnaire.scoring import Scorer
-from callvet.questionnaire.simulator import (
+from callvet.sim.questionnaire import (
     EngineDriver,
     FormHolder,
     GenuineApplicant,

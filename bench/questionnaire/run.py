@@ -26,9 +26,9 @@ from typing import Any
 from callvet.core.settings import default_models_dir
 from callvet.models import sentence
 from callvet.questionnaire.encoder import SentenceEncoder
-from callvet.questionnaire.engine import InterviewEngine
+from callvet.questionnaire.interview import InterviewEngine
 from callvet.questionnaire.scoring import Scorer
-from callvet.questionnaire.simulator import (
+from callvet.sim.questionnaire import (
     EngineDriver,
     FormHolder,
     GenuineApplicant,

@@ -43,8 +43,8 @@ from callvet.cases.tables import case_events, cases
 from callvet.core.application import Application
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError, Conflict
+from callvet.sim.workflow import application
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.simulate import application
 from callvet.workflow.tables import wf_events, wf_issuances
 from sqlalchemy import func, select
 
@@ -102,7 +102,7 @@ def _review(rng: random.Random) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from callvet.questionnaire.service import InterviewService
-    from callvet.questionnaire.simulator import GenuineApplicant, Guesser
+    from callvet.sim.questionnaire import GenuineApplicant, Guesser
 
     tmp = Path(tempfile.mkdtemp(prefix="callvet-cases-bench-"))
     url = args.db or f"sqlite:///{tmp / 'bench.db'}"

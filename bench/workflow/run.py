@@ -34,8 +34,8 @@ from typing import Any
 
 from callvet.core.db import Database
 from callvet.core.errors import Conflict
+from callvet.sim.workflow import application, scripted_decider
 from callvet.workflow.engine import SandboxScriptEngine, WorkflowRuntime, engine_decider
-from callvet.workflow.simulate import application, scripted_decider
 from callvet.workflow.tables import wf_effects, wf_events, wf_instances, wf_issuances, wf_tasks
 from sqlalchemy import func, select
 
@@ -145,7 +145,7 @@ def _worker(db_url: str, decider: str, log: Path, shard: str) -> subprocess.Pope
     if shard:
         cmd += ["--shard", shard]
     if decider == "scripted":
-        cmd += ["--decider", "callvet.workflow.simulate:scripted_decider"]
+        cmd += ["--decider", "callvet.sim.workflow:scripted_decider"]
     with log.open("ab") as fh:
         return subprocess.Popen(
             cmd, env={**os.environ, "CALLVET_DATABASE_URL": db_url}, stdout=subprocess.DEVNULL, stderr=fh

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import getpass
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from callvet._cli.common import fail, open_db
+from callvet._cli.common import fail, services
 from callvet.core.errors import CallvetError
-from callvet.core.settings import get_settings
 
 if TYPE_CHECKING:
     from callvet.voice.blacklist import Blacklist
-    from callvet.voice.engine import VoiceEngine
 
 __all__ = ["register"]
 
@@ -36,19 +33,8 @@ def _actor() -> str:
         return "cli"
 
 
-@lru_cache(maxsize=2)
-def _engine(models_dir: Path, encoder: str) -> VoiceEngine:
-    from callvet.voice.engine import VoiceEngine
-
-    return VoiceEngine.from_settings(get_settings())
-
-
 def _service() -> Blacklist:
-    from callvet.voice.blacklist import Blacklist
-
-    settings = get_settings()
-    engine = _engine(settings.models_dir, settings.encoder)
-    return Blacklist.from_settings(settings, open_db(), engine)
+    return services().blacklist
 
 
 def _decode_kw(encoding: str, sample_rate: int | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from callvet._cli.common import fail, open_db
+from callvet._cli.common import fail, open_db, services
 from callvet.core.errors import CallvetError
 
 __all__ = ["register"]
@@ -40,8 +40,8 @@ def simulate(
     sample_rate: int | None = typer.Option(None, help="sample rate of raw input"),
 ) -> None:
     """Stream FILE as one call in 20 ms frames and print every event the server sends (JSON lines)."""
+    from callvet.sim.calls import stream_call
     from callvet.voice.audio import decode, resample
-    from callvet.voice.call.simulate import stream_call
 
     if protocol not in ("twilio", "fork"):
         raise typer.BadParameter("--protocol must be twilio or fork")
@@ -101,10 +101,8 @@ def show_call(call_id: str) -> None:
 def purge_prints() -> None:
     """Delete call voiceprints older than CALLVET_CALLPRINT_RETENTION_DAYS (default 90), audited; run it
     daily from cron or a systemd timer (the call server also purges at most once an hour)."""
-    from callvet.voice.callprints import CallPrintRecords
-
     try:
-        typer.echo(json.dumps(CallPrintRecords(open_db()).purge(actor="cli:purge-prints")))
+        typer.echo(json.dumps(services().callprint_records.purge(actor="cli:purge-prints")))
     except CallvetError as exc:
         raise fail(exc) from exc
 
@@ -112,10 +110,8 @@ def purge_prints() -> None:
 @call.command("delete-print")
 def delete_print(call_id: str, reason: str = typer.Option(..., help="why (kept in the audit log)")) -> None:
     """Erase one call's stored voiceprint (the call record stays), audited."""
-    from callvet.voice.callprints import CallPrintRecords
-
     try:
-        typer.echo(json.dumps(CallPrintRecords(open_db()).delete(call_id, "cli", reason)))
+        typer.echo(json.dumps(services().callprint_records.delete(call_id, "cli", reason)))
     except CallvetError as exc:
         raise fail(exc) from exc
 

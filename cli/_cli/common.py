@@ -1,21 +1,39 @@
-"""Helpers shared by CLI modules."""
+"""Helpers shared by CLI modules: the process's services, the database, error exit."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import typer
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError
 from callvet.core.settings import get_settings
 
-__all__ = ["fail", "open_db"]
+if TYPE_CHECKING:
+    from callvet.services import Services
+
+__all__ = ["fail", "open_db", "services"]
 
 
 def open_db() -> Database:
+    """The database alone, for commands that need no other service (keys, migrations, records)."""
     settings = get_settings()
     settings.ensure_dirs()
     db = Database(settings.database_url)
     db.create_schema()
     return db
+
+
+def services() -> Services:
+    """The composition root for one command (a command is one process: call this once per command).
+
+    Not cached here: the settings come from the environment each time, so commands run in one
+    process (tests, scripts) each see their own. Imported on first use, not at module import: the
+    container pulls in every part (ONNX runtime, FAISS ...), and ``callvet --help`` or ``callvet keys
+    list`` should not pay for that."""
+    from callvet.services import open_services
+
+    return open_services()
 
 
 def fail(exc: CallvetError) -> typer.Exit:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from callvet._cli.common import fail, open_db
+from callvet._cli.common import fail, open_db, services
 from callvet.core.auth import Principal, Role, authenticate
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError, Forbidden, InvalidInput
@@ -72,11 +72,8 @@ def decide(
     actor: str = typer.Option("cli", "--actor", help="recorded with the decision"),
 ) -> None:
     """Decide one application and store the decision."""
-    from callvet.decision import DecisionEngine
-
     try:
-        db = open_db()
-        eng = DecisionEngine.from_settings(get_settings(), db)
+        eng = services().decision
         inv = _read_json(investigation) if investigation else None
         _echo(eng.decide(_read_json(application), inv, actor=actor).to_dict())
     except CallvetError as exc:
@@ -86,10 +83,8 @@ def decide(
 @decision_app.command("show")
 def show(decision_id: str) -> None:
     """Show a stored decision with its inputs and versions."""
-    from callvet.decision import DecisionEngine
-
     try:
-        _echo(DecisionEngine.from_settings(get_settings(), open_db()).get(decision_id))
+        _echo(services().decision.get(decision_id))
     except CallvetError as exc:
         raise fail(exc) from None
 
@@ -102,12 +97,10 @@ def delete(
     key: str = _KEY,
 ) -> None:
     """Erase stored decisions and their inputs (admin key; audited)."""
-    from callvet.decision import DecisionEngine
-
     try:
-        db = open_db()
-        p = _principal(db, key)
-        n = DecisionEngine.from_settings(get_settings(), db).delete(
+        svc = services()
+        p = _principal(svc.db, key)
+        n = svc.decision.delete(
             actor=p.actor, reason=reason, decision_id=decision_id, application_id=application)
     except CallvetError as exc:
         raise fail(exc) from None
@@ -122,11 +115,10 @@ def simulate(
 ) -> None:
     """Agreement of instant vs. post-investigation decisions on a simulated population, under the
     currently active policies (nothing is stored)."""
-    from callvet.decision import DecisionEngine
-    from callvet.decision.simulate import agreement, simulate, write_outcomes
+    from callvet.sim.decision import agreement, simulate, write_outcomes
 
     try:
-        eng = DecisionEngine.from_settings(get_settings(), open_db())
+        eng = services().decision
         pop = simulate(n, seed)
         instant = eng.decide_batch(pop.applications, actor="simulate", store=False)
         final = eng.decide_batch(pop.applications, pop.investigations, actor="simulate", store=False)

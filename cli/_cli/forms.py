@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from callvet._cli.common import fail, open_db
+from callvet._cli.common import fail, services
 from callvet.core.errors import CallvetError
 
 __all__ = ["register"]
@@ -44,17 +44,14 @@ def batch(
     if submit:
         from callvet._cli.decision import _principal
         from callvet.core.auth import Role
-        from callvet.core.settings import get_settings
-        from callvet.decision import DecisionEngine
-
         if not key:
             raise typer.BadParameter("--submit needs --key (or CALLVET_KEY)")
-        db = open_db()
+        svc = services()
         try:
-            p = _principal(db, key, Role.ROBOT, Role.ANALYST, Role.APPROVER)
+            p = _principal(svc.db, key, Role.ROBOT, Role.ANALYST, Role.APPROVER)
         except CallvetError as exc:
             raise fail(exc) from None
-        engine = DecisionEngine.from_settings(get_settings(), db)
+        engine = svc.decision
 
         def submitter(app: dict[str, Any]) -> dict[str, Any]:
             return engine.decide(app, None, actor=p.actor).to_dict()

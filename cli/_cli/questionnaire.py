@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from callvet._cli.common import fail, open_db
+from callvet._cli.common import fail, services
 from callvet.core.errors import CallvetError, InvalidInput
 
 __all__ = ["register"]
@@ -24,10 +24,7 @@ interview_app = typer.Typer(
 
 
 def _service() -> Any:
-    from callvet.core.settings import get_settings
-    from callvet.questionnaire.service import InterviewService
-
-    return InterviewService(open_db(), models_dir=get_settings().models_dir)
+    return services().interviews
 
 
 def _echo(obj: Any) -> None:
@@ -127,7 +124,7 @@ def simulate(
     verbose: bool = typer.Option(False, help="print every question and answer"),
 ) -> None:
     """Simulated applicants answer the real engine; prints the verdict counts."""
-    from callvet.questionnaire import simulator as sim
+    from callvet.sim import questionnaire as sim
 
     kinds = {
         "genuine": sim.GenuineApplicant,

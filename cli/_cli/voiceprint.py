@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import typer
-from callvet._cli.common import fail
+from callvet._cli.common import fail, services
 from callvet.core.errors import CallvetError
 from callvet.core.settings import get_settings
 
@@ -180,10 +180,8 @@ def analyse_cmd(
 @voiceprint_app.command("info")
 def info_cmd() -> None:
     """The engine in use: encoder, back end, dimension, threshold."""
-    from callvet.voice.engine import VoiceEngine
-
     try:
-        engine = VoiceEngine.from_settings(get_settings())
+        engine = services().voice
     except CallvetError as exc:
         raise fail(exc) from exc
     typer.echo(json.dumps(engine.describe(), indent=2))

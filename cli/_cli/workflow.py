@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from callvet._cli.common import fail, open_db
+from callvet._cli.common import fail, services
 from callvet.core.errors import CallvetError, InvalidInput
 
 __all__ = ["register"]
@@ -24,18 +24,14 @@ wf = typer.Typer(
 
 
 def _runtime(decider: str | None = None) -> Any:
-    from callvet.core.settings import get_settings
-    from callvet.workflow.engine import WorkflowRuntime
-
-    decide = None
-    if decider:
-        module, _, attr = decider.partition(":")
-        if not attr:
-            raise InvalidInput("--decider must be module:function", code="invalid_option")
-        decide = getattr(importlib.import_module(module), attr)
-    rt = WorkflowRuntime(open_db(), settings=get_settings(), decide=decide)
-    rt.ensure_ready()
-    return rt
+    """The worker's and commands' runtime, from the composition root; ``--decider module:function``
+    swaps the decision engine for another decider (a simulator in development)."""
+    if not decider:
+        return services().workflow
+    module, _, attr = decider.partition(":")
+    if not attr:
+        raise InvalidInput("--decider must be module:function", code="invalid_option")
+    return services().workflow_runtime(getattr(importlib.import_module(module), attr))
 
 
 def _echo(obj: Any) -> None:

@@ -19,7 +19,8 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
+def _core_tables() -> None:
+    """Keys and the audit log."""
     op.create_table(
         "api_keys",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -46,6 +47,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_at", "audit_log", ["at"], unique=False)
     op.create_index("ix_audit_target", "audit_log", ["target_type", "target_id"], unique=False)
+
+
+def _voice_tables() -> None:
+    """The blacklist head tables and calls."""
     op.create_table(
         "blacklist_identities",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -88,6 +93,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_calls_alarm_ever", "calls", ["alarm_ever", "created_at"], unique=False)
     op.create_index("ix_calls_application", "calls", ["application_id"], unique=False)
+
+
+def _decision_and_questionnaire_tables() -> None:
+    """Policies, decisions and interviews."""
     op.create_table(
         "decision_policy_versions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -145,6 +154,10 @@ def upgrade() -> None:
         ["application_id", "attempt"],
         unique=True,
     )
+
+
+def _workflow_tables() -> None:
+    """Workflow checks, configuration, definitions, effects and events."""
     op.create_table(
         "wf_checks",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -201,6 +214,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_wf_events_inst", "wf_events", ["instance_id", "id"], unique=False)
+
+
+def _workflow_review_tables() -> None:
+    """Supervision findings, issuances, human tasks and users."""
     op.create_table(
         "wf_findings",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -269,6 +286,10 @@ def upgrade() -> None:
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("user_id"),
     )
+
+
+def _dependent_tables() -> None:
+    """Tables with foreign keys to the ones above, created after them."""
     op.create_table(
         "blacklist_samples",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -344,6 +365,15 @@ def upgrade() -> None:
     op.create_index("ix_wf_inst_status", "wf_instances", ["status"], unique=False)
     op.create_index("ix_wf_inst_subject", "wf_instances", ["subject", "created_at"], unique=False)
     op.create_index("ix_wf_inst_timer", "wf_instances", ["next_timer_at"], unique=False)
+
+
+def upgrade() -> None:
+    _core_tables()
+    _voice_tables()
+    _decision_and_questionnaire_tables()
+    _workflow_tables()
+    _workflow_review_tables()
+    _dependent_tables()
 
 
 def downgrade() -> None:

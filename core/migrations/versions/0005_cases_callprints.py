@@ -22,7 +22,8 @@ def _missing(name: str) -> bool:
     return name not in sa.inspect(op.get_bind()).get_table_names()
 
 
-def upgrade() -> None:
+def _call_print_tables() -> None:
+    """Voice reuse (issue 18): call prints and their tombstones."""
     if _missing('call_print_tombstones'):
         op.create_table('call_print_tombstones',
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -56,6 +57,10 @@ def upgrade() -> None:
         op.create_index('ix_call_prints_backend', 'call_prints', ['backend_id', 'id'], unique=False)
         op.create_index('ix_call_prints_created', 'call_prints', ['created_at'], unique=False)
         op.create_index('ix_call_prints_gen', 'call_prints', ['gen'], unique=False)
+
+
+def _queue_and_generation_tables() -> None:
+    """The robot call queue (issue 11) and the call-print generation state (issue 18)."""
     if _missing('call_queue'):
         op.create_table('call_queue',
         sa.Column('id', sa.String(length=32), nullable=False),
@@ -91,6 +96,10 @@ def upgrade() -> None:
         sa.Column('generation', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('id')
         )
+
+
+def _case_tables() -> None:
+    """Cases and their timeline (issue 11)."""
     if _missing('case_events'):
         op.create_table('case_events',
         sa.Column(
@@ -133,6 +142,12 @@ def upgrade() -> None:
         sa.UniqueConstraint('application_id')
         )
         op.create_index('ix_cases_status', 'cases', ['status', 'created_at'], unique=False)
+
+
+def upgrade() -> None:
+    _call_print_tables()
+    _queue_and_generation_tables()
+    _case_tables()
 
 
 def downgrade() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from callvet.core.errors import Unavailable
+from callvet.decision.features import WoeEncoder
 
 __all__ = ["CreditScorer"]
 
@@ -17,8 +18,6 @@ class CreditScorer:
 
     def __init__(self, models_dir: Path) -> None:
         import onnxruntime as ort
-        from callvet.decision.features import WoeEncoder
-
         base = Path(models_dir) / "credit"
         if not (base / "credit.onnx").is_file():
             raise Unavailable(

@@ -20,6 +20,7 @@ from callvet.core.application import Application
 from callvet.core.errors import Conflict, InvalidInput
 from callvet.questionnaire import normalize as nz
 from callvet.questionnaire.bank import Bank, Question
+from callvet.questionnaire.options import choice_options, money
 from callvet.questionnaire.prosody import delivery, features_of, hesitation, lookup_delay
 from callvet.questionnaire.scoring import Judgement, Outcome, RenderedQuestion, Scorer, Validity
 
@@ -73,7 +74,6 @@ _BEHAVIOUR_LLR = {
     "hesitant": -0.6,
     "tone_shift": -0.3,
 }
-_BANDS = [0, 3000, 5000, 8000, 12000, 20000, 30000, 50000, 80000, 150000]
 
 
 def seed_for(application_id: str, attempt: int) -> int:
@@ -103,8 +103,18 @@ def _llr(q: Question, outcome: Outcome) -> float:
     return 0.8 * wrong
 
 
-def _money(v: float, lang: str) -> str:
-    return f"{int(v)}元" if lang == "zh" else f"{int(v):,}"
+def _answer_llr(q: Question, outcome: Outcome, flags: list[str], *, reask: bool) -> float:
+    """The evidence of one answer: the fact's LLR (none for a re-ask or a right warm-up; a wrong
+    warm-up counts at least -1) plus the behaviour flags' (hesitation counts only against owner-only
+    facts when the answer was right, and then half)."""
+    llr = 0.0 if (reask or (q.warmup and outcome is Outcome.CORRECT)) else _llr(q, outcome)
+    if q.warmup and not reask and outcome is not Outcome.CORRECT:
+        llr = min(llr, -1.0)
+    for f in flags:
+        if f == "hesitant" and outcome is Outcome.CORRECT and not q.owner_only:
+            continue
+        llr += _BEHAVIOUR_LLR.get(f, 0.0) * (0.5 if f == "hesitant" and outcome is Outcome.CORRECT else 1.0)
+    return llr
 
 
 class InterviewEngine:
@@ -229,7 +239,7 @@ class InterviewEngine:
         if txn is not None:
             txn_date = (f"{txn.date.month}月{txn.date.day}日" if lang == "zh"
                         else f"{txn.date.day} {txn.date.strftime('%B')}")
-            txn_amount = _money(round(txn.amount / 10) * 10 if txn.amount >= 50 else txn.amount, lang)
+            txn_amount = money(round(txn.amount / 10) * 10 if txn.amount >= 50 else txn.amount, lang)
             if lang == "en":
                 txn_amount = f"£{txn_amount}"
         text = template.format(choices=joined, said=said or "", city=city, txn_date=txn_date,
@@ -248,52 +258,7 @@ class InterviewEngine:
         )
 
     def _options(self, q: Question, rng: random.Random) -> list[dict[str, Any]]:
-        lang = self.state["lang"]
-        p = q.matcher.params
-        n = int(p.get("n", 4))
-        truth = _value(self.app, q)
-        opts: list[dict[str, Any]] = []
-        if p.get("bands"):
-            t = float(truth)  # type: ignore[arg-type]
-            k = max(i for i, b in enumerate(_BANDS) if b <= t)
-            k = min(k, len(_BANDS) - 2)
-            start = max(0, min(k - rng.randrange(n), len(_BANDS) - 1 - n))
-            for i in range(start, start + n):
-                lo, hi = _BANDS[i], _BANDS[i + 1]
-                label = (
-                    f"{_money(lo, lang)}到{_money(hi, lang)}"
-                    if lang == "zh"
-                    else f"{_money(lo, lang)} to {_money(hi, lang)}"
-                )
-                opts.append({"label": label, "band": [lo, hi], "correct": lo <= t < hi})
-            return opts
-        if "enum" in p:
-            values = list(self.bank.enums[p["enum"]])
-            decoys = [v for v in values if v != truth]
-            rng.shuffle(decoys)
-            chosen = [str(truth), *decoys[: n - 1]]
-            rng.shuffle(chosen)
-            for v in chosen:
-                labels = self.bank.enum_labels(p["enum"], v, lang)
-                other = self.bank.enum_labels(p["enum"], v, "en" if lang == "zh" else "zh")
-                opts.append(
-                    {
-                        "label": labels[0],
-                        "synonyms": labels[1:] + other + [v.replace("_", " ")],
-                        "value": v,
-                        "correct": v == truth,
-                    }
-                )
-            return opts
-        # Decoys in the script of the true value, so the answer is never the only Chinese option.
-        script = "zh" if nz.has_cjk(str(truth)) else "en"
-        pool = list(self.bank.pools.get(p.get("pool", ""), {}).get(script, []))
-        core = nz.org_core(str(truth))
-        decoys = [v for v in pool if nz.org_core(v) != core]
-        rng.shuffle(decoys)
-        chosen = [str(truth), *decoys[: n - 1]]
-        rng.shuffle(chosen)
-        return [{"label": v, "synonyms": [], "value": v, "correct": v == truth} for v in chosen]
+        return choice_options(q, _value(self.app, q), self.bank, self.state["lang"], rng)
 
     def _ask_next(self, *, said_for: dict[str, str] | None = None) -> None:
         while self.state["queue"]:
@@ -326,21 +291,7 @@ class InterviewEngine:
         prosody: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Score one answer, update the evidence, and return ``{assessment, question | result}``."""
-        if self.status is not InterviewState.ASKING:
-            raise Conflict(
-                f"interview is {self.status.value}; no more answers are taken", code="interview_finished"
-            )
-        cur = self.current
-        if cur is None:
-            raise Conflict("no question is pending", code="interview_state")
-        if question_id != cur.question_id:
-            raise InvalidInput(
-                f"question_id {question_id!r} is not the pending question {cur.question_id!r}",
-                code="wrong_question",
-                field="question_id",
-            )
-        if not isinstance(transcript, str) or len(transcript) > 2000:
-            raise InvalidInput("transcript must be a string of at most 2000 characters", field="transcript")
+        cur = self._pending(question_id, transcript)
         q = self.bank.questions[cur.bank_id]
         truth = _value(self.app, q)
         judgement = self.scorer.judge(cur, transcript, truth)
@@ -353,19 +304,7 @@ class InterviewEngine:
             judgement.validity is Validity.QUESTION_BACK
             and self.state["reasks"].get(q.id, 0) < LIMITS["max_reasks"]
         )
-        llr = (
-            0.0
-            if (reask or (q.warmup and judgement.outcome is Outcome.CORRECT))
-            else _llr(q, judgement.outcome)
-        )
-        if q.warmup and not reask and judgement.outcome is not Outcome.CORRECT:
-            llr = min(llr, -1.0)
-        for f in flags:
-            if f == "hesitant" and judgement.outcome is Outcome.CORRECT and not q.owner_only:
-                continue
-            llr += _BEHAVIOUR_LLR.get(f, 0.0) * (
-                0.5 if f == "hesitant" and judgement.outcome is Outcome.CORRECT else 1.0
-            )
+        llr = _answer_llr(q, judgement.outcome, flags, reask=reask)
         self.state["llr"] += llr
         holder, look = self._holder_llr(q, judgement, feats, llr)
         if look["looked_up"]:
@@ -410,6 +349,25 @@ class InterviewEngine:
         }
         self._plan_after(q, cur, judgement, flags, transcript, reask)
         return {"assessment": assessment, **self.view()}
+
+    def _pending(self, question_id: str, transcript: str) -> RenderedQuestion:
+        """The pending question ``question_id`` answers; Conflict or InvalidInput when it does not."""
+        if self.status is not InterviewState.ASKING:
+            raise Conflict(
+                f"interview is {self.status.value}; no more answers are taken", code="interview_finished"
+            )
+        cur = self.current
+        if cur is None:
+            raise Conflict("no question is pending", code="interview_state")
+        if question_id != cur.question_id:
+            raise InvalidInput(
+                f"question_id {question_id!r} is not the pending question {cur.question_id!r}",
+                code="wrong_question",
+                field="question_id",
+            )
+        if not isinstance(transcript, str) or len(transcript) > 2000:
+            raise InvalidInput("transcript must be a string of at most 2000 characters", field="transcript")
+        return cur
 
     def _holder_llr(
         self, q: Question, j: Judgement, feats: dict[str, float], fact_llr: float
