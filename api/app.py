@@ -15,6 +15,7 @@ from callvet import __version__
 from callvet.api import docs, limits, ops, problems, redact, schemas, strictjson
 from callvet.api.routes import audit, blacklist, calls, decisions, forms, interviews, portrait, workflow
 from callvet.api.routes import cases as cases_routes
+from callvet.console import mount as mount_console
 from callvet.core.db import Database
 from callvet.core.settings import Settings
 from callvet.services import open_services
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.include_router(module.router)
     app.include_router(forms.router)  # issue 15: scanned forms
     app.include_router(cases_routes.router)  # issue 11: after interviews, so its call observer runs last
-    import_module("callvet.console").mount(app)  # issue 14: the web console under /console
+    mount_console(app)  # issue 14: the web console under /console
     app.state.metrics = ops.install(app, ctx)  # issue 9: /readyz, /metrics, request ids
     strictjson.install(app)  # inside the 415 check: JSON bodies hold to their documented types
     problems.install(app)

@@ -46,20 +46,12 @@ def alarm_hub(ctx: AppContext) -> AlarmHub:
 
 @asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
-    """Subscribe to every call started while the app runs (the call server's public observer seam)."""
-    from callvet.voice.call.observer import observer_factories, register_observer, unregister_observer
-
-    hub = alarm_hub(app.state.ctx)
-
-    def factory(_info: Any) -> AlarmObserver:
-        return AlarmObserver(hub)
-
-    register_observer(OBSERVER_NAME, factory)
-    try:
-        yield
-    finally:
-        if dict(observer_factories()).get(OBSERVER_NAME) is factory:
-            unregister_observer(OBSERVER_NAME)
+    """Subscribe to every call the app's call server runs (an observer given to the composition root
+    before the call server is built)."""
+    ctx = app.state.ctx
+    hub = alarm_hub(ctx)
+    ctx.add_call_observer(OBSERVER_NAME, lambda _info: AlarmObserver(hub))
+    yield
 
 
 router = APIRouter(prefix="/console", include_in_schema=False, lifespan=_lifespan, route_class=ConsoleRoute)

@@ -66,6 +66,7 @@ class Services:
         self.db = db
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
+        self._adapter_observers: list[tuple[str, ObserverFactory]] = []
 
     # ---- the cache ---------------------------------------------------------------------------------
     def _get(self, name: str, build: Callable[[], T]) -> T:
@@ -146,7 +147,18 @@ class Services:
         return [
             (INTERVIEW_OBSERVER, interview_observer_factory(lambda: self.interviews)),
             (CASES_OBSERVER, case_observer_factory(lambda: self.cases)),
+            *self._adapter_observers,
         ]
+
+    def add_call_observer(self, name: str, factory: ObserverFactory) -> None:
+        """A watcher of live calls that belongs to an adapter above this layer (the console's alarm
+        feed), given at start-up: the call server takes its observers once, when it is built, so a
+        late one is refused rather than silently never called."""
+        with self._lock:
+            if "calls" in self._built:
+                raise RuntimeError(f"call observer {name!r} added after the call server was built")
+            self._adapter_observers = [(n, f) for n, f in self._adapter_observers if n != name]
+            self._adapter_observers.append((name, factory))
 
     @property
     def calls(self) -> CallServer:

@@ -55,7 +55,7 @@ def _free_port() -> int:
 def _open_task(db: Any, settings: Any) -> str:
     """Start a card issuance whose interview was inconclusive: one open approver task (its id)."""
     from callvet.workflow.engine import WorkflowRuntime
-    from callvet.workflow.simulate import scripted_decider
+    from callvet.sim.workflow import scripted_decider
 
     rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
     rt.ensure_ready()
@@ -186,7 +186,7 @@ def test_sign_in_page_and_wrong_password(browser: Any, server: dict[str, Any], s
 
 
 def _stream_call(server: dict[str, Any], samples: np.ndarray) -> dict[str, Any]:
-    from callvet.voice.call.simulate import stream_call
+    from callvet.sim.calls import stream_call
 
     res = asyncio.run(stream_call(f"ws://127.0.0.1:{server['port']}/v1/calls/stream", samples, 8000,
                                   token=server["robot"], speed=4.0))

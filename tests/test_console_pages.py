@@ -28,7 +28,7 @@ def site(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     from callvet.api.app import create_app
     from callvet.core.settings import Settings
     from callvet.workflow.engine import WorkflowRuntime
-    from callvet.workflow.simulate import scripted_decider
+    from callvet.sim.workflow import scripted_decider
 
     monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
     settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
@@ -36,7 +36,7 @@ def site(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     app = create_app(settings, db=db)
     rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
     rt.ensure_ready()
-    app.state.ctx._services["workflow"] = rt  # the scripted policy decides (as in test_api_workflow)
+    app.state.ctx.override("workflow", rt)  # the scripted policy decides (as in test_api_workflow)
     users = UserStore(db)
     for name, role in {"ana": "analyst", "bob": "approver", "rita": "risk_officer"}.items():
         users.create(name, role, PASSWORD, actor="test")
@@ -244,7 +244,7 @@ class _FlagsEverything:
 def test_a_flagged_recording_needs_an_override_with_a_reason(site: dict[str, Any]) -> None:
     from speech import espeak, to_wav_bytes
 
-    site["app"].state.ctx._services["spoof"] = _FlagsEverything()
+    site["app"].state.ctx.override("spoof", _FlagsEverything())
     ana = _client(site, "ana")
     r = _post(ana, "/console/blacklist", "/console/blacklist/identities", {"label": "replayer"})
     page = r.headers["location"]
