@@ -1,7 +1,15 @@
 """Every ``CALLVET_*`` setting in one place, validated (pydantic-settings), with embedded defaults.
 
 Everything has a default so that ``callvet serve`` runs on a fresh checkout: a SQLite file and the FAISS
-index live under the data directory (``./var``), models under ``models/artifacts`` of the checkout.
+index live under the data directory, models under ``models/artifacts`` of the checkout.
+
+The data directory is resolved the same way for the server, the worker and every CLI command, and never
+from the working directory (issue 11: ``callvet identify`` run from another directory used a new, empty
+``./var`` and said "no match" for a blacklisted voice): ``CALLVET_DATA_DIR``, else ``data_dir`` in the
+first configuration file found (``$CALLVET_CONFIG``, ``$XDG_CONFIG_HOME/callvet/callvet.toml`` or
+``~/.config/callvet/callvet.toml``, ``/etc/callvet/callvet.toml``), else an absolute default: the
+checkout's ``var/`` for a source checkout, ``$XDG_DATA_HOME/callvet`` (``~/.local/share/callvet``) for an
+installed package. See :func:`resolve_data_dir` and docs/operations.md.
 A field ``foo_bar`` is read from ``CALLVET_FOO_BAR``; a value that does not validate stops the service
 at start with the variable's name and what is wrong (:class:`SettingsError`), instead of a ``ValueError``
 deep in a call thread. Modules that read one knob at use time (call server, ASR, FAISS threads...) go
@@ -13,6 +21,8 @@ To add a setting: add a typed, bounded field below (and a line in ``docs/operati
 from __future__ import annotations
 
 import os
+import tomllib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,9 +33,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "ENV_PREFIX",
+    "DataDirChoice",
     "Settings",
     "SettingsError",
+    "config_paths",
+    "default_data_dir",
     "default_models_dir",
+    "redact_url",
+    "resolve_data_dir",
     "env_value",
     "get_settings",
     "load_settings",
@@ -34,7 +49,10 @@ __all__ = [
 
 ENV_PREFIX = "CALLVET_"
 # CALLVET_* variables that are not service settings: CLI credentials and the test suite's database.
-_NOT_SETTINGS = frozenset({"CALLVET_KEY", "CALLVET_TOKEN", "CALLVET_TEST_DATABASE_URL"})
+_NOT_SETTINGS = frozenset({"CALLVET_KEY", "CALLVET_TOKEN", "CALLVET_TEST_DATABASE_URL", "CALLVET_CONFIG"})
+#: Keys a configuration file may set (the storage location only; every other knob is an environment
+#: variable, so that one place says how a service is tuned).
+CONFIG_KEYS = frozenset({"data_dir", "database_url"})
 
 
 def default_models_dir() -> Path:
@@ -49,12 +67,95 @@ class SettingsError(InvalidInput):
     code = "bad_setting"
 
 
+def default_data_dir() -> Path:
+    """The data directory when nothing configures one: absolute, whatever the working directory.
+
+    A source checkout (``pyproject.toml`` beside ``core/``) keeps its data in the checkout's ``var/``,
+    where ``./dev`` and earlier versions kept it; an installed package has no checkout to write to and
+    uses the XDG data directory of the user running it."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():
+        return root / "var"
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "callvet"
+
+
+def config_paths() -> list[Path]:
+    """Configuration files in the order they are tried (the first that exists is used, not merged)."""
+    explicit = os.environ.get("CALLVET_CONFIG", "")
+    if explicit:
+        return [Path(explicit)]
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    user = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
+    return [user / "callvet" / "callvet.toml", Path("/etc/callvet/callvet.toml")]
+
+
+@dataclass(frozen=True)
+class DataDirChoice:
+    """The data directory and where it came from (``CALLVET_DATA_DIR``, a file's path, ``default``),
+    plus the database URL the configuration file gave, if any."""
+
+    path: Path
+    source: str
+    database_url: str = ""
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"configuration file {path}: {exc}") from None
+    unknown = sorted(set(data) - CONFIG_KEYS)
+    if unknown:
+        raise SettingsError(f"configuration file {path}: unknown keys {unknown}; it may set "
+                            f"{sorted(CONFIG_KEYS)} (other settings are CALLVET_* variables)")
+    for key in data:
+        if not isinstance(data[key], str) or not data[key]:
+            raise SettingsError(f"configuration file {path}: {key} must be a non-empty string")
+    return data
+
+
+def resolve_data_dir() -> DataDirChoice:
+    """``CALLVET_DATA_DIR``, else the first configuration file's ``data_dir`` (relative to the file),
+    else :func:`default_data_dir`. ``CALLVET_CONFIG`` naming a missing file is an error, not a
+    silent fallback: the operator meant that file."""
+    env = os.environ.get(ENV_PREFIX + "DATA_DIR", "")
+    explicit = os.environ.get("CALLVET_CONFIG", "")
+    if explicit and not Path(explicit).is_file():
+        raise SettingsError(f"CALLVET_CONFIG: no such file {explicit!r}")
+    conf: dict[str, Any] = {}
+    conf_path: Path | None = None
+    for p in config_paths():
+        if p.is_file():
+            conf, conf_path = _read_config(p), p
+            break
+    url = str(conf.get("database_url", ""))
+    if env:
+        return DataDirChoice(Path(env).resolve(), ENV_PREFIX + "DATA_DIR", url)
+    if conf_path is not None and "data_dir" in conf:
+        d = Path(conf["data_dir"]).expanduser()
+        return DataDirChoice((conf_path.parent / d).resolve(), str(conf_path), url)
+    return DataDirChoice(default_data_dir(), "default", url)
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for a terminal or a log: the password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore",
                                       validate_default=True)
 
     # -- storage and models
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(default_factory=lambda: resolve_data_dir().path)
     database_url: str = ""
     models_dir: Path = Field(default_factory=default_models_dir)
     encoder: Annotated[str, Field(min_length=1, max_length=64)] = "ge2e"
@@ -139,7 +240,14 @@ def _describe(exc: ValidationError) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """:class:`Settings` from the environment, a bad variable raised as :class:`SettingsError`."""
+    """:class:`Settings` from the environment (and the configuration file, for the data directory and
+    the database), a bad variable raised as :class:`SettingsError`."""
+    if "data_dir" not in overrides:
+        choice = resolve_data_dir()
+        overrides["data_dir"] = choice.path
+        if choice.database_url and "database_url" not in overrides \
+                and not os.environ.get(ENV_PREFIX + "DATABASE_URL"):
+            overrides["database_url"] = choice.database_url
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""``callvet blacklist add|list|show|remove`` and ``callvet identify``: the blacklist from a terminal.
+"""``callvet blacklist add|add-sample|list|show|remove`` and ``callvet identify``: the blacklist from a terminal.
 
 ``add`` checks every file (decodes it and measures net speech) before it creates anything, so a bad file
 in a batch exits 2 with nothing enrolled, rather than leaving a half-built identity behind.
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from callvet._cli.common import fail, services
-from callvet.core.errors import CallvetError
+from callvet.core.errors import CallvetError, InvalidInput
+from callvet.core.settings import redact_url
 
 if TYPE_CHECKING:
     from callvet.voice.blacklist import Blacklist
@@ -51,23 +52,11 @@ def _progress() -> Any:
                     transient=True)
 
 
-@blacklist.command("add")
-def add(
-    label: str = typer.Argument(..., help="name analysts use for this fraudster"),
-    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                       help="recordings of this voice (at least 3 s of speech each)"),
-    notes: str = typer.Option("", "--notes", help="free text kept with the identity"),
-    encoding: str = typer.Option("auto", "--encoding", help=ENCODING_HELP),
-    sample_rate: int | None = typer.Option(None, "--sample-rate", help="rate of raw PCM / mu-law files"),
-) -> None:
-    """Create an identity from one or more recordings (all files are checked before anything is added)."""
+def _check_files(bl: Blacklist, files: list[Path], kw: dict[str, Any]) -> list[bytes]:
+    """Every file decoded and its net speech measured before anything is written; a bad one exits 2
+    with nothing enrolled (a half-enrolled batch is worse than none: the operator cannot tell)."""
     from callvet.voice.audio import AudioError
 
-    try:
-        bl = _service()
-    except CallvetError as exc:
-        raise fail(exc) from None
-    kw = _decode_kw(encoding, sample_rate)
     blobs: list[bytes] = []
     errors: list[tuple[Path, CallvetError]] = []
     with _progress() as progress:
@@ -88,26 +77,77 @@ def add(
             typer.secho(f"error [{exc.code}]: {path}: {exc.message}", err=True, fg=typer.colors.RED)
         typer.secho("nothing was added", err=True)
         raise typer.Exit(code=2)
-    actor = _actor()
-    try:
-        ident = bl.create_identity(label, notes, actor)
-        typer.echo(f"identity {ident['id']}\t{ident['label']}")
-        with _progress() as progress:
-            task = progress.add_task("enrolling", total=len(files))
-            results = []
-            for path, data in zip(files, blobs, strict=True):
-                res = bl.add_sample(ident["id"], data, actor, **kw)
-                results.append((path, res))
-                progress.advance(task)
-    except CallvetError as exc:
-        raise fail(exc) from None
-    finally:
-        bl.close()
+    return blobs
+
+
+def _enrol(bl: Blacklist, identity_id: int, files: list[Path], blobs: list[bytes],
+           kw: dict[str, Any], actor: str) -> None:
+    """Add the checked recordings to ``identity_id`` and print each print and any duplicate warning."""
+    with _progress() as progress:
+        task = progress.add_task("enrolling", total=len(files))
+        results = []
+        for path, data in zip(files, blobs, strict=True):
+            results.append((path, bl.add_sample(identity_id, data, actor, **kw)))
+            progress.advance(task)
     for path, res in results:
         typer.echo(f"sample {res['sample_id']}\t{res['net_speech_s']:.1f} s speech\t{path}")
         for dup in res["possible_duplicate_of"]:
             typer.secho(f"warning: {path} also matches identity {dup['identity_id']} ({dup['label']}) "
                         f"score {dup['score']:.3f}", fg=typer.colors.YELLOW)
+
+
+FILES_ARG = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                           help="recordings of this voice (at least 3 s of speech each)")
+
+
+@blacklist.command("add")
+def add(
+    label: str = typer.Argument(..., help="name analysts use for this fraudster"),
+    files: list[Path] = FILES_ARG,
+    notes: str = typer.Option("", "--notes", help="free text kept with the identity"),
+    encoding: str = typer.Option("auto", "--encoding", help=ENCODING_HELP),
+    sample_rate: int | None = typer.Option(None, "--sample-rate", help="rate of raw PCM / mu-law files"),
+) -> None:
+    """Create an identity from one or more recordings (all files are checked before anything is added)."""
+    try:
+        bl = _service()
+    except CallvetError as exc:
+        raise fail(exc) from None
+    kw = _decode_kw(encoding, sample_rate)
+    blobs = _check_files(bl, files, kw)
+    actor = _actor()
+    try:
+        ident = bl.create_identity(label, notes, actor)
+        typer.echo(f"identity {ident['id']}\t{ident['label']}")
+        _enrol(bl, ident["id"], files, blobs, kw, actor)
+    except CallvetError as exc:
+        raise fail(exc) from None
+    finally:
+        bl.close()
+
+
+@blacklist.command("add-sample")
+def add_sample(
+    identity_id: int = typer.Argument(..., help="an existing identity (see `callvet blacklist list`)"),
+    files: list[Path] = FILES_ARG,
+    encoding: str = typer.Option("auto", "--encoding", help=ENCODING_HELP),
+    sample_rate: int | None = typer.Option(None, "--sample-rate", help="rate of raw PCM / mu-law files"),
+) -> None:
+    """Add recordings to an existing identity (the identity is checked first, then every file)."""
+    try:
+        bl = _service()
+        ident = bl.get_identity(identity_id)
+    except CallvetError as exc:
+        raise fail(exc) from None
+    kw = _decode_kw(encoding, sample_rate)
+    blobs = _check_files(bl, files, kw)
+    try:
+        typer.echo(f"identity {ident['id']}\t{ident['label']}")
+        _enrol(bl, identity_id, files, blobs, kw, _actor())
+    except CallvetError as exc:
+        raise fail(exc) from None
+    finally:
+        bl.close()
 
 
 @blacklist.command("list")
@@ -159,6 +199,18 @@ def remove(
     typer.echo(f"removed identity {out['id']} ({out['label']}), {out['samples_removed']} prints")
 
 
+def _refuse_empty(bl: Blacklist) -> None:
+    """An empty blacklist cannot say "no match": it would clear every fraudster (issue 11, a command run
+    against a fresh data directory). Refused, naming the store, so the operator finds the right one."""
+    _, prints = bl.counts()
+    if prints == 0:
+        raise InvalidInput(
+            f"the blacklist in {redact_url(bl.db.url)} has no searchable prints for back end "
+            f"{bl.engine.backend_id}: nothing to identify against, so \"no match\" would mean nothing. "
+            f"Check CALLVET_DATA_DIR or the configuration file (docs/operations.md, Data directory), "
+            f"or enrol with `callvet blacklist add`", code="empty_blacklist")
+
+
 def identify(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
     encoding: str = typer.Option("auto", "--encoding", help=ENCODING_HELP),
@@ -169,6 +221,7 @@ def identify(
     """Search a recording against the blacklist; prints ALARM when the best match passes the threshold."""
     try:
         bl = _service()
+        _refuse_empty(bl)
         engine = bl.engine
         analysis = engine.analyse(engine.decode(file.read_bytes(), **_decode_kw(encoding, sample_rate)))
         result = bl.identify_voiceprint(engine.voiceprint(analysis.speech), top_k=top_k)

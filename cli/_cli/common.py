@@ -7,17 +7,25 @@ from typing import TYPE_CHECKING
 import typer
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError
-from callvet.core.settings import get_settings
+from callvet.core.settings import Settings, get_settings, redact_url, resolve_data_dir
 
 if TYPE_CHECKING:
     from callvet.services import Services
 
-__all__ = ["fail", "open_db", "services"]
+__all__ = ["announce", "fail", "open_db", "services"]
+
+
+def announce(settings: Settings) -> None:
+    """Say on stderr which database (password redacted) and data directory a command works on, and
+    why that one: a command run from an unexpected place must not quietly work on another store."""
+    typer.echo(f"callvet: database {redact_url(settings.database_url)} (data dir {settings.data_dir}, "
+               f"from {resolve_data_dir().source})", err=True)
 
 
 def open_db() -> Database:
     """The database alone, for commands that need no other service (keys, migrations, records)."""
     settings = get_settings()
+    announce(settings)
     settings.ensure_dirs()
     db = Database(settings.database_url)
     db.create_schema()
@@ -33,7 +41,9 @@ def services() -> Services:
     list`` should not pay for that."""
     from callvet.services import open_services
 
-    return open_services()
+    settings = get_settings()
+    announce(settings)
+    return open_services(settings)
 
 
 def fail(exc: CallvetError) -> typer.Exit:

@@ -13,9 +13,11 @@ db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_he
 
 
 def _database() -> Database:
+    from callvet._cli.common import announce
     from callvet.core.settings import get_settings
 
     settings = get_settings()
+    announce(settings)
     settings.ensure_dirs()
     return Database(settings.database_url)
 
