@@ -26,6 +26,7 @@ from callvet.core.audit import record
 from callvet.core.auth import Principal, Role
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from callvet.workflow.supervise_staff import deregister_staff, register_staff
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 __all__ = [
@@ -152,7 +153,9 @@ class UserStore:
 
     # -- accounts ---------------------------------------------------------------------------------
     def create(self, username: str, role: str, password: str, *, actor: str = "cli",
-               must_change: bool = False) -> dict[str, object]:
+               must_change: bool = False, staff: dict[str, Any] | None = None) -> dict[str, object]:
+        """A new account; a person who works tasks is also put in the supervision staff register, in
+        the same transaction (``staff``: ``name``, ``skills``, ``max_amount`` for the register)."""
         if not _USERNAME.match(username):
             raise InvalidInput("username: 2-64 of a-z 0-9 . _ - starting with a letter or digit",
                                code="invalid_username")
@@ -176,7 +179,8 @@ class UserStore:
             )).inserted_primary_key[0]
             record(conn, actor, "console.user.create", "console_user", username,
                    details={"role": r.value, "one_time_password": must_change})
-        return {"id": uid, "username": username, "role": r.value}
+            registered = register_staff(conn, username, r.value, actor=actor, **(staff or {}))
+        return {"id": uid, "username": username, "role": r.value, "staff_register": registered}
 
     def list(self) -> list[dict[str, object]]:
         c = console_users.c
@@ -205,6 +209,7 @@ class UserStore:
                          .values(disabled_at=utcnow()))
             conn.execute(delete(console_sessions).where(console_sessions.c.user_id == row.id))
             record(conn, actor, "console.user.disable", "console_user", username, reason=reason)
+            deregister_staff(conn, username, actor=actor, reason=reason)
 
     # -- signing in -------------------------------------------------------------------------------
     def sign_in(self, username: str, password: str, *, ip: str = "") -> tuple[str, Session]:

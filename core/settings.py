@@ -39,11 +39,11 @@ __all__ = [
     "config_paths",
     "default_data_dir",
     "default_models_dir",
-    "redact_url",
-    "resolve_data_dir",
     "env_value",
     "get_settings",
     "load_settings",
+    "redact_url",
+    "resolve_data_dir",
     "unknown_env",
 ]
 

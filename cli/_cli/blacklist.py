@@ -1,4 +1,4 @@
-"""``callvet blacklist add|add-sample|list|show|remove`` and ``callvet identify``: the blacklist from a terminal.
+"""``callvet blacklist add|add-sample|list|show|remove`` and ``callvet identify`` from a terminal.
 
 ``add`` checks every file (decodes it and measures net speech) before it creates anything, so a bad file
 in a batch exits 2 with nothing enrolled, rather than leaving a half-built identity behind.

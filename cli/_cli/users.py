@@ -52,17 +52,26 @@ def create(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
     one_time: bool = typer.Option(False, "--one-time",
                                   help="print a generated one-time password to be changed at first sign-in"),
+    full_name: str = typer.Option("", "--name", help="full name (supervision's relatives checks read it)"),
+    skills: str | None = typer.Option(None, "--skills",
+                                      help="comma-separated: card,instalment,limit (default all)"),
+    max_amount: float | None = typer.Option(None, "--max-amount", help="largest amount they may approve"),
 ) -> None:
-    """Create a console user (password from stdin, a hidden prompt, or a printed one-time password)."""
+    """Create a console user (password from stdin, a hidden prompt, or a printed one-time password).
+
+    Analysts, approvers and risk officers also go into the staff register supervision checks."""
     user = username or name
     if not user:
         raise typer.BadParameter("give the username (NAME or --username)")
     password, must_change = _password(password_stdin, one_time)
+    staff = {"name": full_name, "max_amount": max_amount,
+             "skills": [s.strip() for s in skills.split(",") if s.strip()] if skills is not None else None}
     try:
-        out = _store().create(user, role, password, must_change=must_change)
+        out = _store().create(user, role, password, must_change=must_change, staff=staff)
     except CallvetError as exc:
         raise fail(exc) from None
-    typer.echo(f"created {out['username']} ({out['role']})")
+    typer.echo(f"created {out['username']} ({out['role']})"
+               + (", in the staff register" if out["staff_register"] else ""))
     if must_change:
         typer.echo(f"one-time password (shown once, must be changed at first sign-in): {password}")
 
@@ -88,7 +97,7 @@ def unlock(name: str) -> None:
 @users.command("disable")
 def disable(name: str,
             reason: str = typer.Option(..., "--reason", help="why (kept in the audit log)")) -> None:
-    """Disable a user and end their sessions."""
+    """Disable a user, end their sessions and mark them inactive in the staff register."""
     try:
         _store().disable(name, reason=reason)
     except CallvetError as exc:
