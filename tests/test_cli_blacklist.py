@@ -19,6 +19,7 @@ TEXTS = [
     "My name is John and I would like to apply for a credit card today please.",
     "I was born in nineteen eighty two and I live on Main Street in Springfield.",
     "The quick brown fox jumps over the lazy dog near the river bank at noon.",
+    "Please send the new card to my office address and not to my home this time.",
 ]
 
 
@@ -58,10 +59,19 @@ def test_add_list_identify_remove(env: Path) -> None:
     r = runner.invoke(app, ["identify", str(genuine)])
     assert r.exit_code == 0 and r.stdout.startswith("no match")
 
+    a3 = write(env / "a3.wav", "en-us+m3", 3)
+    r = runner.invoke(app, ["blacklist", "add-sample", str(ident), str(a3)])
+    assert r.exit_code == 0, r.output
+    assert f"identity {ident}\tfraudster A\n" in r.stdout and r.stdout.count("sample ") == 1
+    assert json.loads(runner.invoke(app, ["blacklist", "list", "--json"]).stdout)[0]["samples"] == 3
+    r = runner.invoke(app, ["blacklist", "add-sample", str(ident + 1), str(a3)])
+    assert r.exit_code == 2 and "not_found" in r.output
+
     r = runner.invoke(app, ["blacklist", "remove", str(ident), "--reason", "merged into case 10"])
-    assert r.exit_code == 0 and "2 prints" in r.stdout
+    assert r.exit_code == 0 and "3 prints" in r.stdout
     r = runner.invoke(app, ["identify", str(probe), "--json"])
-    assert json.loads(r.stdout) == {**res, "alarm": False, "matches": [], "searched": 0}
+    # an emptied blacklist is refused, not searched: "no match" against nothing would clear a fraudster
+    assert r.exit_code == 2 and "empty_blacklist" in r.output and r.stdout == ""
     db = Database(get_settings().database_url)
     entry = audit.query(db, target_type="blacklist_identity", action="blacklist.identity.delete")[0]
     assert entry["reason"] == "merged into case 10" and entry["actor"].startswith("cli:")
@@ -83,6 +93,14 @@ def test_bad_audio_exits_2_and_adds_nothing(env: Path) -> None:
     assert "not_audio" in r.output and "too_little_speech" in r.output and "nothing was added" in r.output
     r = runner.invoke(app, ["blacklist", "list", "--json"])
     assert json.loads(r.stdout) == []
+    r = runner.invoke(app, ["identify", str(junk)])
+    assert r.exit_code == 2 and "empty_blacklist" in r.output
+
+    r = runner.invoke(app, ["blacklist", "add", "fraudster", str(good)])
+    ident = int(r.stdout.split()[1])
+    r = runner.invoke(app, ["blacklist", "add-sample", str(ident), str(junk), str(quiet)])
+    assert r.exit_code == 2 and "nothing was added" in r.output
+    assert json.loads(runner.invoke(app, ["blacklist", "list", "--json"]).stdout)[0]["samples"] == 1
     r = runner.invoke(app, ["identify", str(junk)])
     assert r.exit_code == 2 and "not_audio" in r.output
     r = runner.invoke(app, ["identify", str(env / "missing.wav")])
