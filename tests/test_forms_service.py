@@ -197,7 +197,7 @@ def test_cli_test_template(tmp_path: Path) -> None:
     render_form("table").save(img)
     r = CliRunner().invoke(app, ["forms", "test-template", "table_left", str(img), "--json"])
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output)[0]
+    res = json.loads(r.stdout)[0]
     assert res["template"] == "table_left"
     assert res["application"]["applicant"]["mobile"] == "13912345678"
     r = CliRunner().invoke(app, ["forms", "test-template", "no_such", str(img)])

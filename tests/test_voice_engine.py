@@ -102,14 +102,14 @@ def test_cli_analyse_and_info(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["voiceprint", "analyse", str(wav)])
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output)
+    report = json.loads(res.stdout)
     assert report["net_speech_s"] > 3.0 and report["enough_for_voiceprint"] is True
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF....WAVEjunk")
     res = runner.invoke(app, ["voiceprint", "analyse", str(bad)])
     assert res.exit_code == 2 and "not_audio" in res.output
     res = runner.invoke(app, ["voiceprint", "info"])
-    assert res.exit_code == 0 and json.loads(res.output)["backend_id"].startswith("ge2e:")
+    assert res.exit_code == 0 and json.loads(res.stdout)["backend_id"].startswith("ge2e:")
 
 
 def test_embedded_speech_and_upload_duration_are_capped(engine: VoiceEngine) -> None:
