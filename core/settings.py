@@ -81,6 +81,11 @@ def default_data_dir() -> Path:
     return base / "callvet"
 
 
+#: The system configuration directory. The file under it is the operator's, optional and owned by no
+#: package, so it is not in core/syspaths.py (whose paths must exist on a fresh machine).
+_SYSCONF_DIR = Path("/etc")
+
+
 def config_paths() -> list[Path]:
     """Configuration files in the order they are tried (the first that exists is used, not merged)."""
     explicit = os.environ.get("CALLVET_CONFIG", "")
@@ -88,7 +93,7 @@ def config_paths() -> list[Path]:
         return [Path(explicit)]
     xdg = os.environ.get("XDG_CONFIG_HOME", "")
     user = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
-    return [user / "callvet" / "callvet.toml", Path("/etc/callvet/callvet.toml")]
+    return [user / "callvet" / "callvet.toml", _SYSCONF_DIR / "callvet" / "callvet.toml"]
 
 
 @dataclass(frozen=True)
