@@ -52,7 +52,7 @@ def weights_path() -> Path:
 def _ensure_dropblock() -> None:
     """Register an eval-only ``timm.models.layers.DropBlock2d`` when timm is not installed."""
     try:
-        import timm.models.layers  # noqa: F401
+        import timm.models.layers
 
         return
     except ImportError:
@@ -182,7 +182,7 @@ def _export(out_dir: Path) -> int:
     for frames in range(1, 200):  # the pooling stack needs a few frames; find the shortest input
         try:
             session.run(None, {"wav": rng.normal(0, 0.1, (1, frames * hop)).astype(np.float32)})
-        except Exception:  # onnxruntime's untyped InvalidArgument for a too-short input  # noqa: S112
+        except Exception:  # onnxruntime's untyped InvalidArgument for a too-short input
             continue
         return frames * hop
     raise RuntimeError("exported SE-Res2Net50 accepts no input up to 2 s")
