@@ -46,6 +46,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         spoof.build(get_settings().models_dir)
     mp = pytest.MonkeyPatch()
     mp.setenv("CALLVET_SPOOF_FFR", "0.2")
+    mp.setenv("CALLVET_SPOOF", "1")
     detmod._cache.clear()
     d: Path = tmp_path_factory.mktemp("spoof")
     settings = Settings(data_dir=d, database_url=f"sqlite:///{d / 'callvet.db'}")
@@ -162,3 +163,24 @@ def test_call_event_and_record_carry_the_spoof_result(env: dict[str, Any]) -> No
         assert final["flag"] is verdicts[-1]["spoof"]["flag"]
         flags[name].append(bool(final["flag"]))
     assert any(flags["tts"]) and not any(flags["human"]), flags
+
+
+def test_spoof_off_turns_the_countermeasure_off_in_identify_and_enrolment(
+        env: dict[str, Any], tmp_path: Path) -> None:
+    """``CALLVET_SPOOF=0``: identify says ``spoof_off`` and a recording the detector would flag enrols
+    without an override (nothing is scored, so nothing can be refused)."""
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'off.db'}", spoof=False)
+    db = Database(settings.database_url)
+    db.create_schema()
+    app = create_app(settings, db)
+    app.state.ctx.service("voice", lambda _c: env["engine"])
+    h = {r: {"Authorization": f"Bearer {auth.create_key(db, r, f'o-{r}')}"} for r in ("robot", "analyst")}
+    with TestClient(app) as c:
+        r = c.post("/v1/voiceprint/identify", headers=h["robot"], **_upload(env["spoofed"]))
+        assert r.status_code == 200, r.text
+        assert r.json()["spoof"] == {"score": None, "flag": None, "kind": None, "error": "spoof_off"}
+        ident = c.post(IDS, json={"label": "off", "notes": ""}, headers=h["analyst"]).json()["id"]
+        r = c.post(f"{IDS}/{ident}/samples", headers=h["analyst"], **_upload(env["spoofed"]))
+        assert r.status_code == 201, r.text
+        assert r.json()["spoof"] is None
+    db.dispose()

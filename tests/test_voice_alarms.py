@@ -71,9 +71,9 @@ def _fill(db: Database, engine: VoiceEngine, n: int, seed: int) -> None:
                      .values(generation=blacklist_state.c.generation + 1))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 open: with the shipped open-set calibration (off by "
-                   "default) "
-                   "espeak voices enrolled on the blacklist do not reach the alarm threshold")
+@pytest.mark.xfail(strict=True, reason="issue 18 open: at the calibrated thresholds (7.5 at 3 identities) "
+                   "enrolled espeak-ng voices score 2.7-4.9; live, fraudsters 2.8-6.0 overlap innocents "
+                   "0.1-5.2 (bench/calls/ALARMS.md): a back-end limit, not a calibration one")
 def test_tiers_in_identify_status_and_call_event(bl: Blacklist) -> None:
     ids = [_enrol(bl, v, [0, 1]) for v in FRAUD]
     st = bl.status()
@@ -84,7 +84,8 @@ def test_tiers_in_identify_status_and_call_event(bl: Blacklist) -> None:
     assert ident["alarm"]["expected_far"] == pytest.approx(0.01, rel=0.01)
     assert ident["review"]["expected_far"] == pytest.approx(0.05, rel=0.01)
     assert 0 < ident["alarm"]["expected_detection"] <= ident["review"]["expected_detection"] <= 1
-    hit = bl.identify(to_wav_bytes(espeak(TEXTS[2], FRAUD[0]), 16000))
+    hit = bl.identify(to_wav_bytes(espeak(TEXTS[2] + " " + TEXTS[3], FRAUD[0]), 16000))
+    assert hit.net_speech_s >= 6.0
     assert hit.alarm and not hit.review and hit.matches[0].identity_id == ids[0]
     assert hit.matches[0].score >= hit.threshold and hit.matches[0].llr is not None
     assert hit.matches[0].llr > 0 and hit.tiers == ident
@@ -95,9 +96,31 @@ def test_tiers_in_identify_status_and_call_event(bl: Blacklist) -> None:
     on_call = bl.identify_voiceprint(bl.engine.voiceprint(espeak(TEXTS[2], FRAUD[0])),
                                      looks_ratio=bl.call_looks_ratio())
     assert on_call.threshold == pytest.approx(call["alarm"]["threshold"], abs=1e-3)
-    human = bl.identify_voiceprint(bl.engine.voiceprint(espeak(TEXTS[3], "en-us+f2")))
-    assert not human.alarm
+    assert call["review"]["n_effective"] > ident["review"]["n_effective"]
+    human = bl.identify_voiceprint(bl.engine.voiceprint(espeak(TEXTS[3] + " " + TEXTS[2], "en-us+f2")))
+    assert not human.alarm and human.capped is None
     assert human.review == (human.matches[0].score >= human.review_threshold)
+
+
+def test_short_speech_is_review_at_most(sqlite_db: Database, engine: VoiceEngine, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under CALLVET_ALARM_MIN_SPEECH_S of net speech, a probe that reaches the alarm threshold is a
+    review (``capped: short_speech``), never an alarm; with enough speech the same voice alarms. Loose
+    targets (40 % / 60 % per search) put the thresholds where this one enrolled voice reaches them."""
+    monkeypatch.setenv("CALLVET_ALARM_FAR", "0.4")
+    monkeypatch.setenv("CALLVET_REVIEW_FAR", "0.6")
+    bl = Blacklist(sqlite_db, engine, tmp_path / "short")
+    a = _enrol(bl, FRAUD[1], [0, 1])
+    probe = espeak(TEXTS[2] + " " + TEXTS[3], FRAUD[1])
+    short = bl.identify_voiceprint(engine.voiceprint(_trim(probe, engine, 4.0)))
+    full = bl.identify_voiceprint(engine.voiceprint(_trim(probe, engine, 8.0)))
+    assert full.matches[0].identity_id == a and full.matches[0].score >= full.threshold
+    assert full.alarm and not full.review and full.capped is None
+    assert short.matches[0].identity_id == a and short.matches[0].score >= short.threshold
+    assert not short.alarm and short.review and short.capped == "short_speech"
+    assert short.to_dict()["capped"] == "short_speech" and short.tiers is not None
+    assert short.tiers["alarm"]["min_net_speech_s"] == 6.0
+    bl.close()
 
 
 def test_review_is_the_band_between_the_two_thresholds() -> None:
@@ -142,9 +165,9 @@ def _trim(x: np.ndarray, engine: VoiceEngine, net_s: float) -> np.ndarray:
     return speech[: int(net_s * 16000)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 open: with the shipped open-set calibration (off by "
-                   "default) "
-                   "espeak voices enrolled on the blacklist do not reach the alarm threshold")
+@pytest.mark.xfail(strict=True, reason="issue 18 open: at the calibrated thresholds (7.5 at 3 identities) "
+                   "enrolled espeak-ng voices score 2.7-4.9; live, fraudsters 2.8-6.0 overlap innocents "
+                   "0.1-5.2 (bench/calls/ALARMS.md): a back-end limit, not a calibration one")
 def test_short_speech_accepted_down_to_the_calibrated_floor_with_less_weight(bl: Blacklist) -> None:
     engine = bl.engine
     assert engine.min_net_speech_s == pytest.approx(1.5) and engine.min_enrol_speech_s == pytest.approx(3.0)
@@ -164,3 +187,60 @@ def test_short_speech_accepted_down_to_the_calibrated_floor_with_less_weight(bl:
     with pytest.raises(AudioError) as enrol_short:
         bl.add_sample(a, to_wav_bytes(_trim(long_probe, engine, 2.5), 16000), "analyst:test")
     assert "at least 3.00 s is needed for an enrolment print" in enrol_short.value.message
+
+
+def test_decide_alarm_needs_enough_speech_review_is_the_wider_net() -> None:
+    from callvet.voice.tiers import decide
+
+    assert decide(9.0, 8.0, 7.0, 5.0, 6.0) == (True, False, None)
+    assert decide(9.0, 4.0, 7.0, 5.0, 6.0) == (False, True, "short_speech")
+    assert decide(6.0, 8.0, 7.0, 5.0, 6.0) == (False, True, None)
+    assert decide(6.0, 2.0, 7.0, 5.0, 6.0) == (False, True, None)
+    assert decide(4.0, 8.0, 7.0, 5.0, 6.0) == (False, False, None)
+    assert decide(None, 8.0, 7.0, 5.0, 6.0) == (False, False, None)
+    # without a calibration there is no review tier: the per-comparison threshold alarms as before
+    assert decide(9.0, 2.0, 7.0, None, 0.0) == (True, False, None)
+
+
+def test_alarm_tier_counts_looks_from_its_own_speech_floor(engine: VoiceEngine,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from callvet.voice.tiers import TierConfig, operating_points
+
+    cal = engine.calibration
+    assert cal is not None and cal.tail_long and cal.group_tails_long
+    cfg = TierConfig(0.01, 0.05, 6.0)
+    call = operating_points(cal, cfg, 40, 80, looks_ratio=40.0, min_net_speech_s=1.5)
+    one = operating_points(cal, cfg, 40, 80, min_net_speech_s=1.5)
+    assert call["alarm"]["n_effective"] < call["review"]["n_effective"]
+    assert one["alarm"]["n_effective"] == pytest.approx(one["review"]["n_effective"])
+    assert call["alarm"]["threshold"] > one["alarm"]["threshold"]
+    assert call["alarm"]["min_net_speech_s"] == 6.0 and call["review"]["min_net_speech_s"] == 1.5
+    # the threshold is the highest any voice family's null needs (minimax over families)
+    for tail in cal.group_tails_long.values():
+        from callvet.voice.calibration import _p_tail
+
+        assert _p_tail(tail, call["alarm"]["threshold"]) <= cal.p_comparison(call["alarm"]["threshold"],
+                                                                              long=True) + 1e-12
+    monkeypatch.setenv("CALLVET_ALARM_MIN_SPEECH_S", "-1")
+    with pytest.raises(Exception, match="CALLVET_ALARM_MIN_SPEECH_S"):
+        TierConfig.from_env()
+
+
+def test_innocent_callers_stay_below_the_alarm_as_the_list_grows(sqlite_db: Database, engine: VoiceEngine,
+                                                                 tmp_path: Path) -> None:
+    """Real audio made here: innocent callers (espeak-ng voices on no list, ~8 s each) against lists of
+    10, 100 and 1,000 identities. Their best score grows with N (it is a max over N impostors), and the
+    threshold grows with it, so none of them alarms at any size."""
+    bl = Blacklist(sqlite_db, engine, tmp_path / "grow")
+    voices = ["en-us+m5", "en-gb+m7", "en-us+f4", "en-us+klatt4"]
+    probes = [engine.voiceprint(engine.analyse(engine.decode(to_wav_bytes(
+        espeak(TEXTS[1] + " " + TEXTS[3], v), 16000))).speech) for v in voices]
+    best_mean, thresholds = [], []
+    for n, seed in ((10, 11), (90, 12), (900, 13)):
+        _fill(sqlite_db, engine, n, seed)
+        results = [bl.identify_voiceprint(p) for p in probes]
+        assert not any(r.alarm for r in results), [(r.matches[0].score, r.threshold) for r in results]
+        best_mean.append(float(np.mean([r.matches[0].score for r in results])))
+        thresholds.append(results[0].threshold)
+    assert best_mean[-1] > best_mean[0] and thresholds[-1] > thresholds[0]
+    bl.close()

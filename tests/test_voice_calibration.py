@@ -146,3 +146,35 @@ def test_save_load_with_cohort_and_backend_check(tmp_path: Path) -> None:
     assert find_calibration(tmp_path, "bk-test") is None
     with pytest.raises(ValueError):
         Calibration.load(tmp_path)
+
+
+def test_per_family_tails_keep_a_heavy_family_at_target_where_the_pooled_null_does_not() -> None:
+    """Two caller families: most innocents' scores N(0, 1), one family's N(1, 1.6) (callers against
+    their own family-mates). The pooled null under-protects the heavy family; the per-family (minimax)
+    tails keep every family at or under target as N grows, and the long-speech tail is used only for
+    long probes."""
+    rng = np.random.default_rng(5)
+    light = rng.normal(0.0, 1.0, 30000)
+    heavy = rng.normal(1.0, 1.6, 6000)
+    null = np.concatenate([light, heavy])
+    groups = np.array(["light"] * len(light) + ["heavy"] * len(heavy))
+    tar = rng.normal(5.0, 1.0, 500)
+    dur = np.where(rng.random(len(null)) < 0.5, 2.0, 9.0)
+    common = dict(target_scores_10s=tar, looks_gamma=0.0, prints_exponent=0.0)
+    pooled = fit_calibration("bk", null, tar, dur, np.full(len(tar), 9.0), **common)
+    fam = fit_calibration("bk", null, tar, dur, np.full(len(tar), 9.0), null_groups=groups, **common)
+    assert set(fam.group_tails) == {"light", "heavy"} and set(fam.group_tails_long) == {"light", "heavy"}
+    assert pooled.tail_long and fam.tail_long
+    for n in (10, 100, 1000):
+        t_pool = pooled.operating_point("alarm", 0.01, n, n).threshold
+        t_fam = fam.operating_point("alarm", 0.01, n, n, long=True).threshold
+        assert t_fam > t_pool
+        far_heavy_pooled = _measured_far(lambda r, s: r.normal(1.0, 1.6, s), t_pool, n, 20000, rng)
+        far_heavy = _measured_far(lambda r, s: r.normal(1.0, 1.6, s), t_fam, n, 20000, rng)
+        far_light = _measured_far(lambda r, s: r.normal(0.0, 1.0, s), t_fam, n, 20000, rng)
+        assert far_heavy_pooled > 0.02, (n, far_heavy_pooled)
+        assert 0.005 <= far_heavy <= 0.02 and far_light <= 0.01, (n, far_heavy, far_light)
+    # a calibration saved and loaded keeps the family tails
+    d = {k: v for k, v in fam.__dict__.items() if k != "cohort"}
+    again = Calibration(**json.loads(json.dumps(d)))
+    assert again.t_for_p(1e-4, long=True) == pytest.approx(fam.t_for_p(1e-4, long=True))

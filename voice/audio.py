@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 from callvet.core.errors import InvalidInput
+from callvet.voice.g711 import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 
 __all__ = [
     "DEFAULT_MAX_SECONDS",
@@ -116,58 +117,6 @@ def resample(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
 
     g = gcd(int(sr_from), int(sr_to))
     return resample_poly(x, sr_to // g, sr_from // g).astype(np.float32)
-
-
-def _mulaw_table() -> np.ndarray:
-    u = (~np.arange(256, dtype=np.int32)) & 0xFF
-    sign = u & 0x80
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    mag = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return (np.where(sign != 0, -mag, mag) / 32768.0).astype(np.float32)
-
-
-def _alaw_table() -> np.ndarray:
-    a = np.arange(256, dtype=np.int32) ^ 0x55
-    sign = a & 0x80
-    exponent = (a >> 4) & 0x07
-    mantissa = a & 0x0F
-    shifted = ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
-    mag = np.where(exponent == 0, (mantissa << 4) + 8, shifted)
-    return (np.where(sign != 0, mag, -mag) / 32768.0).astype(np.float32)
-
-
-_MULAW = _mulaw_table()
-_ALAW = _alaw_table()
-
-
-def mulaw_decode(data: bytes) -> np.ndarray:
-    """G.711 mu-law bytes to float32 (ITU table; what a phone network carries)."""
-    return _MULAW[np.frombuffer(data, dtype=np.uint8)]
-
-
-def alaw_decode(data: bytes) -> np.ndarray:
-    """G.711 A-law bytes to float32."""
-    return _ALAW[np.frombuffer(data, dtype=np.uint8)]
-
-
-def _nearest_code(table: np.ndarray, x: np.ndarray) -> bytes:
-    order = np.argsort(table)
-    sorted_vals = table[order]
-    idx = np.clip(np.searchsorted(sorted_vals, x), 1, len(sorted_vals) - 1)
-    left, right = sorted_vals[idx - 1], sorted_vals[idx]
-    idx = np.where(np.abs(x - left) <= np.abs(right - x), idx - 1, idx)
-    return order[idx].astype(np.uint8).tobytes()
-
-
-def mulaw_encode(x: np.ndarray) -> bytes:
-    """Float samples to G.711 mu-law bytes (nearest code), for channel simulation and tests."""
-    return _nearest_code(_MULAW, np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0))
-
-
-def alaw_encode(x: np.ndarray) -> bytes:
-    """Float samples to G.711 A-law bytes (nearest code)."""
-    return _nearest_code(_ALAW, np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0))
 
 
 def _check_rate(sample_rate: int | None, what: str) -> int:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from callvet.voice.audio import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode, resample
+from callvet.voice.audio import resample
+from callvet.voice.g711 import alaw_decode, alaw_encode, mulaw_decode, mulaw_encode
 
 __all__ = ["CHANNELS", "Channel", "apply_channel", "channel_copies"]
 

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.core.settings import env_value
 from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum, set_search_threads
 from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
+from callvet.voice.tiers import IdentifyResult, Match, TierConfig, decide, operating_points
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -49,58 +50,6 @@ MAX_NOTES = 10_000
 #: Above this many prints a persisted save is deferred to ``close()`` (deletions always save at once).
 SYNC_SAVE_LIMIT = 20_000
 _IN_CHUNK = 900
-
-
-def _env_far(name: str, default: float) -> float:
-    value = float(os.environ.get(name, default))
-    if not 0.0 < value < 1.0:
-        raise InvalidInput(f"{name} must be a rate in (0, 1), got {value}", code="invalid_config")
-    return value
-
-
-@dataclass(frozen=True)
-class Match:
-    identity_id: int
-    label: str
-    score: float
-    #: Calibrated log-likelihood ratio (natural log; duration-aware), None without a calibration.
-    llr: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class IdentifyResult:
-    """Best-first identity matches of one probe.
-
-    ``alarm`` when the best score reaches ``threshold`` (the alarm tier's operating point for this
-    blacklist); ``review`` when it reaches the lower review threshold but not the alarm one. ``tiers``
-    carries each tier's threshold, expected false alarms per search and expected detection.
-    """
-
-    net_speech_s: float
-    alarm: bool
-    threshold: float
-    matches: list[Match] = field(default_factory=list)
-    backend_id: str = ""
-    searched: int = 0
-    review: bool = False
-    review_threshold: float | None = None
-    tiers: dict[str, dict[str, Any]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "net_speech_s": round(self.net_speech_s, 3),
-            "alarm": self.alarm,
-            "review": self.review,
-            "threshold": self.threshold,
-            "review_threshold": self.review_threshold,
-            "tiers": self.tiers,
-            "matches": [m.to_dict() for m in self.matches],
-            "backend_id": self.backend_id,
-            "searched": self.searched,
-        }
 
 
 def _iso(value: Any) -> str | None:
@@ -130,10 +79,8 @@ class Blacklist:
         self.ann_threshold = ann_threshold if ann_threshold is not None else int(env_value("ann_threshold"))
         self.nprobe = nprobe if nprobe is not None else int(env_value("ann_nprobe"))
         self.search_k = search_k
-        self.alarm_far = _env_far("CALLVET_ALARM_FAR", 0.01)
-        self.review_far = _env_far("CALLVET_REVIEW_FAR", 0.05)
-        if self.review_far <= self.alarm_far:
-            raise InvalidInput("CALLVET_REVIEW_FAR must be above CALLVET_ALARM_FAR", code="invalid_config")
+        self.tier_config = TierConfig.from_env()
+        self.alarm_far, self.review_far = self.tier_config.alarm_far, self.tier_config.review_far
         self._counts: tuple[int, int, int] = (-1, 0, 0)
         set_search_threads()
         self._sync = threading.RLock()
@@ -344,10 +291,8 @@ class Blacklist:
         if cal is None:
             return None
         identities, prints = self.counts()
-        n = max(identities, 1)
-        p = max(prints, n)
-        return {tier: cal.operating_point(tier, far, n, p, looks_ratio=looks_ratio).to_dict()
-                for tier, far in (("alarm", self.alarm_far), ("review", self.review_far))}
+        return operating_points(cal, self.tier_config, identities, prints, looks_ratio=looks_ratio,
+                                min_net_speech_s=self.engine.min_net_speech_s)
 
     def close(self) -> None:
         with self._sync:
@@ -596,12 +541,12 @@ class Blacklist:
             threshold = float(tiers["alarm"]["threshold"])
             review_t = float(tiers["review"]["threshold"])
         best = matches[0].score if matches else None
-        alarm = bool(best is not None and best >= threshold)
-        review = bool(best is not None and review_t is not None and not alarm and best >= review_t)
+        alarm, review, capped = decide(best, float(vp.net_speech_s), threshold, review_t,
+                                       self.tier_config.alarm_min_speech_s if tiers else 0.0)
         return IdentifyResult(
             net_speech_s=float(vp.net_speech_s), alarm=alarm, threshold=round(threshold, 4),
             matches=matches, backend_id=self.engine.backend_id, searched=len(self.index), review=review,
-            review_threshold=None if review_t is None else round(review_t, 4), tiers=tiers,
+            review_threshold=None if review_t is None else round(review_t, 4), tiers=tiers, capped=capped,
         )
 
     def _score_identities(self, vp: Voiceprint, *, top_k: int) -> list[Match]:

@@ -139,6 +139,32 @@ def fit_tail(null: np.ndarray, q: float = _TAIL_Q) -> dict[str, Any]:
             "t_q": float(s[start]), "grid_t": keep.tolist()}
 
 
+def _p_tail(tail: dict[str, Any], t: float) -> float:
+    """P(score > t) under one fitted null (:func:`fit_tail`)."""
+    if t >= tail["t_q"]:
+        z = (t - tail["mu"]) / tail["sigma"]
+        return float(0.5 * math.erfc(z / math.sqrt(2)))
+    grid = np.asarray(tail["grid_t"])
+    probs = 1.0 - np.linspace(0.5, 1.0, len(grid))
+    return float(np.interp(t, grid, probs, left=0.5, right=float(1.0 - tail["q"])))
+
+
+def _t_tail(tail: dict[str, Any], p: float) -> float:
+    """Inverse of :func:`_p_tail`."""
+    p = min(max(p, 1e-300), 0.5)
+    if p <= 1.0 - tail["q"]:
+        return float(tail["mu"] + tail["sigma"] * ndtri(1.0 - p))
+    grid = np.asarray(tail["grid_t"])
+    return float(np.interp(1.0 - p, np.linspace(0.5, 1.0, len(grid)), grid))
+
+
+def _group_tails(null: np.ndarray, groups: np.ndarray | None, min_n: int = 500) -> dict[str, dict[str, Any]]:
+    if groups is None or not len(null):
+        return {}
+    g = np.asarray(groups)
+    return {str(k): fit_tail(null[g == k]) for k in sorted(set(g.tolist())) if (g == k).sum() >= min_n}
+
+
 def _llr_features(s: np.ndarray, probe_dur: np.ndarray, model_dur: np.ndarray) -> np.ndarray:
     s = np.asarray(s, dtype=np.float64)
     dp = np.log(np.maximum(np.broadcast_to(np.asarray(probe_dur, dtype=np.float64), s.shape), 0.5))
@@ -189,28 +215,34 @@ class Calibration:
     min_net_speech_s: float = 1.5
     cohort_top_n: int = DEFAULT_TOP_N
     cohort_sha256: str = ""
+    #: Null tail of probes with at least ``long_min_s`` net speech (the alarm tier's looks); a 1.5 s
+    #: look's impostor scores spread far wider than a 10 s one's, and pooling them made every
+    #: threshold pay for the shortest look. Empty: the pooled ``tail`` is used for every tier.
+    tail_long: dict[str, Any] = field(default_factory=dict)
+    long_min_s: float = 6.0
+    #: Development target scores (own identity, best look) of looks with >= ``long_min_s``.
+    target_scores_long: list[float] = field(default_factory=list)
+    #: Per voice family (of the innocent caller) null tails, pooled and long; the threshold is the
+    #: highest any family needs (minimax). Held out, one family's callers against its own enrolled
+    #: family-mates (espeak-ng variants) have a far heavier tail than the pooled null, and a pooled
+    #: threshold let 25 % of their calls alarm at a 1 % target.
+    group_tails: dict[str, dict[str, Any]] = field(default_factory=dict)
+    group_tails_long: dict[str, dict[str, Any]] = field(default_factory=dict)
     cohort: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # -- the null model ----------------------------------------------------------------------------
-    def p_comparison(self, t: float) -> float:
-        """P(innocent score > t) for one comparison."""
-        tail = self.tail
-        if t >= tail["t_q"]:
-            z = (t - tail["mu"]) / tail["sigma"]
-            return float(0.5 * math.erfc(z / math.sqrt(2)))
-        grid = np.asarray(tail["grid_t"])
-        probs = 1.0 - np.linspace(0.5, 1.0, len(grid))
-        return float(np.interp(t, grid, probs, left=0.5, right=float(1.0 - tail["q"])))
+    def _tails(self, long: bool) -> list[dict[str, Any]]:
+        groups = self.group_tails_long if long and self.tail_long else self.group_tails
+        return [self.tail_long if long and self.tail_long else self.tail, *groups.values()]
 
-    def t_for_p(self, p: float) -> float:
+    def p_comparison(self, t: float, *, long: bool = False) -> float:
+        """P(innocent score > t) for one comparison (``long``: of a probe with >= ``long_min_s``): the
+        highest over the pooled null and every family's own."""
+        return max(_p_tail(tail, t) for tail in self._tails(long))
+
+    def t_for_p(self, p: float, *, long: bool = False) -> float:
         """Inverse of :meth:`p_comparison` (the score one comparison passes with probability p)."""
-        tail = self.tail
-        p = min(max(p, 1e-300), 0.5)
-        if p <= 1.0 - tail["q"]:
-            return float(tail["mu"] + tail["sigma"] * ndtri(1.0 - p))
-        grid = np.asarray(tail["grid_t"])
-        qs = np.linspace(0.5, 1.0, len(grid))
-        return float(np.interp(1.0 - p, qs, grid))
+        return max(_t_tail(tail, p) for tail in self._tails(long))
 
     def n_effective(self, identities: int, prints: int, *, looks_ratio: float = 1.0) -> float:
         """Independent comparisons an innocent search amounts to (``looks_ratio`` = last / first look
@@ -221,30 +253,35 @@ class Calibration:
         looks = 1.0 + self.looks_gamma * math.log(max(looks_ratio, 1.0))
         return identities * per ** self.prints_exponent * looks
 
-    def threshold(self, far: float, n_eff: float) -> float:
+    def threshold(self, far: float, n_eff: float, *, long: bool = False) -> float:
+        """The score whose max over ``n_eff`` independent innocent comparisons passes with ``far``:
+        per comparison ``p = 1 - (1 - far)^(1 / n_eff)`` (extreme value of the null)."""
         if not 0 < far < 1:
             raise ValueError(f"false-alarm target must be in (0, 1), got {far}")
         if n_eff <= 0:
-            return self.t_for_p(far)
+            return self.t_for_p(far, long=long)
         p = -math.expm1(math.log1p(-far) / n_eff)
-        return self.t_for_p(p)
+        return self.t_for_p(p, long=long)
 
-    def far(self, t: float, n_eff: float) -> float:
-        p = self.p_comparison(t)
+    def far(self, t: float, n_eff: float, *, long: bool = False) -> float:
+        p = self.p_comparison(t, long=long)
         return float(-math.expm1(n_eff * math.log1p(-min(p, 1 - 1e-15)))) if n_eff > 0 else 0.0
 
-    def detection(self, t: float) -> float:
-        """Share of development targets (~10 s probes against their own enrolment) at or above t."""
-        if not self.target_scores:
+    def detection(self, t: float, *, long: bool = False) -> float:
+        """Share of development targets (~10 s calls against their own enrolment) at or above t."""
+        scores = self.target_scores_long if long and self.target_scores_long else self.target_scores
+        if not scores:
             return float("nan")
-        ts = np.asarray(self.target_scores)
-        return float((ts >= t).mean())
+        return float((np.asarray(scores) >= t).mean())
 
     def operating_point(self, tier: str, far: float, identities: int, prints: int,
-                        looks_ratio: float = 1.0) -> OperatingPoint:
+                        looks_ratio: float = 1.0, *, long: bool = False) -> OperatingPoint:
+        """``long``: the tier only acts on probes with >= ``long_min_s`` of net speech (the alarm)."""
+        long = bool(long and self.tail_long)
         n_eff = self.n_effective(identities, prints, looks_ratio=looks_ratio)
-        t = self.threshold(far, n_eff)
-        return OperatingPoint(tier, far, t, n_eff, self.far(t, n_eff) if n_eff else 0.0, self.detection(t))
+        t = self.threshold(far, n_eff, long=long)
+        return OperatingPoint(tier, far, t, n_eff, self.far(t, n_eff, long=long) if n_eff else 0.0,
+                              self.detection(t, long=long))
 
     # -- log-likelihood ratios --------------------------------------------------------------------
     def llr(self, score: np.ndarray | float, net_speech_s: float,
@@ -329,10 +366,22 @@ def fit_calibration(backend_id: str, null: np.ndarray, tar: np.ndarray, null_dur
                     tar_dur: np.ndarray, *, target_scores_10s: np.ndarray, looks_gamma: float,
                     prints_exponent: float = 0.5, meta: dict[str, Any] | None = None,
                     tar_model_dur: np.ndarray | None = None, null_model_dur: np.ndarray | None = None,
-                    min_net_speech_s: float = 1.5) -> Calibration:
-    """A :class:`Calibration` from out-of-fold impostor (``null``) and target scores."""
+                    min_net_speech_s: float = 1.5, long_min_s: float = 6.0,
+                    target_scores_long: np.ndarray | None = None,
+                    null_groups: np.ndarray | None = None) -> Calibration:
+    """A :class:`Calibration` from out-of-fold impostor (``null``) and target scores; the long tail
+    from the null scores of probes with >= ``long_min_s`` of net speech (when there are enough)."""
+    null = np.asarray(null, dtype=np.float64)
+    is_long = np.asarray(null_dur, dtype=np.float64) >= long_min_s
+    long_null = null[is_long]
+    groups = None if null_groups is None else np.asarray(null_groups)
     return Calibration(
         backend_id=backend_id, tail=fit_tail(null),
+        tail_long=fit_tail(long_null) if len(long_null) >= 1000 else {}, long_min_s=float(long_min_s),
+        group_tails=_group_tails(null, groups),
+        group_tails_long=_group_tails(long_null, None if groups is None else groups[is_long]),
+        target_scores_long=[] if target_scores_long is None else
+        [round(float(v), 4) for v in np.sort(np.asarray(target_scores_long))],
         llr_weights=fit_llr(tar, null, tar_dur, null_dur, tar_model_dur=tar_model_dur,
                             non_model_dur=null_model_dur),
         prints_exponent=prints_exponent, looks_gamma=looks_gamma,

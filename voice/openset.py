@@ -38,6 +38,8 @@ __all__ = [
 #: ``CALLVET_CALL_RESCORE_S``); the last look is the call's end.
 LOOKS_S = (1.5, 4.5, 7.5)
 CALL_S = 10.0
+#: Net speech from which a look may raise an alarm (shorter looks are review at most).
+LONG_MIN_S = 6.0
 COHORT_MAX = 2000
 
 
@@ -249,7 +251,8 @@ def _inner_scores(dev: DevSet, mask: np.ndarray, config: BackendConfig, k: int,
     folds = family_folds([spk_fam[s] for s in sorted(spk_fam)], k) if len(fams) >= k else [[f] for f in fams]
     out: dict[str, list[Any]] = {"null": [], "null_d": [], "null_md": [], "tar": [], "tar_d": [],
                                  "tar_md": [], "call_max": [], "call_last": [], "id_max": [],
-                                 "print_null": [], "target_call": [], "call_ratio": []}
+                                 "print_null": [], "target_call": [], "target_call_long": [],
+                                 "call_ratio": [], "null_fam": []}
     for i, held in enumerate(folds):
         if progress:
             progress(f"inner fold {i + 1}/{len(folds)}: {', '.join(held)}")
@@ -276,10 +279,14 @@ def _inner_scores(dev: DevSet, mask: np.ndarray, config: BackendConfig, k: int,
                     out["tar_d"] += list(sc.look_s[c])
                     out["tar_md"] += [md] * len(ident)
                     out["target_call"].append(float(ident[:, t].max()))
+                    long = sc.look_s[c] >= LONG_MIN_S
+                    if long.any():
+                        out["target_call_long"].append(float(ident[long, t].max()))
                 null = ident[:, non]
                 out["null"] += list(null.ravel())
                 out["null_d"] += list(np.repeat(sc.look_s[c], null.shape[1]))
                 out["null_md"] += [md] * null.size
+                out["null_fam"] += [str(sc.family[c])] * null.size
                 out["call_max"] += list(null.max(axis=0))
                 out["call_last"] += list(null[-1])
                 out["call_ratio"].append(float(sc.look_s[c][-1] / sc.look_s[c][0]))
@@ -328,7 +335,8 @@ def fit_openset(dev: DevSet, mask: np.ndarray, *, backend: Backend | None = None
         backend.id, null, np.asarray(sc["tar"]), np.asarray(sc["null_d"]), np.asarray(sc["tar_d"]),
         target_scores_10s=np.asarray(sc["target_call"]), looks_gamma=gamma,
         prints_exponent=prints_exponent, tar_model_dur=np.asarray(sc["tar_md"]),
-        null_model_dur=np.asarray(sc["null_md"]), min_net_speech_s=LOOKS_S[0],
+        null_model_dur=np.asarray(sc["null_md"]), min_net_speech_s=LOOKS_S[0], long_min_s=LONG_MIN_S,
+        target_scores_long=np.asarray(sc["target_call_long"]), null_groups=np.asarray(sc["null_fam"]),
         meta={"null_trials": len(null), "target_trials": len(sc["tar"]),
               "target_calls": len(sc["target_call"]), "looks_ratio_measured": round(ratio_looks, 3),
               "mean_last_over_first_look": round(mean_ratio, 3),

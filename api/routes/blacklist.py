@@ -53,6 +53,8 @@ def spoof_result(ctx: AppContext, speech16k: Any) -> dict[str, Any]:
     score and flag are null and ``error`` says why (the voiceprint answer is still given)."""
     from callvet.core.errors import CallvetError
 
+    if not ctx.settings.spoof:
+        return {"score": None, "flag": None, "kind": None, "error": "spoof_off"}
     try:
         return spoof_detector(ctx).score(speech16k).to_dict()  # type: ignore[no-any-return]
     except CallvetError as exc:
@@ -283,7 +285,8 @@ def add_sample(
             "code": "audio_required", "message": "send multipart audio, or JSON {\"call_id\": ...}"})
     data = _read_upload(audio, ctx.settings.max_upload_bytes)
     return blacklist_service(ctx).add_sample(
-        identity_id, data, p.actor, spoof=lambda: spoof_detector(ctx), override_spoof=override_spoof,
+        identity_id, data, p.actor, spoof=(lambda: spoof_detector(ctx)) if ctx.settings.spoof else None,
+        override_spoof=override_spoof,
         override_reason=override_reason, **_decode_kw(encoding, sample_rate))
 
 

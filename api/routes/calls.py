@@ -58,12 +58,10 @@ def callprint_records(ctx: AppContext) -> Any:
 def _spoof(ctx: AppContext) -> Any:
     """The spoof countermeasure, or None when it cannot be built or ``CALLVET_SPOOF=0`` turns it off
     for calls (calls then carry ``spoof.error = spoof_unavailable``; the voiceprint still runs)."""
-    import os
-
     from callvet.api.routes.blacklist import spoof_detector
     from callvet.core.errors import CallvetError
 
-    if os.environ.get("CALLVET_SPOOF", "1") == "0":
+    if not ctx.settings.spoof:
         return None
     try:
         return spoof_detector(ctx)

@@ -27,12 +27,15 @@ import numpy as np
 from callvet.core.settings import Settings
 from callvet.voice.engine import COSINE_THRESHOLD, VoiceEngine
 from callvet.voice.openset import Scorer, fit_openset, load_devset, score_heldout
+from callvet.voice.tiers import TierConfig, decide, operating_points
 
 FOLDS = [["espeak"], ["mbrola"], ["pico", "rhvoice"], ["festival", "flite"],
          ["asterisk", "fillets", "ktuberling"]]
 SIZES = (10, 50, 1000)
 ALARM_FAR, REVIEW_FAR = 0.01, 0.05
-CALL_LOOKS_RATIO = 60.0 / 1.5
+LOOK_FLOOR_S = 1.5
+TIERS = TierConfig(ALARM_FAR, REVIEW_FAR, 6.0)
+CALL_LOOKS_RATIO = 60.0 / LOOK_FLOOR_S
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -46,11 +49,20 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return (max(0.0, c - h), min(1.0, c + h))
 
 
-def outcome(ident: np.ndarray, truth: int, t: float) -> tuple[bool, bool]:
-    """One call: flagged (any look's best >= t), named (a look with the right identity on top >= t)."""
-    best = ident.max(axis=1)
-    named = truth >= 0 and bool(((ident.argmax(axis=1) == truth) & (best >= t)).any())
-    return bool((best >= t).any()), named
+def outcome(ident: np.ndarray, look_s: np.ndarray, truth: int, alarm_t: float, review_t: float | None,
+            min_alarm_s: float) -> dict[str, bool]:
+    """One call, look by look as the service decides (:func:`callvet.voice.tiers.decide`): alarmed /
+    flagged (alarm or review) by any look; named when such a look has the right identity on top."""
+    out = {"alarm_flag": False, "alarm_named": False, "review_flag": False, "review_named": False}
+    for i in range(len(ident)):
+        best = float(ident[i].max())
+        alarm, review, _ = decide(best, float(look_s[i]), alarm_t, review_t, min_alarm_s)
+        right = truth >= 0 and int(ident[i].argmax()) == truth
+        out["alarm_flag"] |= alarm
+        out["alarm_named"] |= alarm and right
+        out["review_flag"] |= alarm or review
+        out["review_named"] |= (alarm or review) and right
+    return out
 
 
 def main() -> None:
@@ -87,22 +99,22 @@ def main() -> None:
                 innocent = list(halves[b]) + list(halves[a][n:])
                 filler = filler_pool[: n - len(fraud)]
                 prints = 3 * len(fraud) + len(filler)
-                ops = {tier: cal.operating_point(tier, far, n, prints, looks_ratio=CALL_LOOKS_RATIO)
-                       for tier, far in (("alarm", ALARM_FAR), ("review", REVIEW_FAR))}
+                ops = operating_points(cal, TIERS, n, prints, looks_ratio=CALL_LOOKS_RATIO,
+                                       min_net_speech_s=LOOK_FLOOR_S)
                 sc = score_heldout(scorer, dev, fraud, innocent, filler_raw=filler, overlap=True)
                 sp = score_heldout(peer, dev, fraud, innocent, filler_raw=filler, normalise=False,
                                    overlap=True)
                 for c in range(len(sc.looks)):
                     row = {"fold": "+".join(fold), "n": n, "family": str(sc.family[c]),
                            "innocent": bool(sc.truth[c] < 0)}
+                    row.update(outcome(sc.looks[c], sc.look_s[c], int(sc.truth[c]), ops["alarm"]["threshold"],
+                                       ops["review"]["threshold"], TIERS.alarm_min_speech_s))
                     for tier, op in ops.items():
-                        row[f"{tier}_flag"], row[f"{tier}_named"] = outcome(
-                            sc.looks[c], int(sc.truth[c]), op.threshold)
-                        row[f"{tier}_t"] = op.threshold
-                        row[f"{tier}_expected_far"] = op.expected_far
-                        row[f"{tier}_expected_det"] = op.expected_detection
-                    row["cos_flag"], row["cos_named"] = outcome(sp.looks[c], int(sp.truth[c]),
-                                                                COSINE_THRESHOLD)
+                        row[f"{tier}_t"] = op["threshold"]
+                        row[f"{tier}_expected_far"] = op["expected_far"]
+                        row[f"{tier}_expected_det"] = op["expected_detection"]
+                    cos = outcome(sp.looks[c], sp.look_s[c], int(sp.truth[c]), COSINE_THRESHOLD, None, 0.0)
+                    row["cos_flag"], row["cos_named"] = cos["alarm_flag"], cos["alarm_named"]
                     rows.append(row)
         done = [r for r in rows if r["fold"] == "+".join(fold)]
         inn = [r for r in done if r["innocent"]]

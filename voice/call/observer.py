@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from callvet.voice.call.frames import AnswerEnded, AnswerStarted, QuestionAsked, Transcript
+
 __all__ = [
     "AnswerEnd",
     "AnswerStart",
@@ -49,56 +51,9 @@ class CallInfo:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class QuestionAsked:
-    """The robot finished playing a question at call audio time ``ended_at_s``."""
-
-    question_id: str
-    text: str
-    ended_at_s: float
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    final: bool
-    question_id: str | None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AnswerStart:
-    """Speech began at call audio time ``t_s``; ``delay_s`` is measured from the end of the question
-    (when the robot reported one after the previous answer) or else from the previous speech end."""
-
-    index: int
-    t_s: float
-    delay_s: float | None
-    question_id: str | None
-
-
-@dataclass(frozen=True)
-class AnswerEnd:
-    """Speech ended (silence for the configured time); ``prosody`` is
-    :meth:`callvet.voice.call.prosody.ProsodyFeatures.to_dict` plus ``delay_s``."""
-
-    index: int
-    start_s: float
-    end_s: float
-    delay_s: float | None
-    question_id: str | None
-    prosody: dict[str, Any]
-    transcripts: tuple[str, ...] = ()
-    #: The answer's speech at 16 kHz (at most 30 s) when the server recognises speech itself, else None.
-    audio16k: Any = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-            "delay_s": None if self.delay_s is None else round(self.delay_s, 3),
-            "question_id": self.question_id, "prosody": self.prosody, "transcripts": list(self.transcripts),
-        }
+#: The answer has one shape (:mod:`callvet.voice.call.frames`); these are its names on this seam.
+AnswerStart = AnswerStarted
+AnswerEnd = AnswerEnded
 
 
 @runtime_checkable

@@ -1,4 +1,8 @@
-"""The per-call audio pipeline: VAD -> answers (prosody) -> speech -> voiceprint accumulator -> verdict.
+"""The analysis stage of a call: VAD -> answers (prosody) -> speech -> voiceprint accumulator -> verdict.
+
+This is the one stage of the call pipeline (:mod:`callvet.voice.call.processors`) that runs in the
+worker pool, not on the event loop; it turns audio into the analysis frames of
+:mod:`callvet.voice.call.frames` (re-exported here).
 
 :class:`CallProcessor` is synchronous and runs in the call server's shared worker pool, one batch at a
 time per call: the event loop hands it all audio received since the previous batch (normally one 20 ms
@@ -20,7 +24,14 @@ from typing import Any, Protocol
 import numpy as np
 from callvet.core.errors import CallvetError
 from callvet.core.settings import env_value
-from callvet.voice.call.frames import decode_payload
+from callvet.voice.call.frames import (
+    AnswerEnded,
+    AnswerStarted,
+    Output,
+    ScoringFailed,
+    VerdictReady,
+    decode_payload,
+)
 from callvet.voice.call.prosody import ProsodyTracker
 from scipy.signal import firwin, resample_poly
 
@@ -29,6 +40,7 @@ __all__ = [
     "AnswerStarted",
     "CallConfig",
     "CallProcessor",
+    "Output",
     "Ring",
     "ScoringFailed",
     "VerdictReady",
@@ -93,38 +105,6 @@ class VoiceWatch(Protocol):
     def add(self, speech16k: np.ndarray) -> None: ...
 
     def verdict(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class AnswerStarted:
-    index: int
-    t_s: float
-
-
-@dataclass(frozen=True)
-class AnswerEnded:
-    index: int
-    start_s: float
-    end_s: float
-    prosody: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class VerdictReady:
-    """A verdict that differs from the previous one; ``audio_t_s`` is the call audio time of the last
-    speech sample it used (the latency of the event is measured from there)."""
-
-    verdict: dict[str, Any]
-    audio_t_s: float
-
-
-@dataclass(frozen=True)
-class ScoringFailed:
-    code: str
-    message: str
-
-
-Output = AnswerStarted | AnswerEnded | VerdictReady | ScoringFailed
 
 
 class Ring:
@@ -246,15 +226,15 @@ class CallProcessor:
             self._end_answer(self.fed, outs)
         if self._speech16k_n >= 0.25 * 16000:
             self._score(outs, self.fed, final=True)
-        elif self.last_verdict is not None and callable(getattr(self.watch, "finish", None)):
+        elif self.last_verdict is not None and callable(getattr(self.watch, "settle", None)):
             self._final_spoof(outs)
         return outs
 
     def _final_spoof(self, outs: list[Output]) -> None:
-        """No speech left to score: still settle the spoof check still running for the last verdict."""
+        """No speech left to score: the watch's scorers still settle the last verdict (the spoof check
+        still running for it)."""
         assert self.watch is not None and self.last_verdict is not None
-        self.watch.finish()  # type: ignore[attr-defined]
-        verdict = {**self.last_verdict, "spoof": self.watch.spoof_now()}  # type: ignore[attr-defined]
+        verdict = self.watch.settle(self.last_verdict)  # type: ignore[attr-defined]
         self.last_verdict = verdict
         key = _verdict_key(verdict)
         if key != self._last_key:

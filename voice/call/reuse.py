@@ -1,4 +1,4 @@
-"""Voice reuse in a live call: a :class:`ReuseWatch` wraps the call's blacklist watch.
+"""Voice reuse in a live call: a :class:`ReuseScorer` plugged into the call's voiceprint watch.
 
 At every verdict (each time the voiceprint is re-checked as speech accumulates) the call's current print
 is searched against the call-print store for other applicants' recent calls in the same voice, then
@@ -17,43 +17,35 @@ from typing import Any
 import numpy as np
 from callvet.voice.callprints import Applicant, CallPrintStore
 
-__all__ = ["ReuseWatch"]
+__all__ = ["ReuseScorer"]
 
 log = logging.getLogger("callvet.calls")
 
 
-class ReuseWatch:
-    """Same interface as :class:`~callvet.voice.call.scoring.EngineWatch` (speech in, verdicts out)."""
+class ReuseScorer:
+    """A :class:`~callvet.voice.call.scoring.VerdictScorer`: the voice-reuse search at every verdict."""
 
-    def __init__(self, inner: Any, store: CallPrintStore, call: Any) -> None:
-        self.inner = inner
+    def __init__(self, store: CallPrintStore, call: Any, min_net_speech_s: float) -> None:
         self.store = store
         self.call_id = str(call.call_id)
         self.applicant = Applicant.from_params(getattr(call, "params", {}),
                                                getattr(call, "application_id", None))
-        self.min_net_speech_s = float(inner.min_net_speech_s)
-
-    @property
-    def net_speech_s(self) -> float:
-        return float(self.inner.net_speech_s)
+        self.min_net_speech_s = float(min_net_speech_s)
 
     def add(self, speech16k: np.ndarray) -> None:
-        self.inner.add(speech16k)
+        """Reuse looks at the voiceprint, not at the speech."""
 
-    def finish(self) -> None:
-        """End of call: the inner watch's pending work (the spoof check) completes."""
-        self.inner.finish()
+    def settle(self, verdict: dict[str, Any]) -> dict[str, Any]:
+        """The last verdict's reuse result stands (the print was stored with it)."""
+        return verdict
 
-    def spoof_now(self) -> dict[str, Any]:
-        return dict(self.inner.spoof_now())
-
-    def verdict(self) -> dict[str, Any]:
-        verdict = dict(self.inner.verdict())
-        vp = self.inner.last_voiceprint
+    def score(self, verdict: dict[str, Any], voiceprint: Any) -> dict[str, Any]:
+        verdict = dict(verdict)
         try:
-            looks = max(1.0, float(vp.net_speech_s) / max(self.min_net_speech_s, 1e-3))
-            reuse = self.store.search(vp, self.applicant, exclude_call_id=self.call_id, looks_ratio=looks)
-            self.store.upsert(self.call_id, self.applicant, vp, reuse)
+            looks = max(1.0, float(voiceprint.net_speech_s) / max(self.min_net_speech_s, 1e-3))
+            reuse = self.store.search(voiceprint, self.applicant, exclude_call_id=self.call_id,
+                                      looks_ratio=looks)
+            self.store.upsert(self.call_id, self.applicant, voiceprint, reuse)
         except Exception as exc:
             log.exception("call %s: voice-reuse search failed", self.call_id)
             verdict.update(voice_reuse=None, reuse_error=f"{type(exc).__name__}")

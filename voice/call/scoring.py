@@ -1,9 +1,14 @@
-"""Voiceprint scoring for live calls: the engine's accumulator plus the blacklist search.
+"""Voiceprint scoring for live calls: the engine's accumulator, the blacklist search, then the scorers.
 
 One :class:`VoiceScoring` per process (engine and blacklist are shared and loaded once); one
-:class:`EngineWatch` per call, holding only the accumulator's running state. With a spoof detector the
-watch also keeps a :class:`~callvet.voice.spoof.SpoofWatch` fed with the same speech, scored once per
-voiceprint check (so at the voiceprint's stride, never per frame); every verdict carries ``spoof``.
+:class:`EngineWatch` per call, holding only the accumulator's running state and its plugged-in
+:class:`VerdictScorer` processors: the spoof check (:class:`SpoofScorer`, always there: without a
+detector its part says ``spoof_unavailable``) and voice reuse
+(:class:`~callvet.voice.call.reuse.ReuseScorer`, with a call-print store). Each hears the same speech
+and extends each verdict at the voiceprint's stride, never per frame; a new scorer is one more entry.
+
+With a spoof detector the scorer keeps a :class:`~callvet.voice.spoof.SpoofWatch` fed with the speech;
+every verdict carries ``spoof``.
 
 The spoof check never delays a verdict: it runs on one process-wide ``spoof`` thread (the served cue
 vector costs ~0.9x the voiceprint per second of speech, bench/spoof; the earlier AASIST back end cost
@@ -17,11 +22,13 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+from callvet.core.errors import CallvetError
+from callvet.voice.call.reuse import ReuseScorer
 
-__all__ = ["SPOOF_UNAVAILABLE", "EngineWatch", "VoiceScoring", "verdict_dict"]
+__all__ = ["SPOOF_UNAVAILABLE", "EngineWatch", "SpoofScorer", "VerdictScorer", "VoiceScoring", "verdict_dict"]
 
 
 def verdict_dict(result: Any) -> dict[str, Any]:
@@ -59,67 +66,54 @@ def _spoof_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-class EngineWatch:
-    def __init__(self, engine: Any, blacklist: Any, top_k: int, spoof: Any = None) -> None:
-        self.acc = engine.accumulator()
-        self.blacklist = blacklist
-        self.top_k = top_k
-        self.min_net_speech_s = float(engine.min_net_speech_s)
-        self.last_voiceprint: Any = None
+class VerdictScorer(Protocol):
+    """One more look at the call's voice, plugged into the voiceprint stage (spoofing, voice reuse).
+
+    It hears the same speech as the voiceprint (``add``) and extends each verdict at the voiceprint's
+    stride (``score``, given the voiceprint just searched), so a new scorer never adds a per-frame
+    cost. ``settle`` is the end of the call with no speech left to score: the scorer may finish work
+    still running and update the last verdict. A scorer must not raise for its own failures: it puts
+    its error in its part of the verdict, so the blacklist verdict is never lost."""
+
+    def add(self, speech16k: np.ndarray) -> None: ...
+
+    def score(self, verdict: dict[str, Any], voiceprint: Any) -> dict[str, Any]: ...
+
+    def settle(self, verdict: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class SpoofScorer:
+    """The spoof countermeasure's latest finished result as the verdict's ``spoof`` (see the module
+    docstring: checks run on the one ``spoof`` thread, never delaying a verdict)."""
+
+    def __init__(self, spoof: Any = None) -> None:
         self.spoof = spoof.watch() if spoof is not None else None
         self._fut: Future[Any] | None = None
-        self._spoof_last: dict[str, Any] = {"score": None, "flag": None, "kind": None, "error": "pending"}
-
-    @property
-    def net_speech_s(self) -> float:
-        return float(self.acc.net_speech_s)
+        self._last: dict[str, Any] = {"score": None, "flag": None, "kind": None, "error": "pending"}
 
     def add(self, speech16k: np.ndarray) -> None:
-        self.acc.add(speech16k)
         if self.spoof is not None:
             self.spoof.add(speech16k)
 
-    def verdict(self) -> dict[str, Any]:
-        """A call looks again as speech grows, so its thresholds count the looks (see docs/blacklist.md)."""
-        vp = self.acc.voiceprint()
-        self.last_voiceprint = vp
-        ratio = getattr(self.blacklist, "call_looks_ratio", None)
-        kw = {"looks_ratio": ratio()} if ratio is not None else {}
-        out = verdict_dict(self.blacklist.identify_voiceprint(vp, top_k=self.top_k, **kw))
-        out["spoof"] = self.spoof_verdict()
-        return out
-    def spoof_verdict(self) -> dict[str, Any]:
-        """The call's latest finished spoof result; starts the next check in the background (a failing
-        countermeasure never fails the voiceprint)."""
+    def score(self, verdict: dict[str, Any], voiceprint: Any) -> dict[str, Any]:
+        """The latest finished result; starts the next check in the background."""
         if self.spoof is None:
-            return dict(SPOOF_UNAVAILABLE)
+            return {**verdict, "spoof": dict(SPOOF_UNAVAILABLE)}
         self._collect()
         if self._fut is None:
             self._fut = _spoof_pool().submit(self.spoof.check)
-        return dict(self._spoof_last)
+        return {**verdict, "spoof": dict(self._last)}
 
-    def _collect(self, timeout: float | None = None) -> None:
-        from callvet.core.errors import CallvetError
+    def settle(self, verdict: dict[str, Any]) -> dict[str, Any]:
+        self.finish()
+        return {**verdict, "spoof": self.now()}
 
-        fut = self._fut
-        if fut is None or (timeout is None and not fut.done()):
-            return
-        try:
-            res = fut.result(timeout=timeout)
-        except TimeoutError:
-            return
-        except CallvetError as exc:
-            res, self._spoof_last = None, {"score": None, "flag": None, "kind": None, "error": exc.code}
-        self._fut = None
-        if res is not None:
-            self._spoof_last = res.to_dict()
-
-    def spoof_now(self) -> dict[str, Any]:
-        """The latest finished spoof result, without starting a check."""
+    def now(self) -> dict[str, Any]:
+        """The latest finished result, without starting a check."""
         if self.spoof is None:
             return dict(SPOOF_UNAVAILABLE)
         self._collect()
-        return dict(self._spoof_last)
+        return dict(self._last)
 
     def finish(self) -> None:
         """End of call: wait for the pending check, then score speech it has not seen (cheap once the
@@ -130,6 +124,67 @@ class EngineWatch:
         if self._fut is None:
             self._fut = _spoof_pool().submit(self.spoof.check)
             self._collect(timeout=FINAL_WAIT_S)
+
+    def _collect(self, timeout: float | None = None) -> None:
+        fut = self._fut
+        if fut is None or (timeout is None and not fut.done()):
+            return
+        try:
+            res = fut.result(timeout=timeout)
+        except TimeoutError:
+            return
+        except CallvetError as exc:
+            res, self._last = None, {"score": None, "flag": None, "kind": None, "error": exc.code}
+        self._fut = None
+        if res is not None:
+            self._last = res.to_dict()
+
+
+class EngineWatch:
+    """One call's voiceprint: the engine's accumulator searched against the blacklist, then each
+    plugged-in :class:`VerdictScorer` in order. Speech in (``add``), verdicts out (``verdict``)."""
+
+    def __init__(self, engine: Any, blacklist: Any, top_k: int, spoof: Any = None, *,
+                 scorers: list[VerdictScorer] | None = None) -> None:
+        self.acc = engine.accumulator()
+        self.blacklist = blacklist
+        self.top_k = top_k
+        self.min_net_speech_s = float(engine.min_net_speech_s)
+        self.last_voiceprint: Any = None
+        self.scorers: list[VerdictScorer] = [SpoofScorer(spoof), *(scorers or [])]
+
+    @property
+    def net_speech_s(self) -> float:
+        return float(self.acc.net_speech_s)
+
+    def add(self, speech16k: np.ndarray) -> None:
+        self.acc.add(speech16k)
+        for s in self.scorers:
+            s.add(speech16k)
+
+    def verdict(self) -> dict[str, Any]:
+        """A call looks again as speech grows, so its thresholds count the looks (see docs/blacklist.md)."""
+        vp = self.acc.voiceprint()
+        self.last_voiceprint = vp
+        ratio = getattr(self.blacklist, "call_looks_ratio", None)
+        kw = {"looks_ratio": ratio()} if ratio is not None else {}
+        out = verdict_dict(self.blacklist.identify_voiceprint(vp, top_k=self.top_k, **kw))
+        for s in self.scorers:
+            out = s.score(out, vp)
+        return out
+
+    def settle(self, verdict: dict[str, Any]) -> dict[str, Any]:
+        """The end of the call with no speech left to score: each scorer settles the last verdict."""
+        for s in self.scorers:
+            verdict = s.settle(verdict)
+        return verdict
+
+    def finish(self) -> None:
+        """The end of the call before its last verdict: scorers' pending work completes."""
+        for s in self.scorers:
+            finish = getattr(s, "finish", None)
+            if callable(finish):
+                finish()
 
 
 class VoiceScoring:
@@ -149,10 +204,10 @@ class VoiceScoring:
     def min_net_speech_s(self) -> float:
         return float(self.engine.min_net_speech_s)
 
-    def watch(self, call: Any = None) -> Any:
-        watch = EngineWatch(self.engine, self.blacklist, self.top_k, self.spoof)
-        if self.callprints is None or call is None:
-            return watch
-        from callvet.voice.call.reuse import ReuseWatch
-
-        return ReuseWatch(watch, self.callprints, call)
+    def watch(self, call: Any = None) -> EngineWatch:
+        """A call's watch: blacklist, then the spoof check, then (with a call-print store and a call)
+        the voice-reuse search."""
+        scorers: list[VerdictScorer] = []
+        if self.callprints is not None and call is not None:
+            scorers.append(ReuseScorer(self.callprints, call, float(self.engine.min_net_speech_s)))
+        return EngineWatch(self.engine, self.blacklist, self.top_k, self.spoof, scorers=scorers)

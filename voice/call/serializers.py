@@ -1,4 +1,9 @@
-"""Wire protocols: Twilio Media Streams and FreeSWITCH mod_audio_fork, each turned into frames.
+"""Wire protocols: Twilio Media Streams and FreeSWITCH mod_audio_fork, frames in and out.
+
+The serializer is the first and the last processor of a call's pipeline: ``text``/``binary`` turn a
+socket message into inbound frames, ``encode`` turns an outbound frame into the message the protocol
+sends (the ``callvet.*`` events are common to both; Twilio adds its ``mark`` echo). Nothing else in the
+call server builds JSON for the robot.
 
 A serializer is a per-call object: it owns the protocol's state (has ``start`` arrived, the jitter
 buffer) and raises :class:`ProtocolError` for bad input. The error's ``close_code`` says whether the
@@ -17,15 +22,24 @@ from typing import Any
 import numpy as np
 from callvet.core.errors import InvalidInput
 from callvet.voice.call.frames import (
+    AnswerEnded,
+    AnswerStarted,
     AudioFrame,
+    CallStarted,
     ClientEventFrame,
     DtmfFrame,
+    ErrorFrame,
     Frame,
+    LagFrame,
+    MarkEcho,
     MarkFrame,
+    ObserverEvent,
+    ServerTranscript,
     StartFrame,
     StopFrame,
-    decode_payload,
+    VerdictReady,
 )
+from callvet.voice.g711 import mulaw_decode
 
 __all__ = [
     "CLIENT_EVENTS",
@@ -34,6 +48,7 @@ __all__ = [
     "ProtocolError",
     "Serializer",
     "TwilioSerializer",
+    "callvet_event",
     "mulaw_to_float",
     "serializer_for",
 ]
@@ -65,7 +80,39 @@ class ProtocolError(InvalidInput):
 
 
 def mulaw_to_float(data: bytes) -> np.ndarray:
-    return decode_payload(data, "mulaw")
+    """G.711 mu-law bytes to float32 (:func:`callvet.voice.g711.mulaw_decode`)."""
+    return mulaw_decode(data)
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def callvet_event(frame: Any) -> dict[str, Any] | None:
+    """The ``callvet.*`` JSON of an outbound frame, the same on every protocol (None: not sent)."""
+    if isinstance(frame, VerdictReady):
+        return {"event": "callvet.voiceprint", **frame.verdict, "audio_t_s": round(frame.audio_t_s, 3)}
+    if isinstance(frame, AnswerStarted):
+        return {"event": "callvet.answer_start", "index": frame.index, "t_s": round(frame.t_s, 3),
+                "delay_s": _round(frame.delay_s), "question_id": frame.question_id}
+    if isinstance(frame, AnswerEnded):
+        return {"event": "callvet.answer_end", **frame.to_dict()}
+    if isinstance(frame, ErrorFrame):
+        return {"event": "callvet.error", **frame.data()}
+    if isinstance(frame, ObserverEvent):
+        return frame.event
+    if isinstance(frame, LagFrame):
+        return {"event": "callvet.lag", "lag_s": frame.lag_s, "shed_s": frame.shed_s,
+                "max_lag_s": frame.max_lag_s}
+    if isinstance(frame, ServerTranscript):
+        t = frame.transcript
+        return {"event": "callvet.transcript", "text": t.text, "final": t.final, "question_id": t.question_id,
+                **t.data}
+    if isinstance(frame, CallStarted):
+        return {"event": "callvet.started", "call_id": frame.call_id,
+                "min_net_speech_s": frame.min_net_speech_s, "sample_rate": frame.sample_rate,
+                "asr": frame.asr}
+    return None
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -184,6 +231,13 @@ class Serializer:
     def outbound_mark(self, name: str) -> str | None:
         """The text frame that echoes a mark back to the client, when the protocol has marks."""
         return None
+
+    def encode(self, frame: Any) -> str | None:
+        """The text message an outbound frame becomes on this protocol (None: nothing is sent)."""
+        if isinstance(frame, MarkEcho):
+            return self.outbound_mark(frame.name)
+        event = callvet_event(frame)
+        return None if event is None else json.dumps(event)
 
 
 class TwilioSerializer(Serializer):

@@ -19,21 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from callvet.voice.g711 import mulaw_encode
 
 __all__ = ["SimResult", "mulaw_encode", "stream_call"]
 
 FRAME_S = 0.02
-
-
-def mulaw_encode(x: np.ndarray) -> bytes:
-    """G.711 mu-law (the ITU reference algorithm: bias 0x84, clip 32635) of float samples."""
-    pcm = np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int32)
-    sign = np.where(pcm < 0, 0x80, 0)
-    mag = np.minimum(np.abs(pcm), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    exponent = np.clip(exponent, 0, 7)
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
 
 
 @dataclass
@@ -63,6 +53,103 @@ class SimResult:
 def _frames(x: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     n = round(FRAME_S * sample_rate)
     return [x[i : i + n] for i in range(0, len(x), n)]
+
+
+def _start_messages(protocol: str, stream_sid: str, sample_rate: int, params: dict[str, str]) -> list[str]:
+    if protocol == "twilio":
+        return [json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}), json.dumps({
+            "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+            "start": {"accountSid": "AC" + "0" * 32, "streamSid": stream_sid,
+                      "callSid": "CA" + uuid.uuid4().hex, "tracks": ["inbound"],
+                      "customParameters": params,
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
+        })]
+    return [json.dumps({"uuid": stream_sid, "sampleRate": sample_rate, **params})]
+
+
+def _stop_messages(protocol: str, stream_sid: str, n_frames: int) -> list[str]:
+    if protocol == "twilio":
+        return [json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": "end"}}),
+                json.dumps({"event": "stop", "sequenceNumber": str(n_frames + 3), "streamSid": stream_sid,
+                            "stop": {}})]
+    return [json.dumps({"event": "stop"})]
+
+
+def _media(protocol: str, stream_sid: str, k: int, fr: np.ndarray) -> str | bytes:
+    if protocol == "twilio":
+        return json.dumps({
+            "event": "media", "sequenceNumber": str(k + 2), "streamSid": stream_sid,
+            "media": {"track": "inbound", "chunk": str(k + 1), "timestamp": str(k * 20),
+                      "payload": base64.b64encode(mulaw_encode(fr)).decode()},
+        })
+    return (np.clip(fr, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def _order(n: int, reorder: int, seed: int) -> list[int]:
+    """Frame send order: shuffled within windows of ``reorder`` frames (Telnyx-style disorder)."""
+    order = list(range(n))
+    if reorder > 1:
+        rng = random.Random(seed)
+        for i in range(0, n, reorder):
+            block = order[i : i + reorder]
+            rng.shuffle(block)
+            order[i : i + reorder] = block
+    return order
+
+
+async def _read(ws: Any, res: SimResult, on_event: Callable[[dict[str, Any]], None] | None) -> None:
+    import websockets
+
+    try:
+        async for msg in ws:
+            if isinstance(msg, bytes):
+                continue
+            ev = json.loads(msg)
+            res.events.append((time.perf_counter(), ev))
+            if ev.get("event") == "mark":
+                res.marks.append(ev["mark"]["name"])
+            if ev.get("event") == "callvet.started":
+                res.call_id = ev.get("call_id")
+            if on_event is not None:
+                on_event(ev)
+    except websockets.ConnectionClosed:
+        pass
+
+
+async def _send_audio(ws: Any, res: SimResult, encoded: list[str | bytes], order: list[int],
+                      pending: dict[float, list[str | bytes]], pace: float | None,
+                      disconnect_after_s: float | None) -> bool:
+    """Sends the media frames (paced when ``pace``), injecting ``pending`` messages at their audio
+    time; True when it stopped early to disconnect."""
+    t0 = time.perf_counter()
+    for pos, k in enumerate(order):
+        if pace:
+            target = t0 + FRAME_S * (pos + 1) / pace
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                res.send_slip_s = max(res.send_slip_s, -delay)
+        while pending and next(iter(pending)) <= pos * FRAME_S:
+            for m in pending.pop(next(iter(pending))):
+                await ws.send(m)
+        await ws.send(encoded[pos])
+        res.send_times[k] = time.perf_counter()
+        if disconnect_after_s is not None and (pos + 1) * FRAME_S >= disconnect_after_s:
+            return True
+    return False
+
+
+async def _abort(ws: Any, rtask: asyncio.Task[None], res: SimResult) -> SimResult:
+    """Drops the connection abruptly (no close handshake), once what was sent has left."""
+    for _ in range(200):
+        if not ws.transport.get_write_buffer_size():
+            break
+        await asyncio.sleep(0.01)
+    ws.transport.abort()
+    rtask.cancel()
+    res.close_code = 1006
+    return res
 
 
 async def stream_call(
@@ -101,95 +188,22 @@ async def stream_call(
     frames = _frames(np.asarray(samples, dtype=np.float32), sample_rate)
     async with websockets.connect(url, additional_headers=headers, max_size=1 << 22, compression=None,
                                   open_timeout=open_timeout_s, close_timeout=5) as ws:
-
-        async def reader() -> None:
-            try:
-                async for msg in ws:
-                    if isinstance(msg, bytes):
-                        continue
-                    ev = json.loads(msg)
-                    res.events.append((time.perf_counter(), ev))
-                    if ev.get("event") == "mark":
-                        res.marks.append(ev["mark"]["name"])
-                    if ev.get("event") == "callvet.started":
-                        res.call_id = ev.get("call_id")
-                    if on_event is not None:
-                        on_event(ev)
-            except websockets.ConnectionClosed:
-                pass
-
-        rtask = asyncio.create_task(reader())
+        rtask = asyncio.create_task(_read(ws, res, on_event))
         stream_sid = "MZ" + uuid.uuid4().hex
-        if protocol == "twilio":
-            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await ws.send(json.dumps({
-                "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
-                "start": {"accountSid": "AC" + "0" * 32, "streamSid": stream_sid,
-                          "callSid": "CA" + uuid.uuid4().hex, "tracks": ["inbound"],
-                          "customParameters": params,
-                          "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
-            }))
-        else:
-            await ws.send(json.dumps({"uuid": stream_sid, "sampleRate": sample_rate, **params}))
-        for m in before_audio or []:
+        for m in [*_start_messages(protocol, stream_sid, sample_rate, params), *(before_audio or [])]:
             await ws.send(m)
-
-        def encode(k: int, fr: np.ndarray) -> str | bytes:
-            if protocol == "twilio":
-                return json.dumps({
-                    "event": "media", "sequenceNumber": str(k + 2), "streamSid": stream_sid,
-                    "media": {"track": "inbound", "chunk": str(k + 1), "timestamp": str(k * 20),
-                              "payload": base64.b64encode(mulaw_encode(fr)).decode()},
-                })
-            return (np.clip(fr, -1, 1) * 32767).astype("<i2").tobytes()
-
-        order = list(range(len(frames)))
-        if reorder > 1:
-            rng = random.Random(seed)
-            for i in range(0, len(order), reorder):
-                block = order[i : i + reorder]
-                rng.shuffle(block)
-                order[i : i + reorder] = block
+        order = _order(len(frames), reorder, seed)
         pending = dict(sorted((at_audio_s or {}).items()))
-        encoded = [encode(k, frames[k]) for k in order]
-        t0 = time.perf_counter()
+        encoded = [_media(protocol, stream_sid, k, frames[k]) for k in order]
         res.send_times = [0.0] * len(frames)
-        aborted = False
         pace = speed or (1.0 if realtime else None)
-        for pos, k in enumerate(order):
-            if pace:
-                target = t0 + FRAME_S * (pos + 1) / pace
-                delay = target - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                else:
-                    res.send_slip_s = max(res.send_slip_s, -delay)
-            while pending and next(iter(pending)) <= pos * FRAME_S:
-                for m in pending.pop(next(iter(pending))):
-                    await ws.send(m)
-            await ws.send(encoded[pos])
-            res.send_times[k] = time.perf_counter()
-            if disconnect_after_s is not None and (pos + 1) * FRAME_S >= disconnect_after_s:
-                aborted = True
-                break
-        if aborted:
-            for _ in range(200):
-                if not ws.transport.get_write_buffer_size():
-                    break
-                await asyncio.sleep(0.01)
-            ws.transport.abort()
-            rtask.cancel()
-            res.close_code = 1006
-            return res
+        if await _send_audio(ws, res, encoded, order, pending, pace, disconnect_after_s):
+            return await _abort(ws, rtask, res)
         for msgs in pending.values():
             for m in msgs:
                 await ws.send(m)
-        if protocol == "twilio":
-            await ws.send(json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": "end"}}))
-            await ws.send(json.dumps({"event": "stop", "sequenceNumber": str(len(frames) + 3),
-                                      "streamSid": stream_sid, "stop": {}}))
-        else:
-            await ws.send(json.dumps({"event": "stop"}))
+        for m in _stop_messages(protocol, stream_sid, len(frames)):
+            await ws.send(m)
         try:
             await asyncio.wait_for(rtask, close_timeout_s)
         except TimeoutError:

@@ -11,7 +11,8 @@ studio replay with flat responses (close to bona fide by construction).
 from __future__ import annotations
 
 import numpy as np
-from callvet.voice.audio import mulaw_decode, mulaw_encode, resample
+from callvet.voice.audio import resample
+from callvet.voice.g711 import mulaw_decode, mulaw_encode
 
 __all__ = ["simulate_replay"]
 
