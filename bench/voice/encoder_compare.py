@@ -112,10 +112,13 @@ def cpu_cost(engs: dict[str, VoiceEngine], speech: list[np.ndarray], repeats: in
 def timing_speech(eng: VoiceEngine, corpus: Path, n: int = 40) -> list[np.ndarray]:
     items = scan_tree(corpus / "channel")
     rng = np.random.default_rng(0)
-    out = []
-    for i in rng.choice(len(items), min(n, len(items)), replace=False):
+    out: list[np.ndarray] = []
+    for i in rng.permutation(len(items)):
         an = eng.analyse(eng.decode(items[int(i)].path.read_bytes()))
-        out.append(an.speech)
+        if an.net_speech_s >= 1.0:  # VAD found speech (a few channel files are almost all noise)
+            out.append(an.speech)
+        if len(out) == n:
+            break
     return out
 
 
