@@ -71,8 +71,8 @@ def engines(models_dir: Path, res2net_dir: Path) -> dict[str, VoiceEngine]:
             "res2net": VoiceEngine(load_encoder(res2net_dir, "res2net", intra_op_threads=1))}
 
 
-def evaluate_encoder(sets: dict[str, EmbeddedSet], groups: dict[str, str],
-                     seed: int) -> list[dict[str, Any]]:
+def evaluate_encoder(sets: dict[str, EmbeddedSet], groups: dict[str, str], seed: int,
+                     keep: dict[str, Trials] | None = None) -> list[dict[str, Any]]:
     """Raw cosine and leave-one-family-out back end, per condition; pooled over families."""
     speakers = set(sets["clean"].speakers)
     families = sorted(set(groups.values()))
@@ -90,7 +90,26 @@ def evaluate_encoder(sets: dict[str, EmbeddedSet], groups: dict[str, str],
                           else Scorer(backends[fam], enrol_augment=True))
                 parts.append(run_protocol(subset(sets[enrol_c], held), subset(sets[test_c], held), scorer,
                                           seed=seed, accumulate_s=acc, groups=groups))
-            rows.append({"condition": label, "scoring": scoring, **compute_metrics(pool_trials(parts))})
+            pooled = pool_trials(parts)
+            if keep is not None and scoring == "raw cosine":
+                keep[label] = pooled
+            rows.append({"condition": label, "scoring": scoring, **compute_metrics(pooled)})
+    return rows
+
+
+def fused_rows(a: dict[str, Trials], b: dict[str, Trials]) -> list[dict[str, Any]]:
+    """Equal-weight mean of the two raw cosines on identical trials: a fusion with nothing fitted."""
+    rows = []
+    for label, ta in a.items():
+        tb = b[label]
+        same = (np.array_equal(ta.probe_speaker, tb.probe_speaker)
+                and np.array_equal(ta.model_speaker, tb.model_speaker)
+                and np.allclose(ta.probe_net_s, tb.probe_net_s))
+        if not same:
+            raise RuntimeError(f"{label}: the two encoders' trials differ; cannot fuse")
+        fused = Trials((ta.scores + tb.scores) / 2, ta.probe_speaker, ta.model_speaker, ta.probe_known,
+                       ta.probe_net_s, ta.groups)
+        rows.append({"condition": label, "scoring": "raw cosine, mean of both", **compute_metrics(fused)})
     return rows
 
 
@@ -142,6 +161,21 @@ def _overall_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fusion_table(results: dict[str, Any]) -> list[str]:
+    peer = {r["condition"]: r for r in results["rows"]["ge2e"] if r["scoring"] == "raw cosine"}
+    nan = float("nan")
+    lines = ["Fusion with nothing fitted (mean of the two raw cosines, same trials), against raw GE2E:", "",
+             "| condition | EER | ratio | FA@95 | ratio | top-1 | espeak EER / FA@95 |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["fusion"]:
+        p, e = peer[r["condition"]], r["by_group"].get("espeak", {})
+        lines.append(f"| {r['condition']} | {_pct(r['eer'])} | {_ratio(r['eer'], p['eer'])} | "
+                     f"{_pct(r['fa_at_95_detection'])} | "
+                     f"{_ratio(r['fa_at_95_detection'], p['fa_at_95_detection'])} | {_pct(r['top1'])} | "
+                     f"{_pct(e.get('eer', nan))} / {_pct(e.get('fa_at_95_detection', nan))} |")
+    return lines
+
+
 def _family_table(results: dict[str, Any], condition: str) -> list[str]:
     lines = [f"Per held-out family, {condition} (EER / FA at the pooled 95 %-detection threshold):", "",
              "| family | speakers | unknown probes | GE2E raw | Res2Net raw | GE2E back end "
@@ -178,6 +212,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         *_overall_table(results),
         "",
+        *_fusion_table(results),
+        "",
         *_family_table(results, "channel, 1 utt"),
         "",
         *_family_table(results, "channel, ~10 s"),
@@ -212,16 +248,22 @@ def main() -> None:
     engs = engines(args.models or Settings().models_dir, args.res2net_dir)
     results: dict[str, Any] = {"rows": {}, "embed_s": {}}
     groups: dict[str, str] = {}
+    raw: dict[str, dict[str, Trials]] = {}
     for name, eng in engs.items():
         t = time.time()
         sets = {c: embed_set(eng, scan_tree(args.corpus / c), augment=True, cache_dir=args.cache,
                              progress=False, label=f"{name} {c}") for c in ("clean", "channel")}
         results["embed_s"][name] = time.time() - t
         groups = speaker_groups(args.corpus / "clean", sorted(set(sets["clean"].speakers)))
-        results["rows"][name] = evaluate_encoder(sets, groups, args.seed)
+        raw[name] = {}
+        results["rows"][name] = evaluate_encoder(sets, groups, args.seed, raw[name])
         for r in results["rows"][name]:
             print(f"{name:8s} {r['condition']:22s} {r['scoring']:16s} EER {r['eer']:.3f} "
                   f"FA95 {r['fa_at_95_detection']:.3f} top1 {r['top1']:.3f}", flush=True)
+    results["fusion"] = fused_rows(raw["ge2e"], raw["res2net"])
+    for r in results["fusion"]:
+        print(f"fusion   {r['condition']:22s} EER {r['eer']:.3f} FA95 {r['fa_at_95_detection']:.3f}",
+              flush=True)
     results["cpu_ms_per_s"] = cpu_cost(engs, timing_speech(engs["ge2e"], args.corpus))
     print("CPU ms per s of speech:", results["cpu_ms_per_s"], flush=True)
     results["families"] = {f: sorted(s for s, g in groups.items() if g == f) for f in set(groups.values())}
