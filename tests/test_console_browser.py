@@ -54,8 +54,8 @@ def _free_port() -> int:
 
 def _open_task(db: Any, settings: Any) -> str:
     """Start a card issuance whose interview was inconclusive: one open approver task (its id)."""
-    from callvet.workflow.engine import WorkflowRuntime
     from callvet.sim.workflow import scripted_decider
+    from callvet.workflow.engine import WorkflowRuntime
 
     rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
     rt.ensure_ready()

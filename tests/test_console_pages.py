@@ -27,8 +27,8 @@ APP = json.loads((Path(__file__).parent / "data" / "application.example.json").r
 def site(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from callvet.api.app import create_app
     from callvet.core.settings import Settings
-    from callvet.workflow.engine import WorkflowRuntime
     from callvet.sim.workflow import scripted_decider
+    from callvet.workflow.engine import WorkflowRuntime
 
     monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
     settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
