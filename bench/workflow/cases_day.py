@@ -154,29 +154,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except CallvetError as exc:
                 errors.append(f"intake {i}: {exc.message}")
 
-    def idle_waits(first: float, cap: float) -> Any:
-        """Poll back-off for an idle simulated robot or approver: ``first`` doubling up to ``cap``.
-        A fixed short poll made idle threads issue hundreds of queue reads a second, competing for the
-        database and the two CPUs with the intake they wait for (profile, issue 11); real robots
-        back off too. The waits are in wall time: at most ``cap`` late on a call or a task."""
-        wait = first
-        while True:
-            got = yield wait
-            wait = first if got else min(wait * 2, max(first, cap))
-
     def robot(k: int) -> None:
         rng = random.Random(args.seed * 1000 + k)
-        waits = idle_waits(0.02, args.idle_cap_s)
-        wait = next(waits)
         while not stop.is_set():
             try:
                 claim = svc.claim(f"robot:sim-{k}")
             except CallvetError as exc:
                 errors.append(f"claim: {exc.message}")
                 continue
-            wait = waits.send(claim is not None)
             if claim is None:
-                time.sleep(wait)
+                time.sleep(0.02)
                 continue
             count("claims")
             if rng.random() < 0.10:
@@ -224,16 +211,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def approver(k: int) -> None:
         rng = random.Random(args.seed * 7000 + k)
-        waits = idle_waits(0.05, args.idle_cap_s)
-        next(waits)
         while not stop.is_set():
             tasks = rt.board.list_open(role=None, assignee=None, limit=50)
             mine = [
                 t for t in tasks if int(t["task_id"].replace("-", "")[-4:], 16) % args.approvers_threads == k
             ]
-            wait = waits.send(bool(mine))
             if not mine:
-                time.sleep(wait)
+                time.sleep(0.05)
                 continue
             for t in mine:
                 try:
@@ -393,8 +377,6 @@ def main() -> None:
     ap.add_argument("--approvers-threads", type=int, default=2)
     ap.add_argument("--decider", choices=["engine", "scripted"], default="engine")
     ap.add_argument("--clock", type=float, default=120.0, help="simulated-clock speed (back-offs)")
-    ap.add_argument("--idle-cap-s", type=float, default=0.32,
-                    help="longest idle poll of a robot or approver, s (0: the old fixed 20/50 ms polls)")
     ap.add_argument("--db", default="")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-s", type=float, default=3600)
