@@ -123,10 +123,10 @@ def test_call_ending_mid_interview_aborts_and_unknown_calls_are_inert(db: Databa
 
 
 def test_api_call_server_has_the_interview_observer(api: tuple[Any, dict[str, dict[str, str]]]) -> None:
-    """The composition root gives the call server its observers: the interview's first, then the case's
-    (no process-global registry)."""
+    """The composition root gives the call server its observers: the interview's first, then the case's,
+    then the console's alarm feed, an adapter's (no process-global registry)."""
     names = [name for name, _ in api[0].app.state.ctx.calls.observer_factories()]
-    assert names == [OBSERVER_NAME, "cases"]
+    assert names == [OBSERVER_NAME, "cases", "console-alarms"]
 
 
 # ---------------------------------------------------------------- through the real call server

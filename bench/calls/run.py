@@ -50,6 +50,11 @@ LATENCY_LIMIT_S = 0.300
 REPEATS = 2
 #: The server sheds and sends callvet.lag when a call is this far behind real time.
 SERVER_MAX_LAG_S = 1.0
+#: Answers in every clip (_clip speaks two), each recognised by the server with --asr server/auto.
+ANSWERS_PER_CLIP = 2
+#: With server ASR a level also needs every answer transcribed, p95 within this of the answer's end: the
+#: interview cannot ask its next question before it knows the answer.
+TRANSCRIPT_LIMIT_S = 3.0
 #: A level is void if the simulated robots themselves fell this far behind their schedule.
 CLIENT_SLIP_LIMIT_S = 0.5
 
@@ -158,6 +163,8 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
     results = [r for rs in await asyncio.gather(*(caller(i) for i in range(n))) for r in rs]
     lat: list[float] = []
     first_lat: list[float] = []
+    tr_lat: list[float] = []
+    transcripts = 0
     failed = lagged = no_verdict = spoof_flagged = calls_ok = 0
     slip = 0.0
     alarms = {"fraudster": [0, 0], "other": [0, 0]}
@@ -167,6 +174,8 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
             continue
         ls = r.latencies()
         lat += ls
+        tr_lat += r.latencies("callvet.transcript")
+        transcripts += sum(1 for e in r.of("callvet.transcript") if e.get("source"))
         if ls:
             first_lat.append(ls[0])
         lagged += bool(r.of("callvet.lag"))
@@ -180,8 +189,12 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
         calls_ok += 1
     def p(q):
         return (float(np.percentile(lat, q)) if lat else float("nan"))
+    answers = ANSWERS_PER_CLIP * len(results)
+    tr_p95 = float(np.percentile(tr_lat, 95)) if tr_lat else float("nan")
     ok = (failed == 0 and lagged == 0 and no_verdict == 0 and slip < CLIENT_SLIP_LIMIT_S and lat
           and p(95) < LATENCY_LIMIT_S)
+    if asr != "robot":
+        ok = ok and transcripts == answers and tr_p95 < TRANSCRIPT_LIMIT_S
     return {"n": n, "ok": bool(ok), "failed": failed, "lagged": lagged, "no_verdict": no_verdict,
             "client_slip_ms": slip * 1000, "verdicts": len(lat), "p50_ms": p(50) * 1000,
             "p95_ms": p(95) * 1000,
@@ -189,7 +202,10 @@ async def _level(url: str, token: str, n: int, clips: list[tuple[str, np.ndarray
             "first_p95_ms": (float(np.percentile(first_lat, 95)) if first_lat else float("nan")) * 1000,
             "alarm_fraudster": f"{alarms['fraudster'][0]}/{alarms['fraudster'][1]}",
             "alarm_other": f"{alarms['other'][0]}/{alarms['other'][1]}",
-            "spoof_flagged": f"{spoof_flagged}/{calls_ok}"}
+            "spoof_flagged": f"{spoof_flagged}/{calls_ok}",
+            "transcripts": f"{transcripts}/{answers}",
+            "tr_p50_ms": (float(np.percentile(tr_lat, 50)) if tr_lat else float("nan")) * 1000,
+            "tr_p95_ms": tr_p95 * 1000}
 
 
 async def _warm(url: str, token: str, clips: list[tuple[str, np.ndarray]], k: int) -> None:
@@ -280,10 +296,10 @@ def run(args: argparse.Namespace, out: Path) -> str:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    return write(rows, out, clip_s, spoof=args.spoof)
+    return write(rows, out, clip_s, spoof=args.spoof, asr=args.asr)
 
 
-def write(rows: list[dict[str, Any]], out: Path, clip_s: float, spoof: str = "on") -> str:
+def write(rows: list[dict[str, Any]], out: Path, clip_s: float, spoof: str = "on", asr: str = "robot") -> str:
     base = rows[0]
     held = [r["n"] for r in rows if r["ok"] and r["n"] > 1]
     lines = [
@@ -294,7 +310,9 @@ def write(rows: list[dict[str, Any]], out: Path, clip_s: float, spoof: str = "on
         "Twilio clip (two espeak answers, mu-law 8 kHz) at real time; N lines each make 2 calls back to "
         "back, first start uniform over one call length (steady state). "
         "Peer: the same server with one call, same run. "
-        f"Spoof countermeasure (issue 12): {spoof}.",
+        f"Spoof countermeasure (issue 12): {spoof}. Transcripts (customParameters asr): {asr}"
+        + ("" if asr == "robot" else f"; a level also needs every answer recognised by the server, "
+           f"p95 within {TRANSCRIPT_LIMIT_S:.0f} s of the answer's end") + ".",
         "",
         f"**Largest N held: {max(held) if held else 0}** (every call a verdict, no call ever 1 s behind "
         "real time (no callvet.lag at CALLVET_MAX_LAG_S=1), p95 verdict latency < 300 ms, robots on "
@@ -302,8 +320,9 @@ def write(rows: list[dict[str, Any]], out: Path, clip_s: float, spoof: str = "on
         "",
         "| N | held | p50 ms | p95 ms | p95 / N=1 | max ms | first-verdict p95 ms | lagged calls | failed "
         "| client slip ms | server cores | server CPU ms per call-s | client cores | server RSS MB "
-        "| load avg | other jobs' cores | alarms fraudster | alarms others | spoof flagged (espeak) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| load avg | other jobs' cores | alarms fraudster | alarms others | spoof flagged (espeak) "
+        "| server transcripts | transcript p50 ms | transcript p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = r["p95_ms"] / base["p95_ms"] if base["p95_ms"] == base["p95_ms"] else float("nan")
@@ -314,7 +333,8 @@ def write(rows: list[dict[str, Any]], out: Path, clip_s: float, spoof: str = "on
             f"| {r['client_slip_ms']:.0f} | {r['server_cores']:.2f} | {r['cpu_ms_per_call_s']:.1f} "
             f"| {r['client_cores']:.2f} | {r['server_rss_mb']:.0f} | {r['load1']:.1f} "
             f"| {r['other_cores']:.2f} "
-            f"| {r['alarm_fraudster']} | {r['alarm_other']} | {r['spoof_flagged']} |"
+            f"| {r['alarm_fraudster']} | {r['alarm_other']} | {r['spoof_flagged']} "
+            f"| {r['transcripts']} | {r['tr_p50_ms']:.0f} | {r['tr_p95_ms']:.0f} |"
         )
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -78,6 +78,7 @@ class ServerAsr(FrameProcessor):
         if self.answers.robot_finals != finals:
             return
         data = {"source": out.engine, "confidence": out.confidence, "language": lang, "index": answer.index,
-                "audio_s": round(len(answer.audio16k) / 16000, 3), "asr_s": round(out.seconds, 3)}
+                "audio_s": round(len(answer.audio16k) / 16000, 3), "asr_s": round(out.seconds, 3),
+                "audio_t_s": round(answer.end_s, 3)}
         t = Transcript(text=out.text, final=True, question_id=answer.question_id, data=data)
         await self.push(ServerTranscript(t, answer.index, answer.end_s))

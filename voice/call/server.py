@@ -95,6 +95,12 @@ class CallServer:
     def observer_factories(self) -> list[tuple[str, ObserverFactory]]:
         return list(self._observers) if self._observers is not None else observer_factories()
 
+    def add_observer(self, name: str, factory: ObserverFactory) -> None:
+        """Watch every call started from now on (an adapter that starts after this server was built,
+        such as the console's alarm feed); an observer of the same name is replaced."""
+        mine = [(n, f) for n, f in self.observer_factories() if n != name]
+        self._observers = [*mine, (name, factory)]
+
     def scoring(self) -> VoiceScoring:
         """The shared scoring service (built once; a failure is remembered and re-raised)."""
         if self._scoring is not None:
