@@ -76,6 +76,23 @@ def encode_reference(hparams: dict[str, Any], wav: Any) -> Any:
         return hparams["embedding_model"](feats, lens).reshape(-1).numpy()
 
 
+def stft_basis(stft: Any) -> tuple[int, Any]:
+    """SpeechBrain's STFT as a real/imaginary DFT basis (``torch.stft`` does not export to ONNX): the
+    window zero-padded to ``n_fft`` and centred, as torch.stft does; ``(n_bins, basis (2*n_bins, n_fft))``
+    in float64, for a conv1d with stride ``hop_length``. Shared by every SpeechBrain-front-end export."""
+    import torch
+
+    n_fft, win_length = int(stft.n_fft), int(stft.win_length)
+    window = torch.zeros(n_fft)
+    left = (n_fft - win_length) // 2
+    window[left:left + win_length] = stft.window.float()
+    n_bins = n_fft // 2 + 1
+    t = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(n_bins, dtype=torch.float64)[:, None]
+    angle = 2 * torch.pi * k * t / n_fft
+    return n_bins, torch.cat([torch.cos(angle), -torch.sin(angle)]) * window.double()
+
+
 def _graph(hparams: dict[str, Any]) -> Any:
     import torch
 
@@ -90,15 +107,8 @@ def _graph(hparams: dict[str, Any]) -> Any:
         raise InvalidInput(f"mean_var_norm norm_type {norm.norm_type!r} is not supported (sentence only)",
                            code="unsupported_features")
 
-    n_fft, hop, win_length = int(stft.n_fft), int(stft.hop_length), int(stft.win_length)
-    window = torch.zeros(n_fft)
-    left = (n_fft - win_length) // 2
-    window[left:left + win_length] = stft.window.float()
-    n_bins = n_fft // 2 + 1
-    t = torch.arange(n_fft, dtype=torch.float64)
-    k = torch.arange(n_bins, dtype=torch.float64)[:, None]
-    angle = 2 * torch.pi * k * t / n_fft
-    basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window.double()
+    n_fft, hop = int(stft.n_fft), int(stft.hop_length)
+    n_bins, basis = stft_basis(stft)
 
     class WaveformEncoder(torch.nn.Module):
         """wav (batch, samples) -> embedding (batch, dim): Fbank, sentence norm, ECAPA."""
@@ -121,7 +131,7 @@ def _graph(hparams: dict[str, Any]) -> Any:
     return WaveformEncoder().eval()
 
 
-def _cosine(a: Any, b: Any) -> float:
+def cosine(a: Any, b: Any) -> float:
     import numpy as np
 
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
@@ -161,8 +171,8 @@ def _export_and_check(hparams: dict[str, Any], out_dir: Path, sample_rate: int) 
         ours = session.run(None, {"wav": wav[None, :]})[0].ravel()
         ref = encode_reference(hparams, wav)
         dim = int(ref.size)
-        if ours.size != dim or _cosine(ours, ref) < _MIN_COSINE:
-            cos = _cosine(ours, ref)
+        if ours.size != dim or cosine(ours, ref) < _MIN_COSINE:
+            cos = cosine(ours, ref)
             raise InvalidInput(f"exported ECAPA disagrees with SpeechBrain (cosine {cos:.6f} on {seconds}s)",
                                code="export_mismatch")
     return dim, min_samples

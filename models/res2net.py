@@ -31,6 +31,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from callvet.models.ecapa import cosine, stft_basis
 from callvet.models.manifest import build_versions, is_complete, write_manifest
 
 __all__ = ["NAME", "build", "encode_reference", "is_built", "mfcc", "torch_model", "weights_path"]
@@ -119,17 +120,10 @@ def _graph(model: Any, front: Any) -> Any:
     import torch
 
     stft = front.compute_STFT
-    n_fft, hop, win_length = int(stft.n_fft), int(stft.hop_length), int(stft.win_length)
+    n_fft, hop = int(stft.n_fft), int(stft.hop_length)
     if not stft.center or stft.pad_mode != "constant" or stft.normalized_stft or not stft.onesided:
         raise RuntimeError("only centred, zero-padded, one-sided STFT is supported")
-    window = torch.zeros(n_fft)
-    left = (n_fft - win_length) // 2
-    window[left:left + win_length] = stft.window.float()
-    n_bins = n_fft // 2 + 1
-    t = torch.arange(n_fft, dtype=torch.float64)
-    k = torch.arange(n_bins, dtype=torch.float64)[:, None]
-    angle = 2 * torch.pi * k * t / n_fft
-    basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window.double()
+    n_bins, basis = stft_basis(stft)
 
     class WaveformEncoder(torch.nn.Module):
         """wav (batch, samples) -> embedding (batch, 512): MFCC-24 (44 mels), SE-Res2Net50."""
@@ -147,13 +141,6 @@ def _graph(model: Any, front: Any) -> Any:
             return self.model.extract(feats.unsqueeze(1)).reshape(wav.shape[0], -1)
 
     return WaveformEncoder().eval()
-
-
-def _cosine(a: Any, b: Any) -> float:
-    import numpy as np
-
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
 def _export(out_dir: Path) -> int:
@@ -175,7 +162,7 @@ def _export(out_dir: Path) -> int:
     for seconds in (1.3, 3.0):
         wav = rng.normal(0, 0.1, int(seconds * SAMPLE_RATE)).astype(np.float32)
         ours = session.run(None, {"wav": wav[None, :]})[0].ravel()
-        cos = _cosine(ours, encode_reference(model, wav, front))
+        cos = cosine(ours, encode_reference(model, wav, front))
         if cos < _MIN_COSINE:
             raise RuntimeError(f"SE-Res2Net50 export disagrees with torch (cosine {cos:.6f} on {seconds}s)")
     hop = int(front.compute_STFT.hop_length)
