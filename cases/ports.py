@@ -24,12 +24,13 @@ class CaseWorkflow(Protocol):
         version: int | None = None,
         run: bool = True,
         instance_id: str | None = None,
+        detail: bool = False,
     ) -> dict[str, Any]: ...
 
     def summary(self, instance_id: str, *, with_events: bool = False) -> dict[str, Any]: ...
 
     def deliver_message(
-        self, instance_id: str, name: str, payload: dict[str, Any], *, actor: str
+        self, instance_id: str, name: str, payload: dict[str, Any], *, actor: str, detail: bool = False
     ) -> dict[str, Any]: ...
 
 

@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from callvet.cases import dispatch
@@ -106,7 +107,9 @@ class CaseService:
             if found is None:
                 raise
             return self._resume(found, intake, actor), False
-        row = self._row(case_id)
+        row = SimpleNamespace(case_id=case_id, application_id=app.application_id,
+                              status=CaseStatus.RECEIVED.value, process_key=process,
+                              instance_id=str(uuid.UUID(case_id)), application=app_json)
         return self._resume(row, intake, actor), True
 
     def _resume(self, row: Any, intake: Intake, actor: str) -> dict[str, Any]:
@@ -126,11 +129,11 @@ class CaseService:
         if intake.documents:
             data["documents"] = list(intake.documents)
         try:
-            rt.start(row.process_key, data, actor=actor, instance_id=row.instance_id)
+            summary = rt.start(row.process_key, data, actor=actor, instance_id=row.instance_id, detail=True)
         except Conflict as exc:
             if exc.code != "instance_exists":
                 raise
-        summary = rt.summary(row.instance_id, with_events=True)
+            summary = rt.summary(row.instance_id, with_events=True)
         wf = summary.get("data") or {}
         pre = wf.get("prescreen") or {}
         waiting = summary.get("waiting_for") or []
@@ -411,14 +414,18 @@ class CaseService:
         return True
 
     # ---- the pump ----------------------------------------------------------------------------------
-    def pump(self, *, limit: int = 100, actor: str = "system:cases") -> int:
-        """Deliver pending call results to their workflows; returns how many were delivered."""
+    def pump(self, *, limit: int = 100, actor: str = "system:cases",
+             shard: tuple[int, int] | None = None) -> int:
+        """Deliver pending call results to their workflows; returns how many were delivered.
+        ``shard`` ``(k, n)`` takes only entries whose id is ``k`` mod ``n``, so that replicas' pumps
+        share the work instead of racing for the same entries (a race is safe, only wasted work)."""
         with self._pump_lock:
+            stmt = select(case_events).where(case_events.c.delivered_at.is_(None),
+                                             case_events.c.kind.in_(PUMPED))
+            if shard is not None:
+                stmt = stmt.where(case_events.c.id % shard[1] == shard[0])
             with self.db.connect() as conn:
-                pending = conn.execute(
-                    select(case_events).where(case_events.c.delivered_at.is_(None),
-                                              case_events.c.kind.in_(PUMPED))
-                    .order_by(case_events.c.id).limit(limit)).all()
+                pending = conn.execute(stmt.order_by(case_events.c.id).limit(limit)).all()
             done = 0
             for ev in pending:
                 try:
@@ -461,21 +468,19 @@ class CaseService:
         row = self._row(ev.case_id)
         rt = self.runtime
         inv = self._investigation(row, ev)
-        summary = rt.summary(row.instance_id, with_events=True)
-        already = ((summary.get("data") or {}).get("investigation") or {}).get("evidence_key") == ev.key
-        if not already:
-            if "investigation_result" not in (summary.get("waiting_for") or []):
-                raise Conflict(f"workflow {row.instance_id} is {summary['status']}, not waiting for the "
-                               "investigation result", code="not_waiting")
-            try:
-                rt.deliver_message(row.instance_id, "investigation_result", {"investigation": inv},
-                                   actor=actor)
-                _failpoint("after_deliver")
-            except Conflict:
-                again = rt.summary(row.instance_id, with_events=True)
-                if ((again.get("data") or {}).get("investigation") or {}).get("evidence_key") != ev.key:
-                    raise
-        summary = rt.summary(row.instance_id, with_events=True)
+        try:
+            summary = rt.deliver_message(row.instance_id, "investigation_result", {"investigation": inv},
+                                         actor=actor, detail=True)
+            _failpoint("after_deliver")
+        except Conflict as exc:
+            # Not waiting (or advanced concurrently): delivered before when its data holds this
+            # result's evidence key (a crash between delivery and the mark), else a real conflict.
+            summary = rt.summary(row.instance_id, with_events=True)
+            if ((summary.get("data") or {}).get("investigation") or {}).get("evidence_key") != ev.key:
+                if exc.code == "not_waiting" or exc.code == "instance_finished":
+                    raise Conflict(f"workflow {row.instance_id} is {summary['status']}, not waiting for "
+                                   "the investigation result", code="not_waiting") from None
+                raise
         wf = summary.get("data") or {}
         new = self._status_from_workflow(summary)
         now = self.clock()
@@ -498,7 +503,7 @@ class CaseService:
                 "review_flags": inv.get("review_flags"), "status": new.value,
                 "tasks": [t["task_id"] for t in summary.get("tasks", []) if t.get("status") == "open"]})
 
-    def start_pump(self, interval_s: float = 1.0) -> None:
+    def start_pump(self, interval_s: float = 1.0, *, shard: tuple[int, int] | None = None) -> None:
         """A daemon thread that pumps on every recorded call end and at least every ``interval_s``."""
         if self._thread is not None:
             return
@@ -506,7 +511,7 @@ class CaseService:
         def loop() -> None:
             while not self._stop.is_set():
                 try:
-                    while self.pump() and not self._stop.is_set():
+                    while self.pump(shard=shard) and not self._stop.is_set():
                         pass
                 except Exception:
                     log.exception("case pump round failed")

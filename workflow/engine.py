@@ -25,7 +25,6 @@ hooks of :mod:`.products`, and what handlers use :class:`~.deps.WorkflowDeps`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import threading
@@ -38,8 +37,8 @@ from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import CallvetError, Conflict, InvalidInput, Unavailable
 from callvet.workflow import sandbox
-from callvet.workflow.codec import SandboxScriptEngine, StateCodec
-from callvet.workflow.commands import CompleteTask, DeliverMessage
+from callvet.workflow.codec import SandboxScriptEngine, StateCodec, aware, current_data, next_timer
+from callvet.workflow.commands import CompleteTask, DeliverMessage, waiting_messages
 from callvet.workflow.definitions import DefinitionStore
 from callvet.workflow.deps import Decider, WorkflowDeps, default_deps, engine_decider
 from callvet.workflow.forms import validate_completion
@@ -98,6 +97,12 @@ class _UnitOfWork:
         if self._conn is None:
             self._conn = self.db.engine.connect()
             self._tx = self._conn.begin()
+            if self.inst.pending_insert is not None:
+                try:
+                    self.inst.pending_insert(self._conn)
+                except BaseException:
+                    self.rollback()
+                    raise
         return self._conn
 
     def commit(self) -> None:
@@ -110,6 +115,7 @@ class _UnitOfWork:
             self._conn = None
         self.inst.committed_rev = self.inst.rev
         self.inst.mutation_committed = True
+        self.inst.pending_insert = None
 
     def rollback(self) -> None:
         if self._conn is None:
@@ -194,8 +200,11 @@ class WorkflowRuntime:
         version: int | None = None,
         run: bool = True,
         instance_id: str | None = None,
+        detail: bool = False,
     ) -> dict[str, Any]:
-        """Store a new instance (one transaction with its audit row) and, with ``run``, advance it."""
+        """Store a new instance with its audit row and, with ``run``, advance it: the row commits with its
+        first steps (one transaction up to the first wait or non-transactional handler). ``detail`` adds
+        ``data``, ``waiting_for`` and ``tasks`` from the state just committed (no re-read)."""
         self.ensure_ready()
         data = _check_data(data)
         for hook in self.hooks.get(process_key, ()):
@@ -206,16 +215,64 @@ class WorkflowRuntime:
         for t in wf.get_tasks(state=TaskState.READY):
             t.data.update(copy.deepcopy(data))
         iid = instance_id or str(uuid.uuid4())
-        with self.db.begin() as conn:
+
+        def insert(conn: Connection) -> None:
             self.repo.insert(conn, iid, definition, data, wf, actor)
             record(
                 conn, actor, "workflow.instance.start", "wf_instance", iid,
                 details={"process_key": process_key, "version": definition.version},
             )
-        if run:
-            with contextlib.suppress(Unavailable):
-                self._advance(iid, actor)
-        return self.summary(iid)
+
+        if not run:
+            with self.db.begin() as conn:
+                insert(conn)
+            return self.summary(iid, with_events=detail)
+        inst = LoadedInstance(iid, definition.id, process_key, definition.version, InstanceStatus.RUNNING,
+                              1, parsed, wf, pending_insert=insert, fresh=True)
+        uow = _UnitOfWork(self.db, inst)
+        try:
+            self._run_engine(inst, actor, uow)
+        except (Conflict, Unavailable, IntegrityError) as exc:
+            uow.rollback()
+            if inst.pending_insert is None:
+                # The start is committed (``running``): another runner advanced it first, or the worker
+                # resumes it when the engine is back.
+                return self._detail(inst, detail)
+            if isinstance(exc, Conflict) and exc.code == "instance_exists":
+                raise
+            self._insert_alone(inst)
+        except Exception:
+            uow.rollback()
+            self._insert_alone(inst)
+            raise
+        return self._detail(inst, detail)
+
+    def _insert_alone(self, inst: LoadedInstance) -> None:
+        """A start whose first steps did not commit still stands (``running``): the worker runs them."""
+        if inst.pending_insert is not None:
+            with self.db.begin() as conn:
+                inst.pending_insert(conn)
+            inst.pending_insert = None
+
+    def _detail(self, inst: LoadedInstance, detail: bool) -> dict[str, Any]:
+        """The summary after a run; with ``detail`` and a settled run, built from the state in memory
+        (what was just committed) instead of re-reading and re-parsing it."""
+        if not detail or not inst.settled:
+            return self.summary(inst.id, with_events=detail)
+        out: dict[str, Any] = {
+            "instance_id": inst.id, "process_key": inst.process_key, "version": inst.version,
+            "status": inst.status.value, "error": None, "next_timer_at": None,
+            "data": current_data(inst.wf), "tasks": [],
+        }
+        timer = next_timer(inst.wf)
+        if timer is not None:
+            out["next_timer_at"] = aware(timer).isoformat()  # type: ignore[union-attr]
+        if inst.status is InstanceStatus.WAITING:
+            out["waiting_for"] = sorted(waiting_messages(inst))
+        if inst.had_human:
+            with self.db.connect() as conn:
+                out["tasks"] = self.board.for_instance(conn, inst.id)
+        return out
 
     # ---- the step loop -------------------------------------------------------------------------------
     def _advance(self, instance_id: str, actor: str, mutate: Mutation | None = None) -> LoadedInstance:
@@ -272,6 +329,7 @@ class WorkflowRuntime:
             inst.events.append({"kind": "instance.completed", "element": "", "details": {}})
         self._save(uow.conn(), inst, status)
         uow.commit()
+        inst.settled = True
 
     def _fail(self, conn: Connection, inst: LoadedInstance, message: str) -> None:
         """``failed`` with ``message`` on the last committed state; its open tasks cancelled."""
@@ -281,6 +339,9 @@ class WorkflowRuntime:
     def _mark_failed(self, inst: LoadedInstance, message: str) -> None:
         """Fail the instance after a step error (uncommitted progress is discarded)."""
         with self.db.begin() as conn:
+            if inst.pending_insert is not None:
+                inst.pending_insert(conn)
+                inst.pending_insert = None
             self._fail(conn, inst, message)
 
     def _note(self, inst: LoadedInstance, task: Any) -> None:
@@ -310,7 +371,9 @@ class WorkflowRuntime:
         occurrence = 1 + len(inst.wf.get_tasks(state=TaskState.COMPLETED, spec_name=task.task_spec.name))
         key = f"{inst.id}:{element}:{occurrence}"
         handler = self.registry.get(handler_name)
-        if uow.is_open:
+        if inst.fresh:
+            stored = None  # a new instance in its first run: nothing can be stored under its keys yet
+        elif uow.is_open:
             stored = self.repo.stored_effect(uow.conn(), key)
         else:
             with self.db.connect() as c:
@@ -322,7 +385,7 @@ class WorkflowRuntime:
             result = handler(self._call(inst, task, key, conn, actor))
             self.repo.store_effect(conn, inst.id, key, handler_name, result)
         else:
-            if uow.is_open:
+            if uow.is_open or inst.pending_insert is not None:
                 self._save(uow.conn(), inst, InstanceStatus.RUNNING)
                 uow.commit()
             result = handler(self._call(inst, task, key, None, actor))
@@ -384,13 +447,14 @@ class WorkflowRuntime:
         return self.summary(row.instance_id)
 
     def deliver_message(
-        self, instance_id: str, name: str, payload: dict[str, Any], *, actor: str
+        self, instance_id: str, name: str, payload: dict[str, Any], *, actor: str, detail: bool = False
     ) -> dict[str, Any]:
-        """Deliver a BPMN message (e.g. ``investigation_result``) to an instance waiting for it."""
+        """Deliver a BPMN message (e.g. ``investigation_result``) to an instance waiting for it;
+        ``detail`` as in :meth:`start`."""
         self.ensure_ready()
         payload = _check_data(payload, "message payload")
-        self._advance(instance_id, actor, DeliverMessage(name, payload, actor=actor))
-        return self.summary(instance_id)
+        inst = self._advance(instance_id, actor, DeliverMessage(name, payload, actor=actor))
+        return self._detail(inst, detail)
 
     # ---- cancelling and erasing ----------------------------------------------------------------
     def cancel(self, instance_id: str, *, actor: str, reason: str) -> dict[str, Any]:

@@ -29,7 +29,11 @@ __all__ = ["EventLog", "InstanceRepository", "LoadedInstance"]
 
 @dataclass
 class LoadedInstance:
-    """An instance in memory between its load and its save; ``events`` wait for the next save."""
+    """An instance in memory between its load and its save; ``events`` wait for the next save.
+
+    ``pending_insert`` (a new instance) writes its row in the first transaction its steps open, so a start
+    and its first steps commit together; ``fresh`` means no effect can be stored for it yet (no lookups);
+    ``settled`` means the last run ended in a committed wait or end state (its fields are current)."""
 
     id: str
     definition_id: int
@@ -43,6 +47,9 @@ class LoadedInstance:
     committed_rev: int = 0
     mutation_committed: bool = False
     had_human: bool = True
+    pending_insert: Callable[[Connection], None] | None = None
+    fresh: bool = False
+    settled: bool = False
 
     def __post_init__(self) -> None:
         self.committed_rev = self.rev

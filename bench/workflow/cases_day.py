@@ -100,15 +100,10 @@ def _review(rng: random.Random) -> dict[str, Any]:
     return {"review_decision": "decline", "review_note": "Could not verify the applicant."}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from callvet.questionnaire.service import InterviewService
-    from callvet.sim.questionnaire import GenuineApplicant, Guesser
-
-    tmp = Path(tempfile.mkdtemp(prefix="callvet-cases-bench-"))
-    url = args.db or f"sqlite:///{tmp / 'bench.db'}"
+def _setup(url: str, args: argparse.Namespace) -> None:
     db = Database(url)
     db.create_schema()
-    rt = WorkflowRuntime(db, decide=_decider(args.decider, db))
+    rt = WorkflowRuntime(db, decide=_decider("scripted", db))
     rt.ensure_ready()
     for k in range(args.approvers):
         rt.board.upsert_user(
@@ -123,18 +118,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rt.board.upsert_user(
             f"risk-{k:02d}", role="risk_officer", skills=["card"], name=f"Risk {k}", actor="bench"
         )
+    db.dispose()
+
+
+def _replica(p: int, procs: int, args: argparse.Namespace, url: str, stop: Any, out: Any) -> None:
+    """One service replica (its own process, engine, pool and pump shard) on the shared database: its
+    share of the intake (applications ``p`` mod ``procs``), robots, approvers and one pump shard."""
+    from callvet.questionnaire.service import InterviewService
+    from callvet.sim.questionnaire import GenuineApplicant, Guesser
+
+    db = Database(url)
+    rt = WorkflowRuntime(db, decide=_decider(args.decider, db))
+    rt.ensure_ready()
     interviews = InterviewService(db, use_encoder=False)
     clock = SimClock(args.clock)
     svc = CaseService(db, lambda: rt, lambda: interviews, clock=clock)
-
-    peer_n = max(200, min(1000, args.n // 10))
-    peer = peer_in_memory(peer_n, _decider(args.decider, db), args.seed)
-
-    stop = threading.Event()
-    intake_done = threading.Event()
     stats: Counter[str] = Counter()
     lock = threading.Lock()
     errors: list[str] = []
+    n_appr = args.approvers_threads * procs
 
     def count(key: str, n: int = 1) -> None:
         with lock:
@@ -153,12 +155,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     count("resubmit_new" if again else "resubmitted")
             except CallvetError as exc:
                 errors.append(f"intake {i}: {exc.message}")
+        count("intake_threads_done")
 
     def robot(k: int) -> None:
-        rng = random.Random(args.seed * 1000 + k)
+        name = f"robot:sim-{p}-{k}"
+        rng = random.Random(args.seed * 1000 + p * 100 + k)
         while not stop.is_set():
             try:
-                claim = svc.claim(f"robot:sim-{k}")
+                claim = svc.claim(name)
             except CallvetError as exc:
                 errors.append(f"claim: {exc.message}")
                 continue
@@ -172,7 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         claim["call_request_id"],
                         rng.choice(["no_answer", "busy"]),
                         lease_version=claim["lease_version"],
-                        robot=f"robot:sim-{k}",
+                        robot=name,
                     )
                     count("not_connected")
                 except Conflict:
@@ -203,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         reply["transcript"],
                         timing=reply["timing"],
                         prosody=reply["prosody"],
-                        actor=f"robot:sim-{k}",
+                        actor=name,
                     )
                 count("interviews")
             svc.record_call_end(claim["case_id"], call_id, reason="stop", verdicts=_verdicts(rng))
@@ -213,9 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rng = random.Random(args.seed * 7000 + k)
         while not stop.is_set():
             tasks = rt.board.list_open(role=None, assignee=None, limit=50)
-            mine = [
-                t for t in tasks if int(t["task_id"].replace("-", "")[-4:], 16) % args.approvers_threads == k
-            ]
+            mine = [t for t in tasks if int(t["task_id"].replace("-", "")[-4:], 16) % n_appr == k]
             if not mine:
                 time.sleep(0.05)
                 continue
@@ -224,32 +226,68 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rt.complete_task(
                         t["task_id"],
                         _review(rng),
-                        actor=f"approver:appr-{k:02d}",
+                        actor=f"approver:appr-{k % args.approvers:02d}",
                         role=None,
-                        reviewer_id=t["assignee"] or f"appr-{k:02d}",
+                        reviewer_id=t["assignee"] or f"appr-{k % args.approvers:02d}",
                     )
                     count("tasks_completed")
                 except (Conflict, CallvetError):
                     count("task_conflicts")
 
-    t0 = time.perf_counter()
-    svc.start_pump(interval_s=0.2)
+    svc.start_pump(interval_s=0.2, shard=(p, procs))
+    step = args.intake * procs
     threads = [
-        threading.Thread(target=intake, args=(k, args.intake), daemon=True) for k in range(args.intake)
+        threading.Thread(target=intake, args=(p + procs * k, step), daemon=True) for k in range(args.intake)
     ]
     workers = [threading.Thread(target=robot, args=(k,), daemon=True) for k in range(args.robots)]
     workers += [
-        threading.Thread(target=approver, args=(k,), daemon=True) for k in range(args.approvers_threads)
+        threading.Thread(target=approver, args=(p * args.approvers_threads + k,), daemon=True)
+        for k in range(args.approvers_threads)
     ]
     for t in threads + workers:
         t.start()
     for t in threads:
         t.join()
-    intake_s = time.perf_counter() - t0
-    intake_done.set()
-    last = -1
+    out.put(("intake_done", p, time.time()))
+    stop.wait()
+    for t in workers:
+        t.join(30)
+    svc.close()
+    out.put(("done", p, dict(stats), errors))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing as mp
+
+    tmp = Path(tempfile.mkdtemp(prefix="callvet-cases-bench-"))
+    url = args.db or f"sqlite:///{tmp / 'bench.db'}"
+    _setup(url, args)
+    db = Database(url)
+    rt = WorkflowRuntime(db, decide=_decider(args.decider, db))
+    rt.ensure_ready()
+    svc = CaseService(db, lambda: rt, None)
+
+    peer_n = max(200, min(1000, args.n // 10))
+    peer = peer_in_memory(peer_n, _decider(args.decider, db), args.seed)
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    out = ctx.Queue()
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    w0 = time.time()
+    procs = [ctx.Process(target=_replica, args=(p, args.procs, args, url, stop, out), daemon=True)
+             for p in range(args.procs)]
+    for pr in procs:
+        pr.start()
+    intake_at: list[float] = []
     deadline = time.monotonic() + args.max_s
+    progress = time.monotonic()
     while time.monotonic() < deadline:
+        while not out.empty():
+            msg = out.get()
+            if msg[0] == "intake_done":
+                intake_at.append(msg[2] - w0)
         by = svc.counts()
         open_ = sum(v for s, v in by.items() if s not in ("issued", "declined", "failed", "review"))
         review_open = by.get("review", 0)
@@ -259,16 +297,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     svc.get(cid, timeline=False)
             by = svc.counts()
             review_open = by.get("review", 0)
-        if open_ == 0 and review_open == 0:
+        if len(intake_at) == args.procs and open_ == 0 and review_open == 0:
             break
-        if sum(by.values()) != last:
-            last = sum(by.values())
+        if args.progress_s and time.monotonic() - progress > args.progress_s:
+            progress = time.monotonic()
+            print(f"[{time.perf_counter() - t0:7.0f} s] load {os.getloadavg()[0]:.1f} {dict(by)}",
+                  file=sys.stderr, flush=True)
         time.sleep(0.5)
     wall = time.perf_counter() - t0
+    load1 = os.getloadavg()
     stop.set()
-    for t in workers:
-        t.join(30)
-    svc.close()
+    stats: Counter[str] = Counter()
+    errors: list[str] = []
+    for _ in procs:
+        msg = out.get(timeout=120)
+        while msg[0] != "done":
+            msg = out.get(timeout=120)
+        stats.update(msg[2])
+        errors.extend(msg[3])
+    for pr in procs:
+        pr.join(30)
+    intake_s = max(intake_at) if intake_at else float("nan")
 
     with db.connect() as conn:
         statuses = dict(conn.execute(select(cases.c.status, func.count()).group_by(cases.c.status)).all())
@@ -324,6 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "integrity": integrity,
         "errors": errors[:10],
         "called": len(called),
+        "load": (load0, load1),
         "args": vars(args),
     }
 
@@ -342,10 +392,14 @@ def render(r: dict[str, Any]) -> str:
             [
                 "# Cases end to end: a day of applications (bench/workflow/cases_day.py)",
                 "",
-                f"`bench/workflow/cases_day.py --n {r['n']} --robots {a['robots']} --approvers-threads "
-                f"{a['approvers_threads']} --decider {a['decider']}`, {platform.machine()} Python "
-                f"{platform.python_version()}, {os.cpu_count()} CPUs shared with other engineers' jobs, "
-                f"{r['db']} database, one process.",
+                f"`bench/workflow/cases_day.py --n {r['n']} --procs {a['procs']} --robots {a['robots']} "
+                f"--approvers-threads {a['approvers_threads']} --decider {a['decider']}`, "
+                f"{platform.machine()} Python {platform.python_version()}, {os.cpu_count()} CPUs shared "
+                f"with other engineers' jobs (load average 1/5/15 min at start "
+                f"{'/'.join(f'{x:.1f}' for x in r['load'][0])}, at end "
+                f"{'/'.join(f'{x:.1f}' for x in r['load'][1])}), {r['db']} database, {a['procs']} service "
+                f"replica process(es), each with {a['intake']} intake, {a['robots']} robot and "
+                f"{a['approvers_threads']} approver threads and a pump shard.",
                 "",
                 "| measure | value |",
                 "|---|---:|",
@@ -380,6 +434,8 @@ def main() -> None:
     ap.add_argument("--db", default="")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-s", type=float, default=3600)
+    ap.add_argument("--procs", type=int, default=2, help="service replicas (processes) on the database")
+    ap.add_argument("--progress-s", type=float, default=0, help="print the counts every this many s")
     ap.add_argument("--write", action="store_true", help="write bench/workflow/CASES.md")
     args = ap.parse_args()
     r = run(args)
