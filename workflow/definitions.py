@@ -326,7 +326,10 @@ class DefinitionStore:
         return self.get(process_key, version)
 
     def get(self, process_key: str, version: int | None = None) -> Definition:
-        stmt = select(wf_definitions).where(wf_definitions.c.process_key == process_key)
+        c = wf_definitions.c
+        stmt = select(c.id, c.process_key, c.version, c.name, c.active, c.created_at, c.created_by).where(
+            c.process_key == process_key
+        )  # not the XML: a start needs the id, its parsed spec is cached
         stmt = (
             stmt.where(wf_definitions.c.version == version)
             if version

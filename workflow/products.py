@@ -198,10 +198,17 @@ class ConfigStore:
 
     def get_versioned(self, key: str, conn: Connection | None = None) -> tuple[int, Any]:
         """(version, validated model); the model is re-validated only when the version changed."""
-        version, value = self.get_raw(key, conn)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] == version:
-            return version, hit[1]
+        if hit is not None:
+            stmt = select(wf_config.c.version).where(wf_config.c.key == key)
+            if conn is not None:
+                current = conn.execute(stmt).scalar()
+            else:
+                with self.db.connect() as c:
+                    current = c.execute(stmt).scalar()
+            if current == hit[0]:
+                return hit  # the version alone is read while it is unchanged, not the document
+        version, value = self.get_raw(key, conn)
         model = self.validate(key, value)
         self._cache[key] = (version, model)
         return version, model
