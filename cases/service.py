@@ -37,7 +37,7 @@ from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound
 from pydantic import ValidationError
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 __all__ = ["PROCESSES", "CaseService", "Intake", "summarise_verdicts"]
@@ -47,6 +47,11 @@ log = logging.getLogger("callvet.cases")
 PROCESSES = ("card_issuance", "limit_adjustment", "instalment_loan")
 PUMPED = ("call_ended", "unreachable")
 MAX_PAGE = 200
+# Statements compiled once and executed with parameters (see core.audit).
+_INSERT_EVENT = insert(case_events)
+_SELECT_CASE = select(cases).where(cases.c.case_id == bindparam("cid"))
+_SELECT_STATUS = select(cases.c.status).where(cases.c.case_id == bindparam("cid"))
+_BY_APPLICATION = select(cases).where(cases.c.application_id == bindparam("aid"))
 
 
 class CaseService:
@@ -139,8 +144,7 @@ class CaseService:
         waiting = summary.get("waiting_for") or []
         now = self.clock()
         with self.db.begin() as conn:
-            cur = CaseStatus(conn.execute(select(cases.c.status).where(cases.c.case_id == row.case_id))
-                             .scalar_one())
+            cur = CaseStatus(conn.execute(_SELECT_STATUS, {"cid": row.case_id}).scalar_one())
             if cur is not CaseStatus.RECEIVED:
                 return
             values: dict[str, Any] = {"prescreen_decision": pre.get("decision"),
@@ -192,13 +196,13 @@ class CaseService:
     # ---- reading -----------------------------------------------------------------------------------
     def _by_application(self, application_id: str) -> Any:
         with self.db.connect() as conn:
-            return conn.execute(select(cases).where(cases.c.application_id == application_id)).first()
+            return conn.execute(_BY_APPLICATION, {"aid": application_id}).first()
 
     def _row(self, case_id: str, conn: Connection | None = None) -> Any:
         if conn is None:
             with self.db.connect() as c:
                 return self._row(case_id, c)
-        row = conn.execute(select(cases).where(cases.c.case_id == case_id)).first()
+        row = conn.execute(_SELECT_CASE, {"cid": case_id}).first()
         if row is None:
             raise NotFound(f"no case {case_id!r}", code="case_not_found")
         return row
@@ -490,8 +494,7 @@ class CaseService:
                                .values(delivered_at=now, attempts=case_events.c.attempts + 1, error=None))
             if res.rowcount != 1:
                 return
-            cur = CaseStatus(conn.execute(select(cases.c.status).where(cases.c.case_id == row.case_id))
-                             .scalar_one())
+            cur = CaseStatus(conn.execute(_SELECT_STATUS, {"cid": row.case_id}).scalar_one())
             if cur not in TERMINAL:
                 check_transition(cur, new)
                 conn.execute(update(cases).where(cases.c.case_id == row.case_id).values(
@@ -531,11 +534,11 @@ class CaseService:
     # ---- helpers -----------------------------------------------------------------------------------
     def _event(self, conn: Connection, case_id: str, kind: str, data: dict[str, Any], *,
                key: str | None = None) -> None:
-        conn.execute(insert(case_events).values(case_id=case_id, at=self.clock(), kind=kind, key=key,
-                                                data=data, attempts=0))
+        conn.execute(_INSERT_EVENT, {"case_id": case_id, "at": self.clock(), "kind": kind, "key": key,
+                                     "data": data, "attempts": 0})
 
     def _transition(self, conn: Connection, case_id: str, new: CaseStatus) -> None:
-        cur = CaseStatus(conn.execute(select(cases.c.status).where(cases.c.case_id == case_id)).scalar_one())
+        cur = CaseStatus(conn.execute(_SELECT_STATUS, {"cid": case_id}).scalar_one())
         check_transition(cur, new)
         conn.execute(update(cases).where(cases.c.case_id == case_id).values(status=new.value,
                                                                             updated_at=self.clock()))

@@ -37,7 +37,7 @@ from callvet.decision.features import extract
 from callvet.decision.tables import decision_records, policy_versions
 from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome, Reason
 from pydantic import ValidationError
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 __all__ = ["ROW_MODE_MAX", "ActivePolicy", "DecisionEngine", "load_policy"]
 
@@ -192,13 +192,15 @@ class DecisionEngine:
 
     def decide(self, application: Application | Mapping[str, Any],
                investigation: Investigation | Mapping[str, Any] | None = None, *, actor: str,
-               store: bool = True) -> Decision:
-        return self.decide_batch([application], [investigation], actor=actor, store=store)[0]
+               store: bool = True, conn: Connection | None = None) -> Decision:
+        """``conn``: store the record in the caller's open transaction (a workflow step's unit of work,
+        so that the decision, its effect and the state it leads to commit together) instead of its own."""
+        return self.decide_batch([application], [investigation], actor=actor, store=store, conn=conn)[0]
 
     def decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                      investigations: Sequence[Investigation | Mapping[str, Any] | None] | None = None, *,
                      actor: str, store: bool = True, vectorised: bool = True,
-                     today: date | None = None) -> list[Decision]:
+                     today: date | None = None, conn: Connection | None = None) -> list[Decision]:
         """Decide many applications at once (batched ONNX inference and vectorised rules).
 
         The cyclic garbage collector is paused for the call: a batch allocates hundreds of thousands of
@@ -209,14 +211,15 @@ class DecisionEngine:
         gc.disable()
         try:
             return self._decide_batch(applications, investigations, actor=actor, store=store,
-                                      vectorised=vectorised, today=today)
+                                      vectorised=vectorised, today=today, conn=conn)
         finally:
             if enabled:
                 gc.enable()
 
     def _decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                       investigations: Sequence[Investigation | Mapping[str, Any] | None] | None, *,
-                      actor: str, store: bool, vectorised: bool, today: date | None) -> list[Decision]:
+                      actor: str, store: bool, vectorised: bool, today: date | None,
+                      conn: Connection | None = None) -> list[Decision]:
         apps = [_as_application(a, i if len(applications) > 1 else None) for i, a in enumerate(applications)]
         if investigations is not None and len(investigations) != len(apps):
             raise InvalidInput("investigations must be None or one per application",
@@ -284,7 +287,7 @@ class DecisionEngine:
                 details={"instant_decision": first},
             ))
         if store:
-            self._store(out, apps, invs, actor)
+            self._store(out, apps, invs, actor, conn)
         return out
 
     @staticmethod
@@ -313,7 +316,7 @@ class DecisionEngine:
         return inv_reason
 
     def _store(self, decisions: list[Decision], apps: list[Application], invs: list[Investigation | None],
-               actor: str) -> None:
+               actor: str, conn: Connection | None = None) -> None:
         now = utcnow()
         versions_json = json.dumps(decisions[0].policy_versions)
         reasons_json: dict[tuple[int, ...], str] = {}
@@ -331,11 +334,17 @@ class DecisionEngine:
                 "investigation": v.model_dump_json() if v is not None else None,
                 "details": {**d.details, "score_band": d.score_band}, "actor": actor, "created_at": now,
             })
-        with self.db.begin() as conn:
-            conn.execute(insert(decision_records), rows)
-            target = decisions[0].decision_id if len(decisions) == 1 else f"batch:{decisions[0].decision_id}"
-            audit.record(conn, actor, "decision.create", "decision", target,
-                         details={"count": len(decisions)})
+        if conn is None:
+            with self.db.begin() as own:
+                self._write(own, decisions, rows, actor)
+        else:
+            self._write(conn, decisions, rows, actor)
+
+    @staticmethod
+    def _write(conn: Connection, decisions: list[Decision], rows: list[dict[str, Any]], actor: str) -> None:
+        conn.execute(insert(decision_records), rows)
+        target = decisions[0].decision_id if len(decisions) == 1 else f"batch:{decisions[0].decision_id}"
+        audit.record(conn, actor, "decision.create", "decision", target, details={"count": len(decisions)})
 
     def get(self, decision_id: str) -> dict[str, Any]:
         """A stored decision with its inputs and the versions that decided it."""

@@ -77,15 +77,29 @@ class WorkflowDeps:
     supervisor: SupervisionCheck
 
 
+class _EngineDecider:
+    """A :class:`callvet.decision.DecisionEngine` as a :class:`Decider`. ``in_transaction``: it can
+    store its record on the caller's connection (``conn=``), so the decision handlers run inside the
+    step's unit of work (:func:`~.handlers.decisions_in_transaction`): one commit instead of three, and
+    a crash before it rolls the record back with the state (the replay decides again, once)."""
+
+    in_transaction = True
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def __call__(
+        self, application: dict[str, Any], investigation: dict[str, Any] | None, actor: str, /,
+        conn: Connection | None = None,
+    ) -> dict[str, Any]:
+        if conn is not None and conn.engine is not self.engine.db.engine:
+            conn = None  # another database: the engine commits its own record
+        return self.engine.decide(application, investigation, actor=actor, conn=conn).to_dict()  # type: ignore[no-any-return]
+
+
 def engine_decider(engine: Any) -> Decider:
     """Adapt a :class:`callvet.decision.DecisionEngine` to the handlers' :class:`Decider` signature."""
-
-    def decide(
-        application: dict[str, Any], investigation: dict[str, Any] | None, actor: str
-    ) -> dict[str, Any]:
-        return engine.decide(application, investigation, actor=actor).to_dict()  # type: ignore[no-any-return]
-
-    return decide
+    return _EngineDecider(engine)
 
 
 class LazyDecider:
@@ -115,10 +129,13 @@ class LazyDecider:
                     self._decide = self._build()
         return self._decide
 
+    in_transaction = True
+
     def __call__(
-        self, application: dict[str, Any], investigation: dict[str, Any] | None, actor: str, /
+        self, application: dict[str, Any], investigation: dict[str, Any] | None, actor: str, /,
+        conn: Connection | None = None,
     ) -> dict[str, Any]:
-        return self.bind()(application, investigation, actor)
+        return self.bind()(application, investigation, actor, conn=conn)  # type: ignore[call-arg]
 
 
 class LazyInterviews:

@@ -42,7 +42,12 @@ from callvet.workflow.commands import CompleteTask, DeliverMessage, waiting_mess
 from callvet.workflow.definitions import DefinitionStore
 from callvet.workflow.deps import Decider, WorkflowDeps, default_deps, engine_decider
 from callvet.workflow.forms import validate_completion
-from callvet.workflow.handlers import HandlerCall, HandlerRegistry, default_registry
+from callvet.workflow.handlers import (
+    HandlerCall,
+    HandlerRegistry,
+    decisions_in_transaction,
+    default_registry,
+)
 from callvet.workflow.products import ConfigStore, StartHook, configure_handler, start_hooks
 from callvet.workflow.repository import InstanceRepository, LoadedInstance
 from callvet.workflow.status import FINISHED, InstanceStatus
@@ -168,6 +173,7 @@ class WorkflowRuntime:
         self.board = TaskBoard(db, self.config, clock, self.repo.events)
         self.supervisor = Supervisor(db, clock)
         self.deps = deps or default_deps(db, self.supervisor, decide=decide, settings=settings)
+        self.registry = decisions_in_transaction(self.registry, self.deps.decide)
         self.hooks = dict(hooks if hooks is not None else start_hooks(self.config))
         self.views = InstanceViews(db, self.repo, self.board)
         self.worker = Worker(self.repo, self.board, self._advance, clock)
@@ -215,9 +221,10 @@ class WorkflowRuntime:
         for t in wf.get_tasks(state=TaskState.READY):
             t.data.update(copy.deepcopy(data))
         iid = instance_id or str(uuid.uuid4())
+        state = self._codec.dump(wf)  # the state to store is the one before any step runs
 
         def insert(conn: Connection) -> None:
-            self.repo.insert(conn, iid, definition, data, wf, actor)
+            self.repo.insert(conn, iid, definition, data, wf, actor, state)
             record(
                 conn, actor, "workflow.instance.start", "wf_instance", iid,
                 details={"process_key": process_key, "version": definition.version},

@@ -30,6 +30,7 @@ __all__ = [
     "Decider",
     "HandlerCall",
     "HandlerRegistry",
+    "decisions_in_transaction",
     "default_registry",
     "engine_decider",
     "real_decider",
@@ -107,15 +108,21 @@ def _decision_fields(d: dict[str, Any], stage: str) -> dict[str, Any]:
     }
 
 
+def _decide(call: HandlerCall, inv: dict[str, Any] | None) -> dict[str, Any]:
+    if call.conn is not None:
+        return call.deps.decide(_application(call), inv, call.actor, conn=call.conn)  # type: ignore[call-arg]
+    return call.deps.decide(_application(call), inv, call.actor)
+
+
 def _prescreen(call: HandlerCall) -> dict[str, Any]:
-    return _decision_fields(call.deps.decide(_application(call), None, call.actor), "prescreen")
+    return _decision_fields(_decide(call, None), "prescreen")
 
 
 def _final(call: HandlerCall) -> dict[str, Any]:
     inv = call.data.get("investigation")
     if not isinstance(inv, dict):
         inv = {}
-    d = call.deps.decide(_application(call), inv, call.actor)
+    d = _decide(call, inv)
     flags = [str(f) for f in inv.get("review_flags") or []]
     blacklisted = any(r.get("code") == "voiceprint_blacklist_match" for r in d.get("reasons") or [])
     if flags and not blacklisted and d.get("decision") in ("approve", "decline"):
@@ -229,6 +236,21 @@ def default_registry(configure: Handler) -> HandlerRegistry:
     r.register("issuance.apply_limit", _issue("limit_changed"))
     r.register("notify.decline", _decline)
     return r
+
+
+def decisions_in_transaction(registry: HandlerRegistry, decide: Any) -> HandlerRegistry:
+    """The registry with the default decision handlers transactional when ``decide`` can store on the
+    step's connection (``in_transaction``); unchanged for other deciders or replaced handlers."""
+    if not getattr(decide, "in_transaction", False):
+        return registry
+    names = [n for n, fn in (("decision.prescreen", _prescreen), ("decision.final", _final))
+             if n in registry.names() and registry.get(n) is fn and not registry.transactional(n)]
+    if not names:
+        return registry
+    out = registry.copy()
+    for n in names:
+        out.register(n, registry.get(n), transactional=True)
+    return out
 
 
 def validate_application(data: dict[str, Any]) -> None:

@@ -21,10 +21,25 @@ from callvet.workflow.status import InstanceStatus, transition
 from callvet.workflow.tables import wf_effects, wf_events, wf_instances
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 __all__ = ["EventLog", "InstanceRepository", "LoadedInstance"]
+
+# Statements compiled once and executed with parameters (see core.audit).
+_INSERT_EFFECT = insert(wf_effects)
+_INSERT_EVENT = insert(wf_events)
+_SELECT_EFFECT = select(wf_effects.c.result).where(wf_effects.c.effect_key == bindparam("key"))
+_SELECT_INSTANCE = select(wf_instances).where(wf_instances.c.id == bindparam("iid"))
+_SAVE = (
+    update(wf_instances)
+    .where(wf_instances.c.id == bindparam("b_id"), wf_instances.c.rev == bindparam("b_rev"))
+    .values(
+        state=bindparam("b_state"), rev=bindparam("b_new_rev"), status=bindparam("b_status"),
+        data=bindparam("b_data"), updated_at=bindparam("b_at"), next_timer_at=bindparam("b_timer"),
+        error=bindparam("b_error"),
+    )
+)
 
 
 @dataclass
@@ -66,9 +81,8 @@ class EventLog:
         self, conn: Connection, iid: str, kind: str, element: str, details: dict[str, Any]
     ) -> None:
         conn.execute(
-            insert(wf_events).values(
-                instance_id=iid, at=self.clock(), kind=kind, element=element, details=details
-            )
+            _INSERT_EVENT,
+            {"instance_id": iid, "at": self.clock(), "kind": kind, "element": element, "details": details},
         )
 
     def append_many(
@@ -76,7 +90,7 @@ class EventLog:
     ) -> None:
         if events:
             conn.execute(
-                insert(wf_events),
+                _INSERT_EVENT,
                 [
                     {"instance_id": iid, "at": at, "kind": e["kind"], "element": e["element"],
                      "details": e["details"]}
@@ -103,7 +117,7 @@ class InstanceRepository:
     def load(self, instance_id: str) -> LoadedInstance:
         """The instance with its workflow restored; 404 if there is none."""
         with self.db.connect() as conn:
-            row = conn.execute(select(wf_instances).where(wf_instances.c.id == instance_id)).first()
+            row = conn.execute(_SELECT_INSTANCE, {"iid": instance_id}).first()
         if row is None:
             raise NotFound(f"no workflow instance {instance_id!r}")
         parsed = self.definitions.parsed(row.definition_id)
@@ -120,7 +134,7 @@ class InstanceRepository:
 
     def row(self, conn: Connection, instance_id: str) -> Any:
         """The raw row (for the read views); 404 if there is none."""
-        row = conn.execute(select(wf_instances).where(wf_instances.c.id == instance_id)).first()
+        row = conn.execute(_SELECT_INSTANCE, {"iid": instance_id}).first()
         if row is None:
             raise NotFound(f"no workflow instance {instance_id!r}")
         return row
@@ -156,7 +170,7 @@ class InstanceRepository:
 
     def stored_effect(self, conn: Connection, key: str) -> Any:
         """The stored result row of effect ``key``, or None."""
-        return conn.execute(select(wf_effects.c.result).where(wf_effects.c.effect_key == key)).first()
+        return conn.execute(_SELECT_EFFECT, {"key": key}).first()
 
     # ---- writing ----------------------------------------------------------------------------------
     def insert(
@@ -167,8 +181,10 @@ class InstanceRepository:
         data: dict[str, Any],
         wf: BpmnWorkflow,
         actor: str,
+        state: str | None = None,
     ) -> None:
-        """A new ``running`` instance and its ``instance.started`` event; 409 if the id exists."""
+        """A new ``running`` instance and its ``instance.started`` event; 409 if the id exists.
+        ``state``: ``wf`` as dumped earlier (a start whose steps may have run in memory since)."""
         now = self.clock()
         try:
             conn.execute(
@@ -178,7 +194,7 @@ class InstanceRepository:
                     process_key=definition.process_key,
                     version=definition.version,
                     status=InstanceStatus.RUNNING.value,
-                    state=self.codec.dump(wf),
+                    state=state if state is not None else self.codec.dump(wf),
                     data=data,
                     rev=1,
                     created_by=actor,
@@ -201,17 +217,11 @@ class InstanceRepository:
         new_status = transition(inst.status, status)
         now = self.clock()
         res = conn.execute(
-            update(wf_instances)
-            .where(wf_instances.c.id == inst.id, wf_instances.c.rev == inst.rev)
-            .values(
-                state=self.codec.dump(inst.wf),
-                rev=inst.rev + 1,
-                status=new_status.value,
-                data=current_data(inst.wf),
-                updated_at=now,
-                next_timer_at=next_timer(inst.wf),
-                error=error,
-            )
+            _SAVE,
+            {"b_id": inst.id, "b_rev": inst.rev, "b_state": self.codec.dump(inst.wf),
+             "b_new_rev": inst.rev + 1, "b_status": new_status.value, "b_data": current_data(inst.wf),
+             "b_at": now,
+             "b_timer": next_timer(inst.wf), "b_error": error},
         )
         if res.rowcount != 1:
             raise Conflict(f"instance {inst.id} was changed concurrently; retry", code="stale_instance")
@@ -246,9 +256,9 @@ class InstanceRepository:
         """The handler's result under its effect key; 409 if a concurrent runner stored it first."""
         try:
             conn.execute(
-                insert(wf_effects).values(
-                    effect_key=key, instance_id=iid, handler=handler, result=result, at=self.clock()
-                )
+                _INSERT_EFFECT,
+                {"effect_key": key, "instance_id": iid, "handler": handler, "result": result,
+                 "at": self.clock()},
             )
         except IntegrityError:
             raise Conflict(f"instance {iid} was advanced concurrently", code="stale_instance") from None
