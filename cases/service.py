@@ -326,7 +326,10 @@ class CaseService:
             return None
         row = self._row(got["case_id"])
         interview_id = self._interview_for(row, robot)
-        with self.db.begin() as conn:
+        with self.db.begin() as conn:  # the case's new interview and the claim event: one commit
+            if interview_id and interview_id != row.interview_id:
+                conn.execute(update(cases).where(cases.c.case_id == row.case_id)
+                             .values(interview_id=interview_id))
             self._event(conn, row.case_id, "call_claimed", {
                 "call_request_id": got["call_request_id"], "robot": robot, "attempt": got["attempt"],
                 "lease_version": got["lease_version"], "interview_id": interview_id})
@@ -353,9 +356,6 @@ class CaseService:
             created = svc.create(row.application, actor=actor)
         except Conflict:
             return row.interview_id  # attempts exhausted: the call goes ahead on voice evidence
-        with self.db.begin() as conn:
-            conn.execute(update(cases).where(cases.c.case_id == row.case_id)
-                         .values(interview_id=created["interview_id"]))
         return str(created["interview_id"])
 
     def report_outcome(self, request_id: str, outcome: str, *, lease_version: int,
