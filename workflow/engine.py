@@ -10,6 +10,9 @@ Durability model
   deterministic and are replayed from the last committed state after a crash. Service tasks are the side
   effects: each runs once per *effect key* (instance id + element id + occurrence) and its result is
   stored under that key; a replay reuses the stored result instead of calling the handler again.
+* A start writes the instance row in the first transaction its steps open (issue 11): the row, its
+  audit row, the first steps and their effects -- the decision record too -- commit together, or, if
+  the steps fail, the row alone is written as ``running`` for the worker.
 * Instances are ``running`` until they reach a wait state, so a process killed with SIGKILL leaves them
   ``running``; :meth:`WorkflowRuntime.run_due` (the worker loop) resumes them, and also wakes instances
   whose timer (``next_timer_at``) is due, which is how deadline timers fire after a restart.
@@ -367,10 +370,11 @@ class WorkflowRuntime:
         """Run a service task once per effect key (instance, element, occurrence).
 
         A transactional handler writes on the unit of work, so its effect commits with the state that
-        follows it. A non-transactional one (the decision engine commits its own records) runs with no
-        write transaction open -- on SQLite a second writer in the same thread would deadlock -- and its
-        result is stored at once under the effect key, so a crash before the state commit replays the
-        stored result instead of deciding twice.
+        follows it; the real decision engine is one (it stores its record on the step's connection, see
+        :func:`~.handlers.decisions_in_transaction`). A non-transactional one (a decider that commits its
+        own records) runs with no write transaction open -- on SQLite a second writer in the same thread
+        would deadlock -- and its result is stored at once under the effect key, so a crash before the
+        state commit replays the stored result instead of deciding twice.
         """
         element = task.task_spec.bpmn_id
         meta = inst.parsed.meta["elements"].get(element) or {}

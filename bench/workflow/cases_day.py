@@ -43,9 +43,10 @@ from callvet.cases.tables import case_events, cases
 from callvet.core.application import Application
 from callvet.core.db import Database
 from callvet.core.errors import CallvetError, Conflict
+from callvet.decision.tables import decision_records
 from callvet.sim.workflow import application
 from callvet.workflow.engine import WorkflowRuntime
-from callvet.workflow.tables import wf_events, wf_issuances
+from callvet.workflow.tables import wf_events, wf_issuances, wf_tasks
 from sqlalchemy import func, select
 
 HERE = Path(__file__).resolve().parent
@@ -344,6 +345,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         issues = Counter(r.instance_id for r in conn.execute(select(wf_issuances.c.instance_id)).all())
         n_cases = conn.execute(select(func.count()).select_from(cases)).scalar_one()
+        n_decisions = conn.execute(  # the peer's in-memory run stores its own as actor "bench"
+            select(func.count()).select_from(decision_records).where(decision_records.c.actor != "bench")
+        ).scalar_one()
+        review_tasks = Counter(
+            (r.instance_id, r.element)
+            for r in conn.execute(select(wf_tasks.c.instance_id, wf_tasks.c.element)).all()
+        )
     called = {c for (c, k) in ev if k in ("call_ended", "unreachable")}
     integrity = {
         "one_case_per_application": n_cases == args.n and stats["resubmit_new"] == 0,
@@ -355,6 +363,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "one_decision_per_called_case": all(ev[(c, "decided")] == 1 for c in called),
         "one_message_per_instance": set(msgs.values()) <= {1} and len(msgs) == len(called),
         "one_issuance_per_card": set(issues.values()) <= {1},
+        "final_states_add_up": sum(statuses.values()) == args.n,
+        "one_decision_record_per_decision": n_decisions == args.n + len(called),
+        "no_duplicate_tasks": set(review_tasks.values()) <= {1},
         "no_errors": not errors,
     }
     rate = args.n / wall
