@@ -57,6 +57,10 @@ class BuildFiles(StaticFiles):
     def __init__(self) -> None:
         super().__init__(directory=BUILD_DIR, check_dir=False)
 
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        self.all_directories = [BUILD_DIR]
+        return super().lookup_path(path)
+
     async def get_response(self, path: str, scope: Scope) -> Response:
         if not BUILD_DIR.is_dir():
             return PlainTextResponse(NOT_BUILT, status_code=404)

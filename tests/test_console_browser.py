@@ -4,9 +4,10 @@ A uvicorn subprocess serves the whole API app on a temporary data directory; peo
 admin would (``UserStore``, what ``callvet users create`` calls). Each role signs in and does its main job
 end to end: the analyst enrols a sample by upload and sees an alarm from a simulated call appear live
 (Server-Sent Events fed by the call server's observer seam); the approver completes a task; the auditor
-reads the trail (the risk officer's editors: tests/test_console_editors.py). Forbidden pages and a request without the CSRF token are refused. Every page is
-screenshotted into the test's temporary directory (``CALLVET_CONSOLE_SHOTS=dir`` also writes them there,
-which is how docs/console/*.png were made).
+reads the trail (the risk officer's editors: tests/test_console_editors.py). Forbidden pages and a
+request without the CSRF token are refused. Every page is screenshotted into the test's temporary
+directory (``CALLVET_CONSOLE_SHOTS=dir`` also writes them there, which is how docs/console/*.png were
+made). The server, browser and sign-in helpers are tests/consolebrowser.py.
 
 Playwright never downloads a browser here: ``executable_path`` is Debian's ``/usr/bin/chromium``.
 """

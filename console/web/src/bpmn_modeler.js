@@ -11,7 +11,7 @@ const data = JSON.parse(document.getElementById("modeler-data").textContent);
 const csrf = document.querySelector("input[name=csrf]").value;
 const status = document.getElementById("modeler-status");
 const text = data.text;
-const modeler = new BpmnModeler({ container: "#canvas", keyboard: { bindTo: document } });
+const modeler = new BpmnModeler({ container: "#canvas" });
 let marked = null;
 
 function say(message, kind) {
