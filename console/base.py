@@ -70,6 +70,7 @@ NAV: list[tuple[str, str, tuple[Role, ...]]] = [
     ("/console/policies", "nav.policies", (Role.RISK_OFFICER, Role.APPROVER)),
     ("/console/processes", "nav.processes", (Role.RISK_OFFICER,)),
     ("/console/audit", "nav.audit", (Role.AUDITOR,)),
+    ("/console/charts", "nav.charts", (Role.RISK_OFFICER, Role.AUDITOR)),
 ]
 
 

@@ -225,6 +225,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "bm.valid": ("校验通过", "Valid"),
     "bm.uploaded": ("已上传", "Uploaded"),
     "pr.modeler": ("在建模器中打开", "Open in modeler"),
+    # charts
+    "nav.charts": ("图表", "Charts"),
+    "ch.days": ("天数", "Days"),
+    "ch.rows": ("统计了 {rows} 笔已存储的决策", "{rows} stored decisions counted"),
+    "ch.capped": ("已达读取上限，较早的日子不完整", "read limit reached: the earliest days are incomplete"),
+    "ch.mix": ("每日决策结论", "Decision mix per day"),
+    "ch.reasons": ("每日主要原因码", "Top reason codes per day"),
+    "ch.supervision": ("监督覆盖与 3 日内整改", "Supervision coverage and 3-day rectification"),
+    "ch.coverage": ("已检查的人工操作", "Human actions checked"),
+    "ch.in_time": ("3 日内整改的问题", "Findings rectified within 3 days"),
+    "ch.supervision_counts": ("已检查 {checked} / 已完成 {completed}；"
+                              "问题 {findings}，未整改 {open}，逾期 {overdue}",
+                              "{checked} checked of {completed} completed; {findings} findings, {open} open, "
+                              "{overdue} overdue"),
     # audit
     "au.action": ("操作", "Action"),
     "au.target_type": ("对象类型", "Target type"),

@@ -181,3 +181,16 @@ def test_broken_bpmn_is_refused_with_the_error_on_its_element(browser: Any, serv
     assert _versions(server, "card_issuance") == [1, 2]  # what bpmn-js saved passes the server's checks
     assert errors == []
     page.context.close()
+
+
+def test_charts_show_the_decisions_made(browser: Any, server: dict[str, Any], shots: Shots) -> None:
+    page = sign_in(browser, server, "aud")
+    page.click("a[href='/console/charts']")
+    page.wait_for_selector("[data-testid=chart-mix]")
+    values = page.locator("[data-testid=chart-mix] rect[data-value]").evaluate_all(
+        "rs => rs.map(r => Number(r.dataset.value))")
+    assert sum(values) == DECIDED
+    assert page.locator("[data-testid=chart-reasons] rect[data-value]").count() >= 1
+    assert page.locator("[data-testid=gauge-coverage]").is_visible()
+    shots(page, "26-charts")
+    page.context.close()
