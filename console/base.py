@@ -66,6 +66,7 @@ _env.filters["safe_json"] = _safe_json
 NAV: list[tuple[str, str, tuple[Role, ...]]] = [
     ("/console/blacklist", "nav.blacklist", (Role.ANALYST,)),
     ("/console/alarms", "nav.alarms", (Role.ANALYST,)),
+    ("/console/reuse", "nav.reuse", (Role.ANALYST,)),
     ("/console/tasks", "nav.tasks", (Role.APPROVER,)),
     ("/console/policies", "nav.policies", (Role.RISK_OFFICER, Role.APPROVER)),
     ("/console/processes", "nav.processes", (Role.RISK_OFFICER,)),

@@ -225,6 +225,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "bm.valid": ("校验通过", "Valid"),
     "bm.uploaded": ("已上传", "Uploaded"),
     "pr.modeler": ("在建模器中打开", "Open in modeler"),
+    # voice-reuse groups
+    "nav.reuse": ("同声多人", "Voice reuse"),
+    "ru.help": ("不同申请人的来电被声纹比对为同一声音时连成一组："
+                "A 与 B 同声、B 与 C 同声，则 A、B、C 为一组。",
+                "Calls of different applicants that the call-print search found to be one voice are joined: "
+                "A matched B and B matched C puts A, B and C in one group."),
+    "ru.read": ("读取了最近 {n} 条判定", "{n} most recent verdicts read"),
+    "ru.none": ("没有发现同声多人的来电。", "No voice reuse found."),
+    "ru.group": ("第 {n} 组：{calls} 通来电，{apps} 个申请", "Group {n}: {calls} calls, {apps} applications"),
+    "ru.best": ("最高分", "best score"),
+    "ru.call": ("来电", "Call"),
+    "ru.application": ("申请", "Application"),
+    "ru.gone": ("记录已删除", "record erased"),
     # charts
     "nav.charts": ("图表", "Charts"),
     "ch.days": ("天数", "Days"),

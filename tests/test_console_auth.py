@@ -191,6 +191,7 @@ ROLE_PAGES = {
     "/console/processes": {"rita", "adm"},
     "/console/audit": {"aud", "adm"},
     "/console/charts": {"rita", "aud", "adm"},
+    "/console/reuse": {"ana", "adm"},
 }
 
 
