@@ -68,6 +68,7 @@ NAV: list[tuple[str, str, tuple[Role, ...]]] = [
     ("/console/alarms", "nav.alarms", (Role.ANALYST,)),
     ("/console/reuse", "nav.reuse", (Role.ANALYST,)),
     ("/console/tasks", "nav.tasks", (Role.APPROVER,)),
+    ("/console/findings", "nav.findings", (Role.APPROVER, Role.RISK_OFFICER)),
     ("/console/policies", "nav.policies", (Role.RISK_OFFICER, Role.APPROVER)),
     ("/console/processes", "nav.processes", (Role.RISK_OFFICER,)),
     ("/console/audit", "nav.audit", (Role.AUDITOR,)),

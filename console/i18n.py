@@ -225,6 +225,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "bm.valid": ("校验通过", "Valid"),
     "bm.uploaded": ("已上传", "Uploaded"),
     "pr.modeler": ("在建模器中打开", "Open in modeler"),
+    # supervision findings
+    "nav.findings": ("监督问题", "Findings"),
+    "fi.help": ("监督规则在已完成的人工审批中发现的问题，须在 3 日内整改。未整改 {open}，逾期 {overdue}。",
+                "What the supervision rules found in completed human approvals; rectify within 3 days. "
+                "{open} open, {overdue} overdue."),
+    "fi.show_open": ("未整改", "open"),
+    "fi.show_rectified": ("已整改", "rectified"),
+    "fi.show_all": ("全部", "all"),
+    "fi.rule": ("规则", "Rule"),
+    "fi.title": ("问题", "Finding"),
+    "fi.severity": ("严重度", "Severity"),
+    "fi.due": ("整改期限", "Due"),
+    "fi.overdue": ("逾期", "overdue"),
+    "fi.note": ("整改说明（必填）", "what was done (required)"),
+    "fi.rectify": ("整改", "Rectify"),
     # voice-reuse groups
     "nav.reuse": ("同声多人", "Voice reuse"),
     "ru.help": ("不同申请人的来电被声纹比对为同一声音时连成一组："

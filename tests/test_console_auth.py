@@ -192,6 +192,7 @@ ROLE_PAGES = {
     "/console/audit": {"aud", "adm"},
     "/console/charts": {"rita", "aud", "adm"},
     "/console/reuse": {"ana", "adm"},
+    "/console/findings": {"bob", "rita", "adm"},
 }
 
 

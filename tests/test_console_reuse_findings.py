@@ -1,5 +1,6 @@
 """Voice-reuse groups: the links the call server recorded on its verdicts joined transitively into
-groups, with each call's application; the analyst's page shows them and only analysts open it."""
+groups, with each call's application; the analyst's page shows them and only analysts open it.
+Supervision findings: an approver rectifies one on the console, with a note, audited under them."""
 
 from __future__ import annotations
 
@@ -81,3 +82,51 @@ def test_groups_from_stored_verdicts_and_the_page(db: Database, tmp_path: Path,
     assert re.findall(r'data-testid="reuse-group" data-size="(\d+)"', page.text) == ["3", "2"]
     assert 'href="/console/calls/c3"' in page.text and 'href="/console/calls/gone"' not in page.text
     assert client("bob").get("/console/reuse").status_code == 403
+
+
+def test_findings_are_rectified_with_a_note_by_an_approver(db: Database, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from callvet.api.app import create_app
+    from callvet.core import audit
+    from callvet.core.settings import Settings
+    from callvet.sim.workflow import scripted_decider
+    from callvet.workflow.engine import WorkflowRuntime
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
+    settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
+    settings.ensure_dirs()
+    app = create_app(settings, db=db)
+    rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
+    rt.ensure_ready()
+    app.state.ctx.override("workflow", rt)
+    example = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
+    application = {**example, "risk_reasons": [],
+                   "employment": {**example["employment"], "monthly_income": 0}}
+    rt.start("card_issuance", {"application": application}, actor="test")
+    task = rt.board.list_open(role="approver")[0]
+    rt.complete_task(task["task_id"], {"review_decision": "approve", "documents": ["id_card"]},
+                     actor="approver:test", role="approver")
+    open_ = rt.supervisor.findings(status="open")
+    assert open_, "approving without income proof breaks an issuance rule"
+    users = UserStore(db)
+    for name, role in {"bob": "approver", "ana": "analyst"}.items():
+        users.create(name, role, PASSWORD, actor="test")
+    bob = TestClient(app)
+    token = re.search(r'name="csrf" value="([^"]+)"', bob.get("/console/login").text)
+    assert token
+    bob.post("/console/login", data={"username": "bob", "password": PASSWORD, "csrf": token.group(1)})
+    page = bob.get("/console/findings")
+    assert page.status_code == 200 and f'data-finding-id="{open_[0]["id"]}"' in page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    url = f"/console/findings/{open_[0]['id']}/rectify"
+    assert bob.post(url, data={"csrf": csrf, "note": " "}).status_code == 422
+    assert bob.post(url, data={"note": "income proof obtained"}).status_code == 403  # no CSRF token
+    r = bob.post(url, data={"csrf": csrf, "note": "income proof obtained"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert bob.post(url, data={"csrf": csrf, "note": "again"}).status_code == 409
+    entry = audit.query(db, action="supervision.rectify")[0]
+    assert entry["actor"] == "approver:user:bob" and entry["reason"] == "income proof obtained"
+    assert len(rt.supervisor.findings(status="open")) == len(open_) - 1
