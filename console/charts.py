@@ -17,11 +17,13 @@ from callvet.console.base import console_router, ctx_of, guard, render
 from callvet.core.auth import Role
 from callvet.core.db import Database
 from callvet.decision.tables import decision_records
+from callvet.voice.call.tables import calls
+from callvet.workflow.tables import wf_tasks
 from fastapi import Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-__all__ = ["MAX_ROWS", "OUTCOMES", "decision_days", "gauge", "router", "stacked_bars"]
+__all__ = ["MAX_ROWS", "OUTCOMES", "decision_days", "gauge", "queue_depth", "router", "stacked_bars"]
 
 router = console_router()
 READERS = (Role.RISK_OFFICER, Role.AUDITOR)
@@ -98,6 +100,26 @@ def gauge(rate: float | None, *, width: int = 320) -> dict[str, Any]:
             "label": "-" if rate is None else f"{100 * filled:.1f}%"}
 
 
+def queue_depth(db: Database, now: datetime | None = None) -> dict[str, Any]:
+    """What waits for people now: open human tasks per role (and how many are past due), and the calls
+    that raised a voiceprint alarm in the last 24 hours and 7 days (the analysts' review queue)."""
+    at = (now or datetime.now(UTC)).astimezone(UTC)
+    with db.connect() as conn:
+        open_rows = conn.execute(select(wf_tasks.c.role, func.count()).where(wf_tasks.c.status == "open")
+                                 .group_by(wf_tasks.c.role)).all()
+        late_rows = conn.execute(select(wf_tasks.c.role, func.count())
+                                 .where(wf_tasks.c.status == "open", wf_tasks.c.due_at < at)
+                                 .group_by(wf_tasks.c.role)).all()
+        alarms = {label: int(conn.execute(select(func.count()).select_from(calls)
+                                          .where(calls.c.alarm_ever.is_(True),
+                                                 calls.c.created_at >= at - span)).scalar_one())
+                  for label, span in (("day", timedelta(days=1)), ("week", timedelta(days=7)))}
+    late = dict(late_rows)
+    tasks = [{"role": role, "open": int(n), "overdue": int(late.get(role, 0))}
+             for role, n in sorted(open_rows)]
+    return {"tasks": tasks, "alarm_calls": alarms}
+
+
 @router.get("/charts")
 def charts_page(request: Request, days: int = Query(14, ge=1, le=90)) -> Response:
     session = guard(request, *READERS)
@@ -105,6 +127,7 @@ def charts_page(request: Request, days: int = Query(14, ge=1, le=90)) -> Respons
     data = decision_days(ctx.db, days)
     metrics = runtime(ctx).supervisor.metrics()
     return render(request, "charts.html", session, title_key="nav.charts", data=data, days=days,
+                  queues=queue_depth(ctx.db),
                   mix=stacked_bars(data["days"], data["mix"]),
                   reasons=stacked_bars(data["days"], data["reasons"]),
                   metrics=metrics, coverage=gauge(metrics.get("coverage")),

@@ -1,5 +1,6 @@
 """The console's pictures: per-day decision mix and reason codes counted from stored decisions (against
-the decisions the engine returned), the SVG geometry, the supervision gauges, and who may see them."""
+the decisions the engine returned), the SVG geometry, the supervision gauges, the queue depth (open and
+overdue tasks per role, alarm calls), and who may see them."""
 
 from __future__ import annotations
 
@@ -82,5 +83,35 @@ def test_the_charts_page_for_risk_officers_and_auditors(db: Database, tmp_path: 
     assert sum(int(v) for v in re.findall(r'data-value="(\d+)"', mix)) == 30
     assert values and 'data-testid="gauge-coverage"' in page.text
     assert "<script" not in page.text.split("<main>", 1)[1]
+    assert 'data-testid="queues"' in page.text
     assert client("ana").get("/console/charts").status_code == 403
     assert client("rita").get("/console/charts?days=1000").status_code == 422
+
+
+def test_queue_depth_counts_open_and_overdue_tasks_and_alarm_calls(db: Database, tmp_path: Path) -> None:
+    import json
+    from datetime import timedelta
+
+    from callvet.core.settings import Settings
+    from callvet.sim.workflow import scripted_decider
+    from callvet.voice.call.store import CallStore
+    from callvet.workflow.engine import WorkflowRuntime
+
+    settings = Settings(data_dir=tmp_path, database_url=db.url)
+    rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
+    rt.ensure_ready()
+    app = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
+    for _ in range(2):
+        inst = rt.start("card_issuance", {"application": app}, actor="test")
+        rt.deliver_message(inst["instance_id"], "investigation_result",
+                           {"investigation": {"questionnaire": {"verdict": "inconclusive"}}}, actor="test")
+    store = CallStore(db)
+    store.create("k1", "twilio", "robot:test")
+    store.add_event("k1", "verdict", {"alarm": True, "net_speech_s": 5.0})
+    store.create("k2", "twilio", "robot:test")
+    now = charts.queue_depth(db)
+    assert now["tasks"] == [{"role": "approver", "open": 2, "overdue": 0}]
+    assert now["alarm_calls"] == {"day": 1, "week": 1}
+    later = charts.queue_depth(db, now=datetime.now(UTC) + timedelta(days=3))
+    assert later["tasks"] == [{"role": "approver", "open": 2, "overdue": 2}]  # due within 24 h
+    assert later["alarm_calls"] == {"day": 0, "week": 1}
