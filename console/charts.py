@@ -17,13 +17,14 @@ from callvet.console.base import console_router, ctx_of, guard, render
 from callvet.core.auth import Role
 from callvet.core.db import Database
 from callvet.decision.tables import decision_records
-from callvet.voice.call.tables import calls
+from callvet.voice.call.tables import call_events, calls
 from callvet.workflow.tables import wf_tasks
 from fastapi import Query, Request
 from fastapi.responses import Response
 from sqlalchemy import func, select
 
-__all__ = ["MAX_ROWS", "OUTCOMES", "decision_days", "gauge", "queue_depth", "router", "stacked_bars"]
+__all__ = ["MAX_ROWS", "OUTCOMES", "blacklist_scores", "decision_days", "gauge", "queue_depth", "router",
+           "score_histogram", "stacked_bars"]
 
 router = console_router()
 READERS = (Role.RISK_OFFICER, Role.AUDITOR)
@@ -120,6 +121,55 @@ def queue_depth(db: Database, now: datetime | None = None) -> dict[str, Any]:
     return {"tasks": tasks, "alarm_calls": alarms}
 
 
+def blacklist_scores(db: Database, max_events: int = MAX_ROWS) -> dict[str, Any]:
+    """Per call, the best blacklist score of its last verdict (how close the caller came to a listed
+    voice), with the thresholds that verdict used; from the newest ``max_events`` verdicts."""
+    with db.connect() as conn:
+        rows = conn.execute(select(call_events.c.call_id, call_events.c.data)
+                            .where(call_events.c.kind == "verdict")
+                            .order_by(call_events.c.id.desc()).limit(max_events)).all()
+    seen: set[str] = set()
+    scores: list[float] = []
+    threshold = review = None
+    for r in rows:
+        if r.call_id in seen:
+            continue
+        seen.add(r.call_id)
+        data = r.data or {}
+        matches = data.get("matches") or []
+        if not matches or matches[0].get("score") is None:
+            continue
+        scores.append(float(matches[0]["score"]))
+        if threshold is None and data.get("threshold") is not None:
+            threshold, review = float(data["threshold"]), data.get("review_threshold")
+    return {"scores": scores, "threshold": threshold,
+            "review_threshold": None if review is None else float(review), "capped": len(rows) >= max_events}
+
+
+def score_histogram(scores: list[float], marks: dict[str, float | None], *, bins: int = 20,
+                    width: int = 720, height: int = 200) -> dict[str, Any]:
+    """Bars of a histogram of ``scores`` (equal bins over their range and the marks'), and the x of each
+    mark (thresholds) on the same axis."""
+    points = [*scores, *(v for v in marks.values() if v is not None)]
+    lo, hi = (min(points), max(points)) if points else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    step = (hi - lo) / bins
+    counts = [0] * bins
+    for v in scores:
+        counts[min(int((v - lo) / step), bins - 1)] += 1
+    labels = [f"{lo + i * step:.2f}" for i in range(bins)]
+    chart = stacked_bars(labels, {"calls": counts}, width=width, height=height)
+    span = width - chart["pad"]
+    chart["marks"] = [{"name": k, "value": v, "x": round(chart["pad"] + span * (v - lo) / (hi - lo), 2)}
+                      for k, v in marks.items() if v is not None]
+    chart["counts"] = counts
+    slot = span / bins
+    chart["ticks"] = [{"x": round(chart["pad"] + i * slot, 2), "label": labels[i]}
+                      for i in range(0, bins, max(1, bins // 5))]
+    return chart
+
+
 @router.get("/charts")
 def charts_page(request: Request, days: int = Query(14, ge=1, le=90)) -> Response:
     session = guard(request, *READERS)
@@ -127,7 +177,9 @@ def charts_page(request: Request, days: int = Query(14, ge=1, le=90)) -> Respons
     data = decision_days(ctx.db, days)
     metrics = runtime(ctx).supervisor.metrics()
     return render(request, "charts.html", session, title_key="nav.charts", data=data, days=days,
-                  queues=queue_depth(ctx.db),
+                  queues=queue_depth(ctx.db), scores=(bl := blacklist_scores(ctx.db)),
+                  histogram=score_histogram(bl["scores"], {"alarm": bl["threshold"],
+                                                           "review": bl["review_threshold"]}),
                   mix=stacked_bars(data["days"], data["mix"]),
                   reasons=stacked_bars(data["days"], data["reasons"]),
                   metrics=metrics, coverage=gauge(metrics.get("coverage")),

@@ -258,6 +258,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ch.days": ("天数", "Days"),
     "ch.rows": ("统计了 {rows} 笔已存储的决策", "{rows} stored decisions counted"),
     "ch.capped": ("已达读取上限，较早的日子不完整", "read limit reached: the earliest days are incomplete"),
+    "ch.scores": ("来电与黑名单的最高相似分", "Best blacklist score per call"),
+    "ch.scores_help": ("{n} 通来电，各取最后一次判定的最高分；虚线为告警与复核阈值。",
+                       "{n} calls, each its last verdict's best score; dashed lines are the alarm and review "
+                       "thresholds."),
     "ch.queues": ("待处理队列", "Queues"),
     "ch.role": ("角色", "Role"),
     "ch.open_tasks": ("待办任务", "Open tasks"),

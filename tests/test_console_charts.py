@@ -115,3 +115,25 @@ def test_queue_depth_counts_open_and_overdue_tasks_and_alarm_calls(db: Database,
     later = charts.queue_depth(db, now=datetime.now(UTC) + timedelta(days=3))
     assert later["tasks"] == [{"role": "approver", "open": 2, "overdue": 2}]  # due within 24 h
     assert later["alarm_calls"] == {"day": 0, "week": 1}
+
+
+def test_blacklist_score_histogram_from_the_last_verdict_of_each_call(db: Database) -> None:
+    from callvet.voice.call.store import CallStore
+
+    store = CallStore(db)
+    for cid, scores in {"a": [0.2, 0.31], "b": [0.75], "c": [0.5], "d": []}.items():
+        store.create(cid, "twilio", "robot:test")
+        for sc in scores:
+            store.add_event(cid, "verdict", {"alarm": sc > 0.7, "threshold": 0.7, "review_threshold": 0.55,
+                                             "net_speech_s": 4.0,
+                                             "matches": [{"identity_id": 1, "score": sc}]})
+    store.add_event("d", "verdict", {"alarm": False, "threshold": 0.7, "matches": []})
+    out = charts.blacklist_scores(db)
+    assert sorted(out["scores"]) == [0.31, 0.5, 0.75]  # a's last verdict only; d had no match
+    assert out["threshold"] == 0.7 and out["review_threshold"] == 0.55
+    h = charts.score_histogram(out["scores"], {"alarm": 0.7, "review": 0.55}, bins=4, width=428)
+    assert sum(h["counts"]) == 3 and h["counts"][0] == 1 and h["counts"][-1] == 1
+    xs = {m["name"]: m["x"] for m in h["marks"]}
+    assert h["pad"] < xs["review"] < xs["alarm"] < h["width"]
+    empty = charts.score_histogram([], {"alarm": None})
+    assert empty["rects"] == [] and empty["marks"] == []
