@@ -200,8 +200,13 @@ class DecisionEngine:
     def decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                      investigations: Sequence[Investigation | Mapping[str, Any] | None] | None = None, *,
                      actor: str, store: bool = True, vectorised: bool = True,
-                     today: date | None = None, conn: Connection | None = None) -> list[Decision]:
+                     today: date | None = None,
+                     policies: Mapping[str, ActivePolicy] | None = None,
+                     conn: Connection | None = None) -> list[Decision]:
         """Decide many applications at once (batched ONNX inference and vectorised rules).
+
+        ``policies`` replaces the active ones for this call (a draft replayed by
+        :mod:`callvet.decision.simulate`; never stored, so ``store`` must then be false).
 
         The cyclic garbage collector is paused for the call: a batch allocates hundreds of thousands of
         small acyclic objects, and the collections they trigger re-scan every live object (the whole
@@ -209,9 +214,13 @@ class DecisionEngine:
         """
         enabled = gc.isenabled()
         gc.disable()
+        if policies is not None and store:
+            raise InvalidInput("decisions made with substituted policies are never stored",
+                               code="invalid_replay")
         try:
             return self._decide_batch(applications, investigations, actor=actor, store=store,
-                                      vectorised=vectorised, today=today, conn=conn)
+                                      vectorised=vectorised, today=today, policies=policies,
+                                      conn=conn)
         finally:
             if enabled:
                 gc.enable()
@@ -219,6 +228,7 @@ class DecisionEngine:
     def _decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                       investigations: Sequence[Investigation | Mapping[str, Any] | None] | None, *,
                       actor: str, store: bool, vectorised: bool, today: date | None,
+                      policies: Mapping[str, ActivePolicy] | None = None,
                       conn: Connection | None = None) -> list[Decision]:
         apps = [_as_application(a, i if len(applications) > 1 else None) for i, a in enumerate(applications)]
         if investigations is not None and len(investigations) != len(apps):
@@ -229,7 +239,7 @@ class DecisionEngine:
         n = len(apps)
         if n == 0:
             return []
-        pol = self.policies()
+        pol = dict(policies) if policies is not None else self.policies()
         feats = extract(apps, self.scorer.encoder, today)
         score = self.scorer.predict(feats.x)
         cols = {**feats.rules, "score": score}
