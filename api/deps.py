@@ -14,9 +14,9 @@ from callvet.api import strictjson
 from callvet.api.context import AppContext
 from callvet.core.auth import MISS, Principal, Role, authenticate, authenticate_cached
 from fastapi import HTTPException, Path, Query, Request, Security, WebSocket
-from starlette.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
 
 __all__ = [
     "MAX_ID",

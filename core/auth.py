@@ -163,7 +163,7 @@ def _load(db: Database, key_id: str) -> _Entry | None:
 MISS = object()
 
 
-def authenticate_cached(db: Database, token: str) -> Principal | None | object:
+def authenticate_cached(db: Database, token: str) -> Principal | object | None:
     """The principal of ``token`` from the process's cache alone, None when it is invalid, or
     :data:`MISS` when the database must be read (:func:`authenticate`): an event loop answers the
     common case without a thread hop and sends only misses to a thread."""

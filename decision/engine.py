@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from callvet.core import audit
 from callvet.core.application import Application
-from callvet.core.db import Database, utcnow
+from callvet.core.db import Database
 from callvet.core.errors import InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings
 from callvet.decision import store
@@ -204,7 +204,8 @@ class DecisionEngine:
                     decision_id: str) -> dict[str, Any]:
         """Decide and store under ``decision_id`` (an idempotent request's id); when that id is already
         stored -- the request is a retry -- the stored decision is returned, marked ``replayed``."""
-        decision, stored = self.decide_submit(application, investigation, actor=actor, decision_id=decision_id)
+        decision, stored = self.decide_submit(application, investigation, actor=actor,
+                                              decision_id=decision_id)
         try:
             stored.result(timeout=30.0)
         except Exception as exc:

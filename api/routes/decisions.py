@@ -12,11 +12,11 @@ from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.decision import DecisionEngine, Investigation
 from callvet.decision import store as policy_store
-from callvet.portrait.links import enrich
 from callvet.decision.recorder import MAX_IDEMPOTENCY_KEY, idempotent_id
+from callvet.portrait.links import enrich
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 __all__ = ["DecisionRequest", "engine", "router"]
 
