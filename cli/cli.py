@@ -62,7 +62,6 @@ def serve(
     import subprocess
     import sys
 
-    import uvicorn
     from callvet._cli.common import open_db
 
     open_db()
@@ -75,11 +74,7 @@ def serve(
         else None
     )
     try:
-        uvicorn.run(
-            "callvet.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-            log_level=log_level, ws_max_size=1 << 20, ws_per_message_deflate=False,
-            log_config=_log_config(log_level),
-        )
+        _run_api(host, port, workers, log_level)
     finally:
         if worker is not None:
             worker.terminate()
@@ -87,6 +82,25 @@ def serve(
                 worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _run_api(host: str, port: int, workers: int, log_level: str) -> None:
+    """One worker: the draining server (SIGTERM leaves the balancer, finishes requests and live calls;
+    callvet.api.drain). Several workers: uvicorn's supervisor, which stops them without the drain."""
+    import uvicorn
+    from callvet.core.settings import get_settings
+
+    kwargs: dict[str, object] = dict(factory=True, host=host, port=port, log_level=log_level,
+                                     ws_max_size=1 << 20, ws_per_message_deflate=False,
+                                     log_config=_log_config(log_level))
+    if workers > 1:
+        uvicorn.run("callvet.api.app:create_app", workers=workers, **kwargs)  # type: ignore[arg-type]
+        return
+    from callvet.api.drain import DrainingServer
+
+    settings = get_settings()
+    config = uvicorn.Config("callvet.api.app:create_app", **kwargs)  # type: ignore[arg-type]
+    DrainingServer(config, grace_s=settings.drain_grace_s, timeout_s=settings.drain_timeout_s).run()
 
 
 def _log_config(level: str) -> dict[str, object]:
