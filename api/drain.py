@@ -22,10 +22,11 @@ import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
-__all__ = ["Drain", "DrainingServer", "draining_apps"]
+__all__ = ["Drain", "DrainingServer", "draining_apps", "run"]
 
 log = logging.getLogger("callvet.drain")
 
@@ -94,3 +95,19 @@ class DrainingServer(uvicorn.Server):
                     log.warning("drain timeout: stopping with %d live call(s)", live)
                 self.should_exit = True
         return await super().on_tick(counter)
+
+
+def run(host: str, port: int, *, log_level: str, log_config: dict[str, object] | None,
+        workers: int = 1) -> None:
+    """Serve ``callvet.api.app:create_app``. One worker: the draining server. Several: uvicorn's
+    supervisor, which stops its workers without the drain (run one process per replica instead)."""
+    from callvet.core.settings import get_settings
+
+    kwargs: dict[str, Any] = dict(factory=True, host=host, port=port, log_level=log_level,
+                                  ws_max_size=1 << 20, ws_per_message_deflate=False, log_config=log_config)
+    if workers > 1:
+        uvicorn.run("callvet.api.app:create_app", workers=workers, **kwargs)
+        return
+    settings = get_settings()
+    config = uvicorn.Config("callvet.api.app:create_app", **kwargs)
+    DrainingServer(config, grace_s=settings.drain_grace_s, timeout_s=settings.drain_timeout_s).run()

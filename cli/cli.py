@@ -85,22 +85,9 @@ def serve(
 
 
 def _run_api(host: str, port: int, workers: int, log_level: str) -> None:
-    """One worker: the draining server (SIGTERM leaves the balancer, finishes requests and live calls;
-    callvet.api.drain). Several workers: uvicorn's supervisor, which stops them without the drain."""
-    import uvicorn
-    from callvet.core.settings import get_settings
+    from callvet.api.drain import run
 
-    kwargs: dict[str, object] = dict(factory=True, host=host, port=port, log_level=log_level,
-                                     ws_max_size=1 << 20, ws_per_message_deflate=False,
-                                     log_config=_log_config(log_level))
-    if workers > 1:
-        uvicorn.run("callvet.api.app:create_app", workers=workers, **kwargs)  # type: ignore[arg-type]
-        return
-    from callvet.api.drain import DrainingServer
-
-    settings = get_settings()
-    config = uvicorn.Config("callvet.api.app:create_app", **kwargs)  # type: ignore[arg-type]
-    DrainingServer(config, grace_s=settings.drain_grace_s, timeout_s=settings.drain_timeout_s).run()
+    run(host, port, log_level=log_level, log_config=_log_config(log_level), workers=workers)
 
 
 def _log_config(level: str) -> dict[str, object]:
@@ -126,6 +113,7 @@ for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decis
 import_module("callvet._cli.forms").register(app)  # issue 15: scanned application forms
 import_module("callvet._cli.users").register(app)  # issue 14: console users (people, not keys)
 import_module("callvet._cli.audit").register(app)  # issue 11: the audit log from a terminal
+import_module("callvet.cluster").register(app)  # issue 17: replicas behind HAProxy on this host
 
 
 def main() -> None:

@@ -7,14 +7,13 @@ their audit rows in another), and each request returns only after that transacti
 that fails is retried request by request, so only the request at fault fails.
 
 A request may carry an idempotency key. Its decision id is then derived from the caller and the key
-(:func:`idempotent_id`), so a retry -- after a timeout, or through another replica after this one died --
-collides with the stored row instead of deciding twice, and the caller gets the stored decision back
-(:meth:`DecisionRecorder.stored_answer`).
+(:func:`callvet.core.idempotency.idempotent_id`), so a retry -- after a timeout, or through another
+replica after this one died -- collides with the stored row instead of deciding twice, and the caller
+gets the stored decision back (:meth:`DecisionRecorder.stored_answer`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -23,7 +22,7 @@ from typing import Any
 
 from callvet.core.application import Application
 from callvet.core.db import Database, utcnow
-from callvet.core.errors import Conflict, InvalidInput
+from callvet.core.errors import Conflict
 from callvet.core.groupcommit import GroupCommitter
 from callvet.core.tables import audit_log
 from callvet.decision.tables import decision_records
@@ -31,19 +30,7 @@ from callvet.decision.types import Decision, Investigation
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["MAX_IDEMPOTENCY_KEY", "DecisionRecorder", "PendingWrite", "idempotent_id"]
-
-#: Longest idempotency key taken (a UUID is 36 characters).
-MAX_IDEMPOTENCY_KEY = 128
-
-
-def idempotent_id(scope: str, key: str) -> str:
-    """The decision id of request ``key`` from caller ``scope`` (an API key id): the same on every replica."""
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise InvalidInput(f"an idempotency key is 1..{MAX_IDEMPOTENCY_KEY} printable characters",
-                           code="invalid_idempotency_key", field="Idempotency-Key")
-    return hashlib.sha256(f"{scope}\x00{key}".encode()).hexdigest()[:32]
-
+__all__ = ["DecisionRecorder", "PendingWrite"]
 
 @dataclass(frozen=True)
 class PendingWrite:

@@ -10,9 +10,9 @@ from callvet.api.deps import Version, get_ctx, require
 from callvet.api.schemas import DecisionBatchOut, DecisionOut, Deleted, PolicyList, PolicyVersionList
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
+from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, idempotent_id
 from callvet.decision import DecisionEngine, Investigation
 from callvet.decision import store as policy_store
-from callvet.decision.recorder import MAX_IDEMPOTENCY_KEY, idempotent_id
 from callvet.portrait.links import enrich
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
