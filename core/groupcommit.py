@@ -36,8 +36,11 @@ _STOP = object()
 
 
 def _alive(conn: Connection) -> bool:
+    """Whether a connection whose transaction failed can still be used (a duplicate key: yes; a lost
+    server: no). Leaves no transaction open."""
     try:
         conn.exec_driver_sql("SELECT 1")
+        conn.rollback()
     except Exception:
         return False
     return True

@@ -147,8 +147,10 @@ def start_instance(
     iid = str(uuid.UUID(idempotent_id(p.key_id, idempotency_key)))
     try:
         return rt.start(body.process_key, body.data, actor=p.actor, version=body.version, instance_id=iid)
-    except IntegrityError:
-        pass  # this key's instance exists: the request is a retry
+    except (IntegrityError, Conflict) as exc:
+        if isinstance(exc, Conflict) and exc.code != "instance_exists":
+            raise
+    # this key's instance exists: the request is a retry
     existing = rt.summary(iid)
     if existing.get("process_key") != body.process_key:
         raise Conflict("this idempotency key started another process", code="idempotency_key_reused")
