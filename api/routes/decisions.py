@@ -10,7 +10,7 @@ from callvet.api.deps import Version, get_ctx, require
 from callvet.api.schemas import DecisionBatchOut, DecisionOut, Deleted, PolicyList, PolicyVersionList
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
-from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, idempotent_id
+from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, PATTERN, idempotent_id
 from callvet.decision import DecisionEngine, Investigation
 from callvet.decision import store as policy_store
 from callvet.portrait.links import enrich
@@ -45,7 +45,7 @@ def engine(ctx: AppContext) -> DecisionEngine:
 async def decide(req: DecisionRequest, request: Request,
                  p: Principal = Depends(require(*_DECIDERS)),
                  idempotency_key: str | None = Header(
-                     None, max_length=MAX_IDEMPOTENCY_KEY,
+                     None, max_length=MAX_IDEMPOTENCY_KEY, pattern=PATTERN,
                      description="A retry with the same key (and API key) returns the stored decision "
                                  "instead of deciding again, on any replica.")) -> dict[str, Any]:
     """Decide one application; the answer comes once the decision is stored (group commit).

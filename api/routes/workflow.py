@@ -28,7 +28,7 @@ from callvet.api.schemas import (
 )
 from callvet.core.auth import Principal, Role
 from callvet.core.errors import Conflict, InvalidInput
-from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, idempotent_id
+from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, PATTERN, idempotent_id
 from callvet.workflow.engine import WorkflowRuntime
 from callvet.workflow.supervise import KINDS
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -138,7 +138,7 @@ def start_instance(
     p: Principal = Depends(require(Role.ANALYST, Role.ROBOT, Role.RISK_OFFICER)),
     rt: WorkflowRuntime = Depends(_rt),
     idempotency_key: str | None = Header(
-        None, max_length=MAX_IDEMPOTENCY_KEY,
+        None, max_length=MAX_IDEMPOTENCY_KEY, pattern=PATTERN,
         description="A retry with the same key (and API key) returns the instance it started, on any "
                     "replica, instead of starting a second one."),
 ) -> dict[str, Any]:
