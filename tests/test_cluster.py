@@ -41,7 +41,7 @@ FRAUD = "en-us+m3"
 ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
          "every month and I travel a lot for work.")
 PROBE = "I bought the card last spring and I use it for groceries and fuel every week."
-N_DECISIONS, N_STARTS, N_IDENTIFY = 150, 12, 6
+N_DECISIONS, N_STARTS, N_IDENTIFY = 90, 9, 4
 
 
 @dataclass
@@ -53,7 +53,8 @@ class Run:
     keys: dict[str, str]
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     retries: int = 0
-    readiness: list[tuple[str, int, int]] = field(default_factory=list)  # (replica, readyz, probe)
+    readiness: list[tuple[str, int, int, float]] = field(default_factory=list)  # replica, readyz, probe, at
+    killed_at: float = 0.0
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.run_dir / "cluster.json").read_text())
@@ -156,9 +157,9 @@ def _monitor(run: Run, stop: threading.Event) -> None:
                         probe = client.post(f"{url}/v1/decisions", headers=hdr, json=body).status_code
                     except httpx.TransportError:
                         probe = 0
-                    run.readiness.append((name, ready, probe))
+                    run.readiness.append((name, ready, probe, time.monotonic()))
                 else:
-                    run.readiness.append((name, ready, -1))
+                    run.readiness.append((name, ready, -1, time.monotonic()))
             time.sleep(0.25)
 
 
@@ -192,6 +193,7 @@ def test_replica_killed_mid_load_loses_nothing(cluster: Run) -> None:
     def task(item: tuple[str, int]) -> None:
         if item == ("decision", N_DECISIONS // 3) and not killed.is_set():
             killed.set()
+            run.killed_at = time.monotonic()
             os.kill(victim["pid"], signal.SIGKILL)
         with httpx.Client(base_url=run.url, timeout=60) as client:
             _send(run, client, *item)
@@ -228,10 +230,14 @@ def _check_stored(run: Run) -> None:
 
 
 def _check_readiness(run: Run, victim: str) -> None:
-    """Ready meant serving, for every replica at every probe; the victim was seen down, then ready."""
-    wrong = [(name, probe) for name, ready, probe in run.readiness if ready == 200 and probe != 200]
+    """Ready meant serving, for every replica at every probe; the victim was seen down, then ready.
+
+    A probe of the victim that fails just after the kill (a "ready" answered before it, the probe after
+    it) is the kill itself, not a lie, and is not counted."""
+    wrong = [(name, probe) for name, ready, probe, at in run.readiness if ready == 200 and probe != 200
+             and not (name == victim and probe == 0 and 0 <= at - run.killed_at < 2.0)]
     assert not wrong, f"/readyz said 200 but the replica did not serve: {wrong[:5]}"
-    seen = [ready for name, ready, _ in run.readiness if name == victim]
+    seen = [ready for name, ready, _, _ in run.readiness if name == victim]
     assert 200 in seen and any(s != 200 for s in seen), seen
     assert seen[-1] == 200
 
