@@ -228,8 +228,13 @@ class DecisionEngine:
     def decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                      investigations: Sequence[Investigation | Mapping[str, Any] | None] | None = None, *,
                      actor: str, store: bool = True, vectorised: bool = True,
-                     today: date | None = None, decision_ids: Sequence[str] | None = None) -> list[Decision]:
+                     today: date | None = None,
+                     policies: Mapping[str, ActivePolicy] | None = None,
+                     decision_ids: Sequence[str] | None = None) -> list[Decision]:
         """Decide many applications at once (batched ONNX inference and vectorised rules).
+
+        ``policies`` replaces the active ones for this call (a draft replayed by
+        :mod:`callvet.decision.simulate`; never stored, so ``store`` must then be false).
 
         The cyclic garbage collector is paused for the call: a batch allocates hundreds of thousands of
         small acyclic objects, and the collections they trigger re-scan every live object (the whole
@@ -237,9 +242,13 @@ class DecisionEngine:
         """
         enabled = gc.isenabled()
         gc.disable()
+        if policies is not None and store:
+            raise InvalidInput("decisions made with substituted policies are never stored",
+                               code="invalid_replay")
         try:
             return self._decide_batch(applications, investigations, actor=actor, store=store,
-                                      vectorised=vectorised, today=today, decision_ids=decision_ids)
+                                      vectorised=vectorised, today=today, policies=policies,
+                                      decision_ids=decision_ids)
         finally:
             if enabled:
                 gc.enable()
@@ -247,6 +256,7 @@ class DecisionEngine:
     def _decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                       investigations: Sequence[Investigation | Mapping[str, Any] | None] | None, *,
                       actor: str, store: bool, vectorised: bool, today: date | None,
+                      policies: Mapping[str, ActivePolicy] | None = None,
                       decision_ids: Sequence[str] | None = None) -> list[Decision]:
         apps = [_as_application(a, i if len(applications) > 1 else None) for i, a in enumerate(applications)]
         if investigations is not None and len(investigations) != len(apps):
@@ -257,7 +267,7 @@ class DecisionEngine:
         n = len(apps)
         if n == 0:
             return []
-        pol = self.policies()
+        pol = dict(policies) if policies is not None else self.policies()
         feats = extract(apps, self.scorer.encoder, today)
         score = self.scorer.predict(feats.x)
         cols = {**feats.rules, "score": score}

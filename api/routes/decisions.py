@@ -12,6 +12,7 @@ from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
 from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, PATTERN, idempotent_id
 from callvet.decision import DecisionEngine, Investigation
+from callvet.decision import simulate as policy_simulation
 from callvet.decision import store as policy_store
 from callvet.portrait.links import enrich
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
@@ -139,6 +140,18 @@ def propose(name: str, graph: dict[str, Any] = Body(..., description="the JDM de
     out = policy_store.propose(ctx.db, name, graph, actor=p.actor, note=note)
     out.pop("content", None)
     return out
+
+
+@router.post("/v1/policies/{name}/simulate", tags=["policies"])
+def simulate(name: str, graph: dict[str, Any] = Body(..., description="the draft JDM decision graph"),
+             limit: int = Query(policy_simulation.DEFAULT_REPLAY, ge=1, le=policy_simulation.MAX_REPLAY,
+                                description="how many of the most recent stored applications to replay"),
+             ctx: AppContext = Depends(get_ctx),
+             p: Principal = Depends(require(Role.RISK_OFFICER))) -> dict[str, Any]:
+    """Replay recent stored applications through the draft and the active policy (nothing stored):
+    verdict mix of each, how many verdicts and limits change, the transitions and a few examples."""
+    policy_store.seed(ctx.db)
+    return policy_simulation.replay(engine(ctx), name, graph, limit=limit, actor=p.actor)
 
 
 @router.post("/v1/policies/{name}/versions/{version}/activate", tags=["policies"])
