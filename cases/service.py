@@ -31,6 +31,7 @@ from callvet.cases.intake import Intake, Window, default_tz, field_error, iso, s
 from callvet.cases.ports import CaseInterviews, CaseWorkflow
 from callvet.cases.state import TERMINAL, CaseStatus, QueueStatus, check_transition
 from callvet.cases.tables import call_queue, case_events, cases
+from callvet.core import outbox
 from callvet.core.application import Application
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
@@ -405,6 +406,8 @@ class CaseService:
                 conn.execute(update(cases).where(cases.c.case_id == case_id).values(evidence=evidence))
                 self._transition(conn, case_id, CaseStatus.DECIDING)
                 self._event(conn, case_id, "call_ended", evidence, key=f"call:{call_id}")
+                outbox.add(conn, [outbox.event("case", "call_result", case_id,
+                                               {"case_id": case_id, **evidence})])
         except IntegrityError:
             return False
         self._wake.set()
@@ -492,11 +495,14 @@ class CaseService:
                 conn.execute(update(cases).where(cases.c.case_id == row.case_id).values(
                     status=new.value, updated_at=now, **self._final_values(wf)))
             final = wf.get("final") or {}
-            self._event(conn, row.case_id, "decided", {
+            decided = {
                 "decision": final.get("decision"), "decision_id": final.get("decision_id"),
                 "reasons": [r.get("code") for r in final.get("reasons") or []],
                 "review_flags": inv.get("review_flags"), "status": new.value,
-                "tasks": [t["task_id"] for t in summary.get("tasks", []) if t.get("status") == "open"]})
+                "tasks": [t["task_id"] for t in summary.get("tasks", []) if t.get("status") == "open"]}
+            self._event(conn, row.case_id, "decided", decided)
+            outbox.add(conn, [outbox.event("case", "decided", row.case_id, {
+                "case_id": row.case_id, "application_id": row.application_id, **decided})])
 
     def start_pump(self, interval_s: float = 1.0) -> None:
         """A daemon thread that pumps on every recorded call end and at least every ``interval_s``."""

@@ -112,6 +112,7 @@ for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decis
 import_module("callvet._cli.forms").register(app)  # issue 15: scanned application forms
 import_module("callvet._cli.users").register(app)  # issue 14: console users (people, not keys)
 import_module("callvet._cli.audit").register(app)  # issue 11: the audit log from a terminal
+import_module("callvet._cli.outbox").register(app)  # issue 17: the outbox relay to NATS/Kafka
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-from callvet.core import audit
+from callvet.core import audit, outbox
 from callvet.core.application import Application
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import InvalidInput, NotFound, Unavailable
@@ -39,7 +39,7 @@ from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome
 from pydantic import ValidationError
 from sqlalchemy import delete, func, insert, select
 
-__all__ = ["ROW_MODE_MAX", "ActivePolicy", "DecisionEngine", "load_policy"]
+__all__ = ["ROW_MODE_MAX", "ActivePolicy", "DecisionEngine", "decision_events", "load_policy"]
 
 ROW_MODE_MAX = 16
 _OUTCOME_FIELDS = ("outcome", "reason")
@@ -336,6 +336,7 @@ class DecisionEngine:
             target = decisions[0].decision_id if len(decisions) == 1 else f"batch:{decisions[0].decision_id}"
             audit.record(conn, actor, "decision.create", "decision", target,
                          details={"count": len(decisions)})
+            outbox.add(conn, decision_events(decisions, now))
 
     def get(self, decision_id: str) -> dict[str, Any]:
         """A stored decision with its inputs and the versions that decided it."""
@@ -365,6 +366,7 @@ class DecisionEngine:
             if not ids:
                 raise NotFound("no stored decision matches", code="decision_not_found")
             conn.execute(delete(decision_records).where(cond))
+            outbox.add(conn, [outbox.event("decision", "erased", i, {"decision_id": i}) for i in ids])
             audit.record(conn, actor, "decision.delete", "decision",
                          decision_id if decision_id is not None else f"application:{application_id}",
                          reason=reason, details={"count": len(ids), "decision_ids": ids[:1000]})
@@ -372,3 +374,14 @@ class DecisionEngine:
 
     def close(self) -> None:
         return None
+
+
+def decision_events(decisions: Sequence[Decision], at: Any) -> list[outbox.Event]:
+    """``callvet.decision.created`` per stored decision (docs/events.md): the outcome and why, not the
+    application's personal data."""
+    return [outbox.Event("callvet.decision.created", "decision", d.decision_id, {
+        "decision_id": d.decision_id, "application_id": d.application_id, "decision": d.decision.value,
+        "credit_limit": d.credit_limit, "score": d.score, "score_band": d.score_band,
+        "reasons": [r.code for r in d.reasons], "policy_versions": d.policy_versions,
+        "model_version": d.model_version, "decided_at": at.isoformat(),
+    }, created_at=at) for d in decisions]

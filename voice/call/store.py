@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from callvet.core import outbox
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import InvalidInput, NotFound
@@ -68,6 +69,21 @@ class CallStore:
                                                     data=data))
             if values:
                 conn.execute(update(calls).where(calls.c.id == call_id).values(**values))
+            if kind == "verdict" and (data.get("alarm") or data.get("review")):
+                outbox.add(conn, [self._alarm_event(conn, call_id, data, t_s)])
+
+    @staticmethod
+    def _alarm_event(conn: Any, call_id: str, data: dict[str, Any], t_s: float | None) -> outbox.Event:
+        """``callvet.voiceprint.alarm`` (or ``.review``): a live call's voice matched the blacklist."""
+        app_id = conn.execute(select(calls.c.application_id).where(calls.c.id == call_id)).scalar()
+        top = (data.get("matches") or [None])[0]
+        return outbox.event("voiceprint", "alarm" if data.get("alarm") else "review", call_id, {
+            "call_id": call_id, "application_id": app_id, "t_s": t_s,
+            "net_speech_s": data.get("net_speech_s"), "threshold": data.get("threshold"),
+            "identity_id": top.get("identity_id") if top else None,
+            "score": top.get("score") if top else None,
+            "spoof_flag": (data.get("spoof") or {}).get("flag"), "voice_reuse": bool(data.get("voice_reuse")),
+        })
 
     def end(self, call_id: str, state: CallState, *, reason: str, close_code: int | None,
             audio_s: float, net_speech_s: float, stats: dict[str, Any]) -> None:
@@ -76,6 +92,16 @@ class CallStore:
                 state=state.value, ended_at=utcnow(), end_reason=reason[:500], close_code=close_code,
                 audio_s=round(audio_s, 3), net_speech_s=round(net_speech_s, 3), stats=stats,
             ))
+            row = conn.execute(select(calls.c.application_id, calls.c.alarm_ever, calls.c.verdicts)
+                               .where(calls.c.id == call_id)).first()
+            final = stats.get("final_verdict") or {}
+            outbox.add(conn, [outbox.event("call", "ended", call_id, {
+                "call_id": call_id, "application_id": row.application_id if row else None,
+                "state": state.value, "end_reason": reason[:200], "audio_s": round(audio_s, 3),
+                "net_speech_s": round(net_speech_s, 3), "alarm_ever": bool(row.alarm_ever) if row else False,
+                "verdicts": int(row.verdicts) if row else 0, "final_alarm": final.get("alarm"),
+                "final_review": final.get("review"),
+            })])
 
     def get(self, call_id: str, *, events: bool = True) -> dict[str, Any]:
         with self.db.connect() as conn:
