@@ -36,6 +36,7 @@ from callvet.core.application import Application
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound
+from callvet.voice.call.store import CallStore
 from pydantic import ValidationError
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -382,6 +383,9 @@ class CaseService:
                             code="stream_token_invalid")
         with self.db.begin() as conn:
             qid = dispatch.admit(conn, case_id, token, call_id, now=self.clock())
+            if qid is None and params.get("resumed") and dispatch.readmit(conn, case_id, token, call_id):
+                self._event(conn, case_id, "call_resumed", {"call_id": call_id})
+                return case_id
             if qid is None:
                 raise Forbidden("the stream token is unknown, used, expired or for another case",
                                 code="stream_token_invalid")
@@ -393,13 +397,16 @@ class CaseService:
         return case_id
 
     def record_call_end(self, case_id: str, call_id: str, *, reason: str,
-                        verdicts: list[dict[str, Any]]) -> bool:
+                        verdicts: list[dict[str, Any]], epoch: int = 0) -> bool:
         """The durable end of a case's call (the outbox entry the pump delivers); False when it was
-        already recorded (an observer called twice, or a sweeper after a restart)."""
+        already recorded (an observer called twice, or a sweeper after a restart) or when the session
+        ending it (``epoch``) no longer owns the call because another replica resumed it (issue 17)."""
         evidence = {"call_id": call_id, "end_reason": reason[:200],
                     "voiceprint": summarise_verdicts(verdicts)}
         try:
             with self.db.begin() as conn:
+                if not CallStore.owns_call(conn, call_id, epoch, self.db.dialect):
+                    return False
                 conn.execute(update(call_queue).where(call_queue.c.case_id == case_id,
                                                       call_queue.c.call_id == call_id)
                              .values(status=QueueStatus.DONE.value))

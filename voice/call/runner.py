@@ -140,7 +140,7 @@ class CallSession:
             else:
                 self.recorder.write(self.server.store.end, self.call_id, ctx.sm.state, reason=ctx.end_reason,
                                     close_code=ctx.close_code, audio_s=ctx.audio_s, net_speech_s=self._net(),
-                                    stats=self.stats())
+                                    stats=self.stats(), epoch=ctx.epoch)
             await self.recorder.flush()
             if not ctx.gone:
                 try:

@@ -135,11 +135,12 @@ class CallServer:
                 log.info("a call turned away for capacity had already gone")
             return None
         session = CallSession(self, transport, protocol, actor, require_case=require_case)
-        self.active[session.call_id] = session
+        key = session.call_id  # a resumed call takes its record's id during the run
+        self.active[key] = session
         try:
             await session.run()
         finally:
-            self.active.pop(session.call_id, None)
+            self.active.pop(key, None)
         return session
 
     def close(self) -> None:
