@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
+import pytest
 import websockets
 from callvet.cases.tables import case_events
 from callvet.core import auth
@@ -235,3 +236,128 @@ def test_a_call_resumes_on_another_replica_after_sigkill(tmp_path: Path) -> None
                 p.terminate()
                 p.wait(timeout=30)
         ctx.close()
+
+
+def test_accumulator_state_carries_the_print_without_audio() -> None:
+    """The checkpoint is embedding sums, not audio, and a print continued from it is the print of the
+    uninterrupted call (same chunks embedded)."""
+    from callvet.voice.engine import VoiceEngine
+
+    engine = VoiceEngine.from_settings(Settings(), backend_dir=False)
+    one, two = espeak(FIRST, VOICE)[:16000 * 4], espeak(SECOND, VOICE)[:16000 * 4]
+    whole = engine.accumulator()
+    whole.add(one)
+    whole.add(two)
+    first = engine.accumulator()
+    first.add(one)
+    state = json.loads(json.dumps(first.state()))
+    assert set(state) == {"count", "dim", "net_speech_s", "sum"} and state["net_speech_s"] == 4.0
+    assert len(state["sum"]) < 4 * 1024  # a few KB: sums of window embeddings, not 4 s of audio
+    resumed = engine.accumulator()
+    resumed.restore(state)
+    resumed.add(two)
+    assert resumed.net_speech_s == whole.net_speech_s == 8.0
+    a, b = resumed.voiceprint().vector, whole.voiceprint().vector
+    assert float(np.dot(a, b)) > 0.99999
+    with pytest.raises(Exception, match="fresh"):
+        resumed.restore(state)
+
+
+def test_ownership_epoch_fences_the_previous_session(db: Database) -> None:
+    from callvet.voice.call.frames import StartFrame
+    from callvet.voice.call.state import CallState
+    from callvet.voice.call.store import CallStore
+
+    store = CallStore(db)
+    start = StartFrame("twilio", "MZ1", "CA-F1", 8000, "mulaw", params={})
+    store.create("c1", "twilio", "robot:r1")
+    store.start("c1", start)
+    assert store.checkpoint("c1", 0, {"v": 1, "audio_t_s": 3.0})
+    again = StartFrame("twilio", "MZ2", "CA-F1", 8000, "mulaw", params={"resume": "true"})
+    assert store.find_resumable(again, "robot:other") is None  # another robot's call is not its to take
+    assert store.find_resumable(StartFrame("twilio", "MZ2", "CA-F1", 8000, "mulaw", params={}),
+                                "robot:r1") is None  # no resume asked: a new call
+    found = store.find_resumable(again, "robot:r1")
+    assert found is not None and found.call_id == "c1" and found.checkpoint == {"v": 1, "audio_t_s": 3.0}
+    assert store.take_over(found, again) == 1
+    assert store.take_over(found, again) is None  # a second taker with the same view loses
+    end = {"reason": "disconnected", "close_code": None, "audio_s": 5.0, "net_speech_s": 4.0, "stats": {}}
+    assert not store.checkpoint("c1", 0, {"v": 1})
+    assert not store.end("c1", CallState.STOPPED, epoch=0, **end)  # the old owner cannot end it
+    assert store.end("c1", CallState.STOPPED, epoch=1, **end)
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox).where(
+            outbox.c.subject == "callvet.call.ended")).scalar() == 1
+    explicit = StartFrame("twilio", "MZ3", "CA-F1", 8000, "mulaw", params={"resume_call_id": "c1"})
+    assert store.find_resumable(explicit, "robot:r1") is None  # ended: not resumable
+
+
+def test_a_draining_replica_hands_its_call_over_without_losing_scored_speech(tmp_path: Path) -> None:
+    """Graceful drain: A hands the live call over (robot told to resume, close 1012, record left open
+    with a last checkpoint holding everything A heard); B, another call server on the same database,
+    resumes it and ends it once."""
+    from callserver import QueueTransport
+    from callvet.voice.blacklist import Blacklist
+    from callvet.voice.call.pipeline import CallConfig
+    from callvet.voice.call.scoring import VoiceScoring
+    from callvet.voice.call.session import CallServer
+    from callvet.voice.engine import VoiceEngine
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.create_schema()
+    engine = VoiceEngine.from_settings(Settings(data_dir=tmp_path, database_url=db.url))
+    bl = Blacklist(db, engine, tmp_path / "faiss")
+    ident = bl.create_identity("m3", "", "test")
+    bl.add_sample(ident["id"], to_wav_bytes(espeak(ENROL, VOICE), 16000), "test")
+    cfg = CallConfig(workers=2, stable_rescore_s=0.0)
+    servers = [CallServer(db, cfg=cfg, scoring=lambda: VoiceScoring(engine, bl)) for _ in range(2)]
+
+    def frames(x: np.ndarray) -> list[str]:
+        return [json.dumps({"event": "media", "media": {"track": "inbound", "chunk": str(k + 1),
+                                                        "payload": base64.b64encode(mulaw_encode(
+                                                            x[i:i + 160])).decode()}})
+                for k, i in enumerate(range(0, len(x), 160))]
+
+    async def go() -> tuple[QueueTransport, QueueTransport, int]:
+        ta, tb = QueueTransport(), QueueTransport()
+        run_a = asyncio.create_task(servers[0].handle(ta, "twilio", "robot:r1"))
+        await ta.inbox.put(_start({}, "CA-H1"))
+        for k, m in enumerate(frames(_speech(FIRST))):
+            await ta.inbox.put(m)
+            if k % 25 == 24:
+                await asyncio.sleep(0.1)
+        while not any(e.get("event") == "callvet.voiceprint" for e in ta.sent):
+            await asyncio.sleep(0.05)
+        handed = await asyncio.wait_for(asyncio.gather(servers[0].hand_over_all(), ta.inbox.put(None)), 60)
+        await run_a
+        run_b = asyncio.create_task(servers[1].handle(tb, "twilio", "robot:r1"))
+        await tb.inbox.put(_start({"resume": "true"}, "CA-H1"))
+        for k, m in enumerate(frames(_speech(SECOND))):
+            await tb.inbox.put(m)
+            if k % 25 == 24:
+                await asyncio.sleep(0.1)
+        await tb.inbox.put(json.dumps({"event": "stop"}))
+        await asyncio.wait_for(run_b, 120)
+        return ta, tb, handed[0]
+
+    ta, tb, handed = asyncio.run(go())
+    for s in servers:
+        s.close()
+    assert handed == 1 and ta.closed == (1012, "handed_over")
+    assert [e["code"] for e in ta.of("callvet.error")] == ["handed_over"]
+    call_id = ta.of("callvet.started")[0]["call_id"]
+    resumed = tb.of("callvet.started")[0]
+    assert resumed["call_id"] == call_id and resumed["resumed"]["epoch"] == 1
+    rec = servers[1].store.get(call_id)
+    kinds = [e["kind"] for e in rec["events"]]
+    assert kinds.count("handed_over") == 1 and kinds.count("resumed") == 1 and rec["state"] == "stopped"
+    handed_ev = next(e for e in rec["events"] if e["kind"] == "handed_over")
+    carried = resumed["resumed"]["net_speech_s"]
+    # everything A heard went into the print before it let go (the first half is ~9 s of speech)
+    assert carried > 7.0 and handed_ev["data"]["epoch"] == 0
+    assert rec["net_speech_s"] > carried + 7.0
+    assert rec["stats"]["final_verdict"]["alarm"] is True
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox).where(
+            outbox.c.subject == "callvet.call.ended", outbox.c.aggregate_id == call_id)).scalar() == 1
+    db.dispose()

@@ -293,6 +293,16 @@ class Accumulator:
                     "dim": 0 if total is None else len(total),
                     "sum": "" if total is None else base64.b64encode(total.tobytes()).decode()}
 
+    def embed_pending(self) -> None:
+        """Embed the speech still under one chunk (a call handed over: nothing heard is left out of the
+        checkpoint); less than an embeddable segment is dropped from the net speech instead."""
+        with self._lock:
+            if self._pending and self._pending_s >= _MIN_SEGMENT_FOR_EMBED_S:
+                self._partials.append(self.engine.encoder.embed_partials(np.concatenate(self._pending)))
+            else:
+                self.net_speech_s -= self._pending_s
+            self._pending, self._pending_s = [], 0.0
+
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state` (a fresh accumulator only)."""
         import base64

@@ -191,6 +191,24 @@ class CallProcessor:
                 "scored_at": self._scored_at, "confirmed": self._confirmed, "skip": self._skip,
                 "last_verdict": self.last_verdict, "voice": voice}
 
+    def hand_over(self) -> list[Output]:
+        """The replica is draining (issue 17): everything heard goes into the voiceprint, then one last
+        checkpoint, so the replica that resumes the call loses no scored speech. The answer in progress
+        is not closed (the robot's next stream continues the call)."""
+        outs: list[Output] = []
+        if self._answer_start is not None:
+            self._flush(self.fed, outs)
+        if self.watch is not None and not self.scoring_failed:
+            if self._speech16k:
+                self.watch.add(np.concatenate(self._speech16k))
+                self._speech16k, self._speech16k_n = [], 0
+            embed = getattr(self.watch, "embed_pending", None)
+            if callable(embed):
+                embed()
+                self.net_speech_s = self.watch.net_speech_s + self.skipped_s
+        outs.append(VoiceCheckpoint(self.checkpoint()))
+        return outs
+
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Continue from :meth:`checkpoint` (a fresh processor of the resumed call)."""
         self.offset_s = float(ckpt.get("audio_t_s") or 0.0)

@@ -115,6 +115,8 @@ class CallContext:
     epoch: int = 0
     resumed: dict[str, Any] | None = None
     audio_offset_s: float = 0.0
+    #: The replica is draining and hands the call over: the record stays open for the robot's resume.
+    handed_over: bool = False
 
     @property
     def audio_s(self) -> float:

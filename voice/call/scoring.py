@@ -168,6 +168,9 @@ class EngineWatch:
     def restore(self, state: dict[str, Any]) -> None:
         self.acc.restore(state)
 
+    def embed_pending(self) -> None:
+        self.acc.embed_pending()
+
     def add(self, speech16k: np.ndarray) -> None:
         self.acc.add(speech16k)
         for s in self.scorers:
