@@ -237,3 +237,32 @@ def test_kafka_publisher_is_constructible_and_fails_cleanly_without_a_broker() -
 def test_nats_url_credentials_are_redacted() -> None:
     assert redact_nats_url("nats://svc:s3cret@broker:4222") == "nats://***@broker:4222"
     assert "s3cret" not in repr(NatsPublisher("nats://svc:s3cret@broker:4222"))
+
+
+def test_the_service_relays_its_events_when_a_broker_is_set(db: Database, tmp_path: Path,
+                                                            nats_url: str) -> None:
+    """``callvet serve`` with CALLVET_OUTBOX_BROKER=nats: a stored decision reaches the stream by itself."""
+    from callvet.api.app import create_app
+    from callvet.core import auth
+    from callvet.core.settings import Settings
+    from decision_fixtures import example, make_engine
+    from fastapi.testclient import TestClient
+
+    stream, root = "T" + uuid.uuid4().hex[:8], "t" + uuid.uuid4().hex[:8]
+    settings = Settings(data_dir=tmp_path / "var", database_url=db.url, outbox_broker="nats",
+                        nats_url=nats_url, nats_stream=stream, nats_subject_root=root)
+    settings.ensure_dirs()
+    app = create_app(settings, db=db)
+    app.state.ctx.service("decision", lambda c: make_engine(c.db))
+    key = {"Authorization": f"Bearer {auth.create_key(db, 'robot', 'r')}"}
+    with TestClient(app) as client:
+        r = client.post("/v1/decisions", json={"application": example()}, headers=key)
+        assert r.status_code == 200, r.text
+        end = time.monotonic() + 30
+        while _pending(db) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert _pending(db) == 0
+    with db.connect() as conn:
+        eid = conn.execute(select(outbox_table.c.event_id).where(
+            outbox_table.c.aggregate_id == r.json()["decision_id"])).scalar_one()
+    assert eid in asyncio.run(_stream_ids(nats_url, stream))
