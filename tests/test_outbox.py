@@ -266,3 +266,30 @@ def test_the_service_relays_its_events_when_a_broker_is_set(db: Database, tmp_pa
         eid = conn.execute(select(outbox_table.c.event_id).where(
             outbox_table.c.aggregate_id == r.json()["decision_id"])).scalar_one()
     assert eid in asyncio.run(_stream_ids(nats_url, stream))
+
+
+def test_relays_on_several_replicas_claim_disjoint_batches(db: Database) -> None:
+    """PostgreSQL: two relays draining at once (each holding its claimed batch while the broker is slow)
+    publish every event once between them: SKIP LOCKED hands each batch to one relay only."""
+    import threading
+
+    if db.dialect != "postgresql":
+        pytest.skip("row claiming is PostgreSQL's; on SQLite one relay runs (docs/events.md)")
+
+    class SlowBroker(MemoryPublisher):
+        async def publish(self, events: Any) -> None:
+            await asyncio.sleep(0.05)
+            await super().publish(events)
+
+    evs = _events(600)
+    _write(db, evs)
+    pubs = [SlowBroker(), SlowBroker()]
+    threads = [threading.Thread(target=lambda p=p: asyncio.run(Relay(db, p, batch=50).drain())) for p in pubs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    a, b = ({e.event_id for e in p.sent} for p in pubs)
+    assert a and b, "both relays must have taken batches"
+    assert not a & b and len(pubs[0].sent) + len(pubs[1].sent) == 600
+    assert a | b == {e.event_id for e in evs} and _pending(db) == 0
