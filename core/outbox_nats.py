@@ -88,7 +88,10 @@ class NatsPublisher:
         if self._js is None:
             await self.connect()
         try:
-            futs = [await self._js.publish_async(self.subject(e), e.body(), wait_stall=self.ack_timeout_s,
+            # no ``wait_stall``: with one, every message waits in a task of its own and goes out in a
+            # socket write of its own (measured 3.6x slower, bench/outbox); a batch stays far below the
+            # client's limit of pending acknowledgements, and the gather below is bounded instead
+            futs = [await self._js.publish_async(self.subject(e), e.body(),
                                                  headers={"Nats-Msg-Id": e.event_id})
                     for e in events]
             acks = await asyncio.wait_for(asyncio.gather(*futs), self.ack_timeout_s)
