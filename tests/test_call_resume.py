@@ -34,7 +34,7 @@ from callvet.core.tables import outbox
 from callvet.sim.calls import mulaw_encode
 from callvet.voice.call.tables import call_events, calls
 from speech import espeak, to_wav_bytes
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 VOICE = "en-us+m3"
 ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
@@ -52,9 +52,17 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CALLVET_DATA_DIR": str(tmp), "CALLVET_DATABASE_URL": f"sqlite:///{tmp / 'cv.db'}",
-           **ENV}
+def _url_for_subprocess(db: Database) -> str:
+    """The test database's URL; on PostgreSQL with the per-test schema as the search path."""
+    if db.dialect != "postgresql":
+        return db.url
+    with db.connect() as conn:
+        schema = conn.execute(text("SHOW search_path")).scalar()
+    return f"{db.url}{'&' if '?' in db.url else '?'}options=-csearch_path%3D{schema}"
+
+
+def _serve(tmp: Path, port: int, url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CALLVET_DATA_DIR": str(tmp), "CALLVET_DATABASE_URL": url, **ENV}
     code = ("import uvicorn; uvicorn.run('callvet.api.app:create_app', factory=True, host='127.0.0.1', "
             f"port={port}, log_level='warning', ws='websockets-sansio')")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -133,13 +141,12 @@ def _case_wait(c: httpx.Client, h: dict[str, str], case_id: str, statuses: tuple
         time.sleep(0.2)
 
 
-def test_a_call_resumes_on_another_replica_after_sigkill(tmp_path: Path) -> None:
+def test_a_call_resumes_on_another_replica_after_sigkill(db: Database, tmp_path: Path) -> None:
     from callvet.services import open_services
     from decision_fixtures import example
 
-    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'cv.db'}")
-    db = Database(settings.database_url)
-    db.create_schema()
+    settings = Settings(data_dir=tmp_path, database_url=db.url)
+    url = _url_for_subprocess(db)
     robot = {"Authorization": f"Bearer {auth.create_key(db, 'robot', 'r1')}"}
     analyst = {"Authorization": f"Bearer {auth.create_key(db, 'analyst', 'a1')}"}
     ctx = open_services(settings, db)
@@ -148,8 +155,8 @@ def test_a_call_resumes_on_another_replica_after_sigkill(tmp_path: Path) -> None
     first, second = _speech(FIRST), _speech(SECOND)
 
     port_a, port_b = _port(), _port()
-    a = _serve(tmp_path, port_a)
-    b = _serve(tmp_path, port_b)
+    a = _serve(tmp_path, port_a, url)
+    b = _serve(tmp_path, port_b, url)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port_a}", timeout=60) as c:
             app = example(application_id="resume-1", risk_reasons=["new_device", "address_mismatch"])
