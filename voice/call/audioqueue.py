@@ -228,8 +228,9 @@ class AudioQueue(FrameProcessor):
                                                "the call's audio could not be processed in time"))
         if self.analysis is not None and not self.failed:
             try:
-                outs = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, partial(self.analysis.finish, hand_over=self.ctx.handed_over))
+                finish = (partial(self.analysis.finish, hand_over=True) if self.ctx.handed_over
+                          else self.analysis.finish)
+                outs = await asyncio.get_running_loop().run_in_executor(self.pool, finish)
                 await self.outputs(outs)
             except Exception:
                 log.exception("call %s: pipeline finish failed", self.ctx.call_id)
