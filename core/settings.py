@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: Annotated[str, Field(min_length=1, max_length=2000)] = "127.0.0.1:9092"
     kafka_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")] = "callvet.events"
     # -- operations
+    # issue 17: on SIGTERM /readyz answers 503 for drain_grace_s while requests are still served (the load
+    # balancer's health check moves traffic away), then the server stops accepting and waits up to
+    # drain_timeout_s for live calls to end before it stops.
+    drain_grace_s: Annotated[float, Field(ge=0, le=600)] = 3.0
+    drain_timeout_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
