@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.start_outbox_relay()  # issue 17: events to the broker (docs/events.md), when one is set
         yield
         ctx.close()
 

@@ -225,3 +225,14 @@ def admit(conn: Connection, case_id: str, token: str, call_id: str,
     if res.rowcount != 1:
         return None
     return str(conn.execute(select(call_queue.c.id).where(call_queue.c.case_id == case_id)).scalar_one())
+
+
+def readmit(conn: Connection, case_id: str, token: str, call_id: str) -> str | None:
+    """A resumed call (issue 17) presents its stream token again: valid only for the call the token
+    was spent on, while that call is still in progress. The queue row id, else None."""
+    row = conn.execute(select(call_queue.c.id).where(
+        call_queue.c.case_id == case_id, call_queue.c.token_hash == hash_token(token),
+        call_queue.c.call_id == call_id, call_queue.c.status == QueueStatus.IN_CALL.value,
+    )).first()
+    return None if row is None else str(row.id)
+

@@ -11,6 +11,7 @@ from typing import Any
 
 from callvet.cases.tables import call_queue
 from callvet.voice.call.observer import BaseObserver, CallInfo, ObserverFactory
+from callvet.voice.call.tables import call_events
 from sqlalchemy import select
 
 __all__ = ["OBSERVER_NAME", "CaseObserver", "case_observer_factory"]
@@ -28,10 +29,20 @@ class CaseObserver(BaseObserver):
 
     async def on_start(self, call: CallInfo) -> None:
         self.case_id = await asyncio.to_thread(self._case_of, call.call_id)
+        if self.case_id is not None and call.resumed:
+            self.verdicts = await asyncio.to_thread(self._recorded_verdicts, call.call_id)
 
     def _case_of(self, call_id: str) -> str | None:
         with self.service.db.connect() as conn:
             return conn.execute(select(call_queue.c.case_id).where(call_queue.c.call_id == call_id)).scalar()
+
+    def _recorded_verdicts(self, call_id: str) -> list[dict[str, Any]]:
+        """A resumed call (issue 17): the verdicts the earlier sessions recorded count too."""
+        with self.service.db.connect() as conn:
+            rows = conn.execute(select(call_events.c.data).where(
+                call_events.c.call_id == call_id, call_events.c.kind == "verdict")
+                .order_by(call_events.c.id).limit(MAX_VERDICTS)).scalars().all()
+        return [dict(r) for r in rows if isinstance(r, dict)]
 
     def on_verdict(self, call: CallInfo, verdict: dict[str, Any]) -> None:
         if self.case_id is not None and len(self.verdicts) < MAX_VERDICTS:
@@ -41,7 +52,7 @@ class CaseObserver(BaseObserver):
         if self.case_id is None:
             return
         await asyncio.to_thread(self.service.record_call_end, self.case_id, call.call_id, reason=reason,
-                                verdicts=self.verdicts)
+                                verdicts=self.verdicts, epoch=call.epoch)
 
 
 def case_observer_factory(service: Any | Callable[[], Any]) -> ObserverFactory:

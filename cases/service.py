@@ -32,10 +32,12 @@ from callvet.cases.intake import Intake, Window, default_tz, field_error, iso, s
 from callvet.cases.ports import CaseInterviews, CaseWorkflow
 from callvet.cases.state import TERMINAL, CaseStatus, QueueStatus, check_transition
 from callvet.cases.tables import call_queue, case_events, cases
+from callvet.core import outbox
 from callvet.core.application import Application
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import CallvetError, Conflict, Forbidden, InvalidInput, NotFound
+from callvet.voice.call.store import CallStore
 from pydantic import ValidationError
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -388,6 +390,9 @@ class CaseService:
                             code="stream_token_invalid")
         with self.db.begin() as conn:
             qid = dispatch.admit(conn, case_id, token, call_id, now=self.clock())
+            if qid is None and params.get("resumed") and dispatch.readmit(conn, case_id, token, call_id):
+                self._event(conn, case_id, "call_resumed", {"call_id": call_id})
+                return case_id
             if qid is None:
                 raise Forbidden("the stream token is unknown, used, expired or for another case",
                                 code="stream_token_invalid")
@@ -399,19 +404,24 @@ class CaseService:
         return case_id
 
     def record_call_end(self, case_id: str, call_id: str, *, reason: str,
-                        verdicts: list[dict[str, Any]]) -> bool:
+                        verdicts: list[dict[str, Any]], epoch: int = 0) -> bool:
         """The durable end of a case's call (the outbox entry the pump delivers); False when it was
-        already recorded (an observer called twice, or a sweeper after a restart)."""
+        already recorded (an observer called twice, or a sweeper after a restart) or when the session
+        ending it (``epoch``) no longer owns the call because another replica resumed it (issue 17)."""
         evidence = {"call_id": call_id, "end_reason": reason[:200],
                     "voiceprint": summarise_verdicts(verdicts)}
         try:
             with self.db.begin() as conn:
+                if not CallStore.owns_call(conn, call_id, epoch, self.db.dialect):
+                    return False
                 conn.execute(update(call_queue).where(call_queue.c.case_id == case_id,
                                                       call_queue.c.call_id == call_id)
                              .values(status=QueueStatus.DONE.value))
                 conn.execute(update(cases).where(cases.c.case_id == case_id).values(evidence=evidence))
                 self._transition(conn, case_id, CaseStatus.DECIDING)
                 self._event(conn, case_id, "call_ended", evidence, key=f"call:{call_id}")
+                outbox.add(conn, [outbox.event("case", "call_result", case_id,
+                                               {"case_id": case_id, **evidence})])
         except IntegrityError:
             return False
         self._wake.set()
@@ -500,11 +510,14 @@ class CaseService:
                 conn.execute(update(cases).where(cases.c.case_id == row.case_id).values(
                     status=new.value, updated_at=now, **self._final_values(wf)))
             final = wf.get("final") or {}
-            self._event(conn, row.case_id, "decided", {
+            decided = {
                 "decision": final.get("decision"), "decision_id": final.get("decision_id"),
                 "reasons": [r.get("code") for r in final.get("reasons") or []],
                 "review_flags": inv.get("review_flags"), "status": new.value,
-                "tasks": [t["task_id"] for t in summary.get("tasks", []) if t.get("status") == "open"]})
+                "tasks": [t["task_id"] for t in summary.get("tasks", []) if t.get("status") == "open"]}
+            self._event(conn, row.case_id, "decided", decided)
+            outbox.add(conn, [outbox.event("case", "decided", row.case_id, {
+                "case_id": row.case_id, "application_id": row.application_id, **decided})])
 
     def start_pump(self, interval_s: float = 1.0, *, shard: tuple[int, int] | None = None) -> None:
         """A daemon thread that pumps on every recorded call end and at least every ``interval_s``."""

@@ -114,6 +114,7 @@ import_module("callvet._cli.forms").register(app)  # issue 15: scanned applicati
 import_module("callvet._cli.users").register(app)  # issue 14: console users (people, not keys)
 import_module("callvet._cli.audit").register(app)  # issue 11: the audit log from a terminal
 import_module("callvet.cluster").register(app)  # issue 17: replicas behind HAProxy on this host
+import_module("callvet._cli.outbox").register(app)  # issue 17: the outbox relay to NATS/Kafka
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -38,7 +40,8 @@ from callvet.core.errors import InvalidArgument, Unavailable
 from callvet.core.tables import outbox
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-__all__ = ["Event", "PublishError", "Publisher", "Relay", "add", "event", "pending_count"]
+__all__ = ["Event", "MemoryPublisher", "PublishError", "Publisher", "Relay", "add", "event", "json_bytes",
+           "pending_count"]
 
 log = logging.getLogger(__name__)
 SUBJECT_PREFIX = "callvet"
@@ -74,6 +77,11 @@ def event(kind: str, action: str, aggregate_id: str, payload: dict[str, Any]) ->
     return Event(f"{SUBJECT_PREFIX}.{kind}.{action}", kind, str(aggregate_id), payload)
 
 
+def json_bytes(value: Any) -> bytes:
+    """The compact JSON an event payload is stored as."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
 def add(conn: Connection, events: Iterable[Event]) -> int:
     """Write events in the caller's transaction; they commit or roll back with its change."""
     rows = []
@@ -104,6 +112,30 @@ class Publisher(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class MemoryPublisher:
+    """A broker in memory for tests: ``sent`` is every publish (repeats included), ``stored`` what a
+    broker de-duplicating by event id keeps; ``fail`` makes the next publishes raise."""
+
+    def __init__(self) -> None:
+        self.sent: list[Event] = []
+        self.stored: dict[str, Event] = {}
+        self.fail = 0
+
+    async def connect(self) -> None:
+        return None
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise PublishError("the in-memory broker was told to fail")
+        self.sent.extend(events)
+        for e in events:
+            self.stored.setdefault(e.event_id, e)
+
+    async def close(self) -> None:
+        return None
 
 
 def _row_event(r: Any) -> Event:
@@ -148,19 +180,23 @@ class Relay:
             if not rows:
                 return 0
             await self._publish(rows)
+            _failpoint("after_publish")
             with self.db.begin() as conn:
                 self._mark(conn, [r.id for r in rows], ok=True)
             return len(rows)
+        failed: PublishError | None = None
         with self.db.begin() as conn:
             rows = conn.execute(claim.with_for_update(skip_locked=True)).all()
             if not rows:
                 return 0
             try:
                 await self._publish(rows)
-            except PublishError:
-                self._mark(conn, [r.id for r in rows], ok=False)
-                raise
-            self._mark(conn, [r.id for r in rows], ok=True)
+                _failpoint("after_publish")
+            except PublishError as exc:
+                failed = exc
+            self._mark(conn, [r.id for r in rows], ok=failed is None)
+        if failed is not None:
+            raise failed
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
@@ -201,12 +237,16 @@ class Relay:
             conn.execute(delete(outbox).where(outbox.c.published_at < utcnow() - self.retention))
 
     async def run(self) -> None:
-        """Loop until :meth:`stop`: publish, back off exponentially on broker errors."""
-        await self.publisher.connect()
+        """Loop until :meth:`stop`: publish, back off exponentially on broker errors (a broker down at
+        start is retried the same way, so the service starts without it and catches up later)."""
         backoff = self.poll_seconds
+        connected = False
         try:
             while not self._stop.is_set():
                 try:
+                    if not connected:
+                        await self.publisher.connect()
+                        connected = True
                     n = await self.run_once()
                     backoff = self.poll_seconds
                     self._prune()
@@ -231,8 +271,26 @@ class Relay:
                                         daemon=True)
         self._thread.start()
 
+    def close(self) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+
+_failpoint_hits: dict[str, int] = {}
+
+
+def _failpoint(name: str) -> None:
+    """Crash tests: ``CALLVET_OUTBOX_FAILPOINT=after_publish:N`` SIGKILLs this process after the broker
+    acknowledged its N-th batch and before the batch is marked published (the worst moment)."""
+    spec = os.environ.get("CALLVET_OUTBOX_FAILPOINT", "")
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _failpoint_hits[name] = _failpoint_hits.get(name, 0) + 1
+    if _failpoint_hits[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

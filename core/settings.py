@@ -211,6 +211,16 @@ class Settings(BaseSettings):
     console_session_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 12.0
     console_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
     console_lockout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    # -- issue 17: the transactional outbox's broker (docs/events.md); "none" keeps events in the table
+    outbox_broker: Literal["none", "nats", "kafka"] = "none"
+    # run the relay inside `callvet serve` when a broker is set (0: run `callvet outbox relay` instead)
+    outbox_relay: bool = True
+    outbox_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+    nats_url: Annotated[str, Field(min_length=1, max_length=2000)] = "nats://127.0.0.1:4222"
+    nats_stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "CALLVET"
+    nats_subject_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = "callvet"
+    kafka_bootstrap_servers: Annotated[str, Field(min_length=1, max_length=2000)] = "127.0.0.1:9092"
+    kafka_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")] = "callvet.events"
     # -- operations
     # issue 17: on SIGTERM /readyz answers 503 for drain_grace_s while requests are still served (the load
     # balancer's health check moves traffic away), then the server stops accepting and waits up to

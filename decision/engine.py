@@ -26,7 +26,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-from callvet.core import audit
+from callvet.core import audit, outbox
 from callvet.core.application import Application
 from callvet.core.db import Database
 from callvet.core.errors import InvalidInput, NotFound, Unavailable
@@ -399,6 +399,7 @@ class DecisionEngine:
             if not ids:
                 raise NotFound("no stored decision matches", code="decision_not_found")
             conn.execute(delete(decision_records).where(cond))
+            outbox.add(conn, [outbox.event("decision", "erased", i, {"decision_id": i}) for i in ids])
             audit.record(conn, actor, "decision.delete", "decision",
                          decision_id if decision_id is not None else f"application:{application_id}",
                          reason=reason, details={"count": len(ids), "decision_ids": ids[:1000]})

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from callvet.core import outbox
 from callvet.core.application import Application
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict
@@ -30,7 +31,7 @@ from callvet.decision.types import Decision, Investigation
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["DecisionRecorder", "PendingWrite"]
+__all__ = ["DecisionRecorder", "PendingWrite", "decision_events"]
 
 @dataclass(frozen=True)
 class PendingWrite:
@@ -38,11 +39,25 @@ class PendingWrite:
 
     rows: list[dict[str, Any]]
     audit: dict[str, Any]
+    #: Issue 17: the ``callvet.decision.created`` events, committed in the same group transaction.
+    events: list[outbox.Event] = field(default_factory=list)
+
+
+def decision_events(decisions: Sequence[Decision], at: Any) -> list[outbox.Event]:
+    """``callvet.decision.created`` per stored decision (docs/events.md): the outcome and why, not the
+    application's personal data."""
+    return [outbox.Event("callvet.decision.created", "decision", d.decision_id, {
+        "decision_id": d.decision_id, "application_id": d.application_id, "decision": d.decision.value,
+        "credit_limit": d.credit_limit, "score": d.score, "score_band": d.score_band,
+        "reasons": [r.code for r in d.reasons], "policy_versions": d.policy_versions,
+        "model_version": d.model_version, "decided_at": at.isoformat(),
+    }, created_at=at) for d in decisions]
 
 
 def _write(conn: Connection, items: Sequence[PendingWrite]) -> None:
     conn.execute(insert(decision_records), [r for item in items for r in item.rows])
     conn.execute(insert(audit_log), [item.audit for item in items])
+    outbox.add(conn, [e for item in items for e in item.events])
 
 
 class DecisionRecorder:
@@ -85,7 +100,7 @@ class DecisionRecorder:
         target = decisions[0].decision_id if len(decisions) == 1 else f"batch:{decisions[0].decision_id}"
         audit = {"at": now, "actor": actor, "action": "decision.create", "target_type": "decision",
                  "target_id": target, "reason": "", "details": {"count": len(decisions)}}
-        return PendingWrite(rows, audit)
+        return PendingWrite(rows, audit, decision_events(decisions, now))
 
     def submit(self, item: PendingWrite) -> Future[None]:
         """Queue ``item``; the future resolves once it is committed (503 ``overloaded`` when full)."""

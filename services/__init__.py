@@ -26,7 +26,10 @@ from callvet.cases.observer import OBSERVER_NAME as CASES_OBSERVER
 from callvet.cases.observer import case_observer_factory
 from callvet.cases.service import CaseService
 from callvet.core.db import Database
-from callvet.core.errors import CallvetError, Unavailable
+from callvet.core.errors import CallvetError, InvalidInput, Unavailable
+from callvet.core.outbox import Publisher, Relay
+from callvet.core.outbox_kafka import KafkaPublisher
+from callvet.core.outbox_nats import NatsPublisher
 from callvet.core.settings import Settings, get_settings
 from callvet.decision import DecisionEngine
 from callvet.forms.service import FormReader
@@ -219,6 +222,32 @@ class Services:
         interviews = (lambda: self.interviews) if _on("CALLVET_CASES_INTERVIEWS") else None
         return self._get("cases", lambda: CaseService(
             self.db, lambda: self.workflow, interviews, stream_url=CASE_STREAM_URL))
+
+    # ---- events for the rest of the bank (issue 17) --------------------------------------------------
+    def outbox_publisher(self) -> Publisher:
+        """The broker the outbox relay publishes to (``CALLVET_OUTBOX_BROKER``; docs/events.md)."""
+        s = self.settings
+        if s.outbox_broker == "nats":
+            return NatsPublisher(s.nats_url, stream=s.nats_stream, subject_root=s.nats_subject_root)
+        if s.outbox_broker == "kafka":
+            return KafkaPublisher(s.kafka_bootstrap_servers, topic=s.kafka_topic)
+        raise InvalidInput("no outbox broker is configured (CALLVET_OUTBOX_BROKER=nats or kafka)",
+                           code="no_broker")
+
+    @property
+    def outbox_relay(self) -> Relay:
+        """The relay from the outbox table to the broker (not started: the API and ``callvet outbox
+        relay`` start it)."""
+        return self._get("outbox_relay", lambda: Relay(self.db, self.outbox_publisher(),
+                                                       batch=self.settings.outbox_batch))
+
+    def start_outbox_relay(self) -> Relay | None:
+        """Relay in this process when a broker is set and ``CALLVET_OUTBOX_RELAY`` is on; None otherwise."""
+        if self.settings.outbox_broker == "none" or not self.settings.outbox_relay:
+            return None
+        relay = self.outbox_relay
+        relay.start()
+        return relay
 
     # ---- forms -------------------------------------------------------------------------------------
     @property

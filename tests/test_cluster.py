@@ -30,7 +30,7 @@ from callvet.core import auth
 from callvet.core.db import Database
 from serverproc import free_port, wait_for
 from speech import espeak, to_wav_bytes
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 PG_URL = os.environ.get("CALLVET_TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(not PG_URL,
@@ -55,6 +55,9 @@ class Run:
     retries: int = 0
     readiness: list[tuple[str, int, int, float]] = field(default_factory=list)  # replica, readyz, probe, at
     killed_at: float = 0.0
+    #: The JetStream stream and subject root the replicas' outbox relays publish to (this run's own).
+    stream: str = ""
+    subject_root: str = ""
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.run_dir / "cluster.json").read_text())
@@ -80,14 +83,18 @@ def cluster(tmp_path: Path) -> Iterator[Run]:
     keys = {r: auth.create_key(db, r, f"cluster-{r}") for r in ("robot", "analyst")}
     port = free_port()
     env = {**os.environ, "CALLVET_DATABASE_URL": url, "CALLVET_DATA_DIR": str(tmp_path / "var"),
-           "CALLVET_DRAIN_GRACE_S": "0.5", "OPENBLAS_NUM_THREADS": "1", "CALLVET_CALL_WORKERS": "1"}
+           "CALLVET_DRAIN_GRACE_S": "0.5", "OPENBLAS_NUM_THREADS": "1", "CALLVET_CALL_WORKERS": "1",
+           # issue 17: every replica relays its outbox to the machine's NATS JetStream, into this run's stream
+           "CALLVET_OUTBOX_BROKER": "nats", "CALLVET_NATS_STREAM": f"CL{schema[-10:]}",
+           "CALLVET_NATS_SUBJECT_ROOT": f"cl{schema[-10:]}"}
     base = free_port()
     with open(tmp_path / "cluster.err", "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "callvet", "cluster", "--replicas", "3", "--port", str(port),
              "--base-port", str(base), "--run-dir", str(tmp_path / "run"), "--stop-timeout", "20"],
             env=env, stdout=subprocess.DEVNULL, stderr=err)
-    run = Run(f"http://127.0.0.1:{port}", db, tmp_path / "run", proc, keys)
+    run = Run(f"http://127.0.0.1:{port}", db, tmp_path / "run", proc, keys,
+              stream=env["CALLVET_NATS_STREAM"], subject_root=env["CALLVET_NATS_SUBJECT_ROOT"])
     try:
         assert wait_for(lambda: (run.run_dir / "cluster.json").exists() or proc.poll() is not None, 90)
         urls = run.replica_urls()
@@ -243,6 +250,41 @@ def _check_readiness(run: Run, victim: str) -> None:
 
 
 def check_outbox(run: Run) -> None:
-    """Hook for the transactional outbox (issue 17, the h17-outbox branch): every accepted decision and
-    workflow start must reach the broker exactly once after de-duplication. The relay is not on this
-    branch; ``run.answers`` holds every accepted request with its id for that check."""
+    """Every outbox event reaches the broker exactly once after de-duplication (issue 17): the replicas'
+    relays (one per replica, SKIP LOCKED on PostgreSQL; one was SIGKILLed mid-load) drain the table, the
+    stream holds each event id once, and every accepted decision and workflow start has its event."""
+    import asyncio
+
+    import nats
+    from callvet.core.outbox import pending_count
+    from callvet.core.tables import outbox
+
+    assert wait_for(lambda: pending_count(run.db) == 0, 90), f"{pending_count(run.db)} events not relayed"
+
+    async def stored() -> list[dict[str, Any]]:
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(run.stream)
+            out = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                msg = await js.get_msg(run.stream, seq)
+                out.append({**json.loads(msg.data), "msg_id": msg.headers["Nats-Msg-Id"]})
+            await js.delete_stream(run.stream)
+            return out
+        finally:
+            await nc.close()
+
+    msgs = asyncio.run(stored())
+    ids = [m["msg_id"] for m in msgs]
+    assert len(ids) == len(set(ids)) and all(m["event_id"] == m["msg_id"] for m in msgs)
+    with run.db.connect() as conn:
+        written = set(conn.execute(select(outbox.c.event_id)).scalars())
+    assert set(ids) == written, (len(ids), len(written))
+    decided = [m["aggregate_id"] for m in msgs if m["subject"] == "callvet.decision.created"]
+    started = [m["aggregate_id"] for m in msgs if m["subject"] == "callvet.workflow.instance.started"]
+    for key, answer in run.answers.items():
+        if key.startswith("decision:"):
+            assert decided.count(answer["decision_id"]) == 1, (key, answer)
+        elif key.startswith("start:") and answer.get("instance_id"):
+            assert started.count(answer["instance_id"]) == 1, (key, answer)

@@ -264,8 +264,59 @@ class Accumulator:
     _pending_s: float = 0.0
     net_speech_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Window embeddings carried over from a checkpoint (a call resumed on another replica): their sum
+    #: and count, which is all the print needs of them (it is their normalised mean).
+    _base_sum: np.ndarray | None = None
+    _base_count: int = 0
 
     _CHUNK_S = 3.0
+
+    @property
+    def chunks(self) -> int:
+        """Embedded chunks so far (a new one is the moment to checkpoint)."""
+        return len(self._partials)
+
+    def state(self) -> dict[str, Any]:
+        """The running state as JSON-able data: the embedded speech's window-embedding sum and count and
+        the net speech they cover. Speech not yet embedded (under one 3 s chunk) is not in it: a
+        checkpoint never holds audio."""
+        import base64
+
+        with self._lock:
+            total = self._base_sum.copy() if self._base_sum is not None else None
+            count = self._base_count
+            if self._partials:
+                allp = np.concatenate(self._partials).astype(np.float64)
+                total = allp.sum(axis=0) if total is None else total + allp.sum(axis=0)
+                count += len(allp)
+            return {"count": count, "net_speech_s": round(self.net_speech_s - self._pending_s, 6),
+                    "dim": 0 if total is None else len(total),
+                    "sum": "" if total is None else base64.b64encode(total.tobytes()).decode()}
+
+    def embed_pending(self) -> None:
+        """Embed the speech still under one chunk (a call handed over: nothing heard is left out of the
+        checkpoint); less than an embeddable segment is dropped from the net speech instead."""
+        with self._lock:
+            if self._pending and self._pending_s >= _MIN_SEGMENT_FOR_EMBED_S:
+                self._partials.append(self.engine.encoder.embed_partials(np.concatenate(self._pending)))
+            else:
+                self.net_speech_s -= self._pending_s
+            self._pending, self._pending_s = [], 0.0
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` (a fresh accumulator only)."""
+        import base64
+
+        with self._lock:
+            if self._partials or self._pending or self._base_count:
+                raise InvalidArgument("only a fresh accumulator can be restored")
+            count = int(state.get("count") or 0)
+            if count:
+                total = np.frombuffer(base64.b64decode(state["sum"]), dtype=np.float64).copy()
+                if len(total) != int(state["dim"]):
+                    raise InvalidArgument("voiceprint checkpoint does not match its dimension")
+                self._base_sum, self._base_count = total, count
+            self.net_speech_s = float(state.get("net_speech_s") or 0.0)
 
     def add(self, speech16k_segment: np.ndarray) -> None:
         x = np.asarray(speech16k_segment, dtype=np.float32).reshape(-1)
@@ -283,9 +334,16 @@ class Accumulator:
         with self._lock:
             self.engine._require_speech(self.net_speech_s)
             parts = list(self._partials)
-            if self._pending and (self._pending_s >= _MIN_SEGMENT_FOR_EMBED_S or not parts):
+            if self._pending and (self._pending_s >= _MIN_SEGMENT_FOR_EMBED_S
+                                  or not (parts or self._base_count)):
                 parts.append(self.engine.encoder.embed_partials(np.concatenate(self._pending)))
-            allp = np.concatenate(parts)
-            mean = allp.mean(axis=0)
+            if self._base_sum is None:
+                mean = np.concatenate(parts).mean(axis=0)
+            else:
+                total, count = self._base_sum.copy(), self._base_count
+                if parts:
+                    allp = np.concatenate(parts).astype(np.float64)
+                    total, count = total + allp.sum(axis=0), count + len(allp)
+                mean = (total / count).astype(np.float32)
             emb = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
             return self.engine._finish(emb[None, :], self.net_speech_s)

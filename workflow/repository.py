@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from callvet.core import outbox
 from callvet.core.db import Database
 from callvet.core.errors import Conflict, NotFound
 from callvet.workflow.codec import StateCodec, current_data, next_timer, subject
@@ -24,7 +25,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["EventLog", "InstanceRepository", "LoadedInstance"]
+__all__ = ["EventLog", "InstanceRepository", "LoadedInstance", "workflow_events"]
 
 # Statements compiled once and executed with parameters (see core.audit).
 _INSERT_EFFECT = insert(wf_effects)
@@ -71,8 +72,32 @@ class LoadedInstance:
         self.had_human = bool(self.wf.get_tasks(state=TaskState.READY, manual=True))
 
 
+#: Journal kinds that also go to the rest of the bank (``callvet.workflow.<kind>``, docs/events.md).
+PUBLISHED_PREFIXES = ("task.", "instance.")
+#: A task's submitted form data rides along up to this size; beyond it the event carries its keys only.
+MAX_EVENT_DATA_BYTES = 16 * 1024
+
+
+def workflow_events(iid: str, events: list[dict[str, Any]], at: datetime) -> list[outbox.Event]:
+    """Outbox events for the journal entries other systems follow (tasks and instance lifecycle)."""
+    out = []
+    for e in events:
+        kind = str(e["kind"])
+        if not kind.startswith(PUBLISHED_PREFIXES):
+            continue
+        details = dict(e.get("details") or {})
+        data = details.get("data")
+        if data is not None and len(outbox.json_bytes(data)) > MAX_EVENT_DATA_BYTES:
+            details["data"] = {"truncated": True, "keys": sorted(map(str, data))[:100]}
+        out.append(outbox.Event(f"callvet.workflow.{kind}", "workflow_instance", iid, {
+            "instance_id": iid, "kind": kind, "element": e.get("element") or "", "details": details,
+            "at": at.isoformat()}, created_at=at))
+    return out
+
+
 class EventLog:
-    """Appends instance events (also for the task board: reminders, escalations, assignments)."""
+    """Appends instance events (also for the task board: reminders, escalations, assignments); task and
+    instance events also go to the outbox, in the same transaction."""
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self.clock = clock
@@ -80,10 +105,12 @@ class EventLog:
     def append(
         self, conn: Connection, iid: str, kind: str, element: str, details: dict[str, Any]
     ) -> None:
+        at = self.clock()
         conn.execute(
             _INSERT_EVENT,
-            {"instance_id": iid, "at": self.clock(), "kind": kind, "element": element, "details": details},
+            {"instance_id": iid, "at": at, "kind": kind, "element": element, "details": details},
         )
+        outbox.add(conn, workflow_events(iid, [{"kind": kind, "element": element, "details": details}], at))
 
     def append_many(
         self, conn: Connection, iid: str, events: list[dict[str, Any]], at: datetime
@@ -97,6 +124,7 @@ class EventLog:
                     for e in events
                 ],
             )
+            outbox.add(conn, workflow_events(iid, events, at))
 
 
 class InstanceRepository:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from callvet.core import outbox
 from callvet.core.audit import record
 from callvet.core.db import Database
 from callvet.core.errors import Conflict, InvalidInput, NotFound
@@ -132,6 +133,11 @@ class Supervisor:
                     for r in violated
                 ],
             )
+        outbox.add(conn, [outbox.event("supervision", "checked", instance_id, {
+            "check_key": check_key, "instance_id": instance_id, "task_id": task_id, "kind": kind,
+            "actor": actor, "rules_checked": len(cat.rules_of(kind)), "at": now.isoformat(),
+            "violations": [{"rule_id": r.id, "severity": r.severity, "title": r.title} for r in violated],
+        })])
         return violated
 
     def findings(
@@ -189,6 +195,8 @@ class Supervisor:
                 )
             )
             record(conn, actor, "supervision.rectify", "wf_finding", finding_id, reason=note.strip()[:500])
+            outbox.add(conn, [outbox.event("supervision", "rectified", str(finding_id), {
+                "finding_id": finding_id, "rectified_by": actor})])
         return {"id": finding_id, "status": "rectified"}
 
     def metrics(self) -> dict[str, Any]:

@@ -63,8 +63,10 @@ class Analysis:
     def run_bytes(self, data: bytes, encoding: str, shed_s: float) -> list[Output]:
         return self.run(decode_payload(data, encoding), shed_s=shed_s)
 
-    def finish(self) -> list[Output]:
+    def finish(self, *, hand_over: bool = False) -> list[Output]:
         p = self.processor
+        if hand_over:
+            return p.hand_over()
         outs = p.finish()
         if self.capture is not None:
             self.capture.after(p, p.ring.slice(0, 0), p.fed, outs)
@@ -226,7 +228,9 @@ class AudioQueue(FrameProcessor):
                                                "the call's audio could not be processed in time"))
         if self.analysis is not None and not self.failed:
             try:
-                outs = await asyncio.get_running_loop().run_in_executor(self.pool, self.analysis.finish)
+                finish = (partial(self.analysis.finish, hand_over=True) if self.ctx.handed_over
+                          else self.analysis.finish)
+                outs = await asyncio.get_running_loop().run_in_executor(self.pool, finish)
                 await self.outputs(outs)
             except Exception:
                 log.exception("call %s: pipeline finish failed", self.ctx.call_id)

@@ -82,10 +82,13 @@ class CallControl(FrameProcessor):
         ctx = self.ctx
         ctx.sm.to(CallState.STARTED)
         ctx.sample_rate = start.sample_rate
+        if not await self._resume(start):
+            return
         ctx.info = CallInfo(
             call_id=ctx.call_id, protocol=start.protocol, stream_id=start.stream_id,
             call_sid=start.call_sid, application_id=start.application_id, language=start.language,
-            sample_rate=start.sample_rate, params=dict(start.params),
+            sample_rate=start.sample_rate, params=dict(start.params), epoch=ctx.epoch,
+            resumed=ctx.resumed is not None,
         )
         await self.push(start)  # the record's start, before the case is looked up
         if not await self._admit(start):
@@ -97,14 +100,51 @@ class CallControl(FrameProcessor):
             log.exception("call %s: VAD unavailable", ctx.call_id)
             await self.fail("vad_unavailable", f"voice activity detector unavailable: {exc}", CLOSE_INTERNAL)
             return
-        analysis = Analysis(CallProcessor(start.sample_rate, vad, watch, ctx.cfg), vad_line)
+        processor = CallProcessor(start.sample_rate, vad, watch, ctx.cfg)
+        if ctx.resumed:
+            try:
+                processor.restore(ctx.resumed)
+            except CallvetError as exc:
+                await self.push(ctx.error("checkpoint_unusable", f"voiceprint restarts: {exc.message}"))
+        analysis = Analysis(processor, vad_line)
         self.queue.attach(analysis)
         await self._observers(ctx.info)
         recognizer = await self._asr_setup(ctx.info)
         if recognizer is not None:
             analysis.capture = self.answers.capture = AnswerCapture(start.sample_rate)
+        resumed = None
+        if ctx.resumed is not None:
+            last = processor.last_verdict or {}
+            resumed = {"epoch": ctx.epoch, "audio_t_s": ctx.audio_offset_s,
+                       "net_speech_s": round(processor.net_speech_s, 3),
+                       "alarm": last.get("alarm"), "review": last.get("review")}
         await self.push(CallStarted(ctx.call_id, min_net, start.sample_rate,
-                                    recognizer.engine if recognizer is not None else None))
+                                    recognizer.engine if recognizer is not None else None, resumed))
+
+    async def _resume(self, start: StartFrame) -> bool:
+        """Issue 17: a stream that asks to continue an open call (customParameters ``resume_call_id`` or
+        ``resume``) takes the call record over: same call id, next epoch, analysis from the checkpoint.
+        False when the call named cannot be resumed (the call has failed)."""
+        ctx, store = self.ctx, self.server.store
+        if not (start.params.get("resume_call_id") or start.params.get("resume")):
+            return True
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(self.server.db_pool, store.find_resumable, start, ctx.actor)
+        epoch = None
+        if found is not None:
+            epoch = await loop.run_in_executor(self.server.db_pool, store.take_over, found, start)
+        if found is None or epoch is None:
+            if start.params.get("resume_call_id"):
+                await self.fail("call_not_resumable", "no open call of this robot has that call id "
+                                "(ended, taken over, or never started)", CLOSE_POLICY, record=False)
+                return False
+            return True  # resume=true with nothing open: a new call
+        ctx.call_id, ctx.epoch = found.call_id, epoch
+        ctx.resumed = found.checkpoint or {}
+        ctx.audio_offset_s = float(ctx.resumed.get("audio_t_s") or 0.0)
+        log.info("call %s: resumed (epoch %d) at %.1f s of call audio", ctx.call_id, epoch,
+                 ctx.audio_offset_s)
+        return True
 
     async def _admit(self, start: StartFrame) -> bool:
         """Joins the stream to its case (issue 11); False when refused (the call has failed)."""
@@ -113,7 +153,8 @@ class CallControl(FrameProcessor):
             return True
         try:
             if admit is not None:
-                params = {**start.params, "stream_token": start.stream_token}
+                params = {**start.params, "stream_token": start.stream_token,
+                          "resumed": ctx.resumed is not None}
                 ctx.case_id = await asyncio.get_running_loop().run_in_executor(
                     self.server.db_pool, admit, ctx.call_id, params)
             if ctx.case_id is None and ctx.require_case:

@@ -52,6 +52,7 @@ __all__ = [
     "StopFrame",
     "Transcript",
     "VerdictReady",
+    "VoiceCheckpoint",
     "decode_payload",
 ]
 
@@ -216,7 +217,15 @@ class ScoringFailed:
     message: str
 
 
-Output = AnswerStarted | AnswerEnded | VerdictReady | ScoringFailed
+@dataclass(frozen=True)
+class VoiceCheckpoint:
+    """The analysis stage's resumable state (issue 17): written to the call record so that another
+    replica can continue the call (voiceprint accumulator sums, counters, last verdict; never audio)."""
+
+    state: dict[str, Any]
+
+
+Output = AnswerStarted | AnswerEnded | VerdictReady | ScoringFailed | VoiceCheckpoint
 
 
 # -- outbound frames (to the robot; ``record`` says whether the call's timeline gets it too) ----------
@@ -226,6 +235,9 @@ class CallStarted:
     min_net_speech_s: float | None
     sample_rate: int
     asr: str | None
+    #: Issue 17, a resumed call: ``epoch``, ``audio_t_s`` (the call audio time this stream's first
+    #: sample continues from) and ``net_speech_s`` carried over.
+    resumed: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ class CallInfo:
     language: str | None
     sample_rate: int
     params: dict[str, Any] = field(default_factory=dict)
+    #: Issue 17: the session's ownership epoch of the call (0 unless resumed) and whether this session
+    #: continues a call another replica started (observers then pick up its durable state).
+    epoch: int = 0
+    resumed: bool = False
 
 
 #: The answer has one shape (:mod:`callvet.voice.call.frames`); these are its names on this seam.

@@ -30,6 +30,7 @@ from callvet.voice.call.frames import (
     Output,
     ScoringFailed,
     VerdictReady,
+    VoiceCheckpoint,
     decode_payload,
 )
 from callvet.voice.call.prosody import ProsodyTracker
@@ -177,6 +178,53 @@ class CallProcessor:
         self._confirmed = False
         self._skip = 0
         self.skipped_s = 0.0
+        self._chunks = 0
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What another replica needs to continue this call's analysis (issue 17): the voiceprint
+        accumulator's embedded state, the counters and the last verdict, at the call audio time reached.
+        Speech not yet embedded is left out (at most one 3 s accumulator chunk is lost if the replica
+        dies)."""
+        voice = self.watch.state() if self.watch is not None and hasattr(self.watch, "state") else None
+        return {"v": 1, "audio_t_s": round(self._t(self.fed), 3), "answers": self.answers,
+                "speech_s": round(self.speech_s, 3), "skipped_s": round(self.skipped_s, 3),
+                "scored_at": self._scored_at, "confirmed": self._confirmed, "skip": self._skip,
+                "last_verdict": self.last_verdict, "voice": voice}
+
+    def hand_over(self) -> list[Output]:
+        """The replica is draining (issue 17): everything heard goes into the voiceprint, then one last
+        checkpoint, so the replica that resumes the call loses no scored speech. The answer in progress
+        is not closed (the robot's next stream continues the call)."""
+        outs: list[Output] = []
+        if self._answer_start is not None:
+            self._flush(self.fed, outs)
+        if self.watch is not None and not self.scoring_failed:
+            if self._speech16k:
+                self.watch.add(np.concatenate(self._speech16k))
+                self._speech16k, self._speech16k_n = [], 0
+            embed = getattr(self.watch, "embed_pending", None)
+            if callable(embed):
+                embed()
+                self.net_speech_s = self.watch.net_speech_s + self.skipped_s
+        outs.append(VoiceCheckpoint(self.checkpoint()))
+        return outs
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from :meth:`checkpoint` (a fresh processor of the resumed call)."""
+        self.offset_s = float(ckpt.get("audio_t_s") or 0.0)
+        self.answers = int(ckpt.get("answers") or 0)
+        self.speech_s = float(ckpt.get("speech_s") or 0.0)
+        self.skipped_s = float(ckpt.get("skipped_s") or 0.0)
+        self._skip = int(ckpt.get("skip") or 0)
+        self._confirmed = bool(ckpt.get("confirmed"))
+        self.last_verdict = ckpt.get("last_verdict")
+        self._last_key = _verdict_key(self.last_verdict) if self.last_verdict else None
+        voice = ckpt.get("voice")
+        if self.watch is not None and voice and hasattr(self.watch, "restore"):
+            self.watch.restore(voice)
+            self._chunks = int(getattr(self.watch, "chunks", 0))
+            self._scored_at = min(float(ckpt.get("scored_at", -1.0)), self.watch.net_speech_s)
+        self.net_speech_s = (self.watch.net_speech_s if self.watch is not None else 0.0) + self.skipped_s
 
     def _t(self, idx: int) -> float:
         return self.offset_s + idx / self.sr
@@ -278,6 +326,15 @@ class CallProcessor:
             self._score(outs, idx)
 
     def _score(self, outs: list[Output], idx: int, *, final: bool = False) -> None:
+        """Score, then checkpoint when the accumulator embedded a new chunk (after the verdict, so the
+        checkpoint carries it)."""
+        self._score_once(outs, idx, final=final)
+        chunks = getattr(self.watch, "chunks", None)
+        if isinstance(chunks, int) and chunks != self._chunks and not self.scoring_failed:
+            self._chunks = chunks
+            outs.append(VoiceCheckpoint(self.checkpoint()))
+
+    def _score_once(self, outs: list[Output], idx: int, *, final: bool = False) -> None:
         assert self.watch is not None
         speech = np.concatenate(self._speech16k) if self._speech16k else np.zeros(0, np.float32)
         self._speech16k, self._speech16k_n = [], 0

@@ -45,6 +45,7 @@ from callvet.voice.call.frames import (
     StartFrame,
     Transcript,
     VerdictReady,
+    VoiceCheckpoint,
 )
 from callvet.voice.call.observer import CallInfo, CallObserver
 from callvet.voice.call.pipeline import CallConfig
@@ -109,10 +110,17 @@ class CallContext:
     #: ``answer_type`` and question text of the questions observers asked, for the recogniser.
     asr_hints: dict[str, str] = field(default_factory=dict)
     asr_prompts: dict[str, str] = field(default_factory=dict)
+    #: Issue 17: the session's ownership epoch of the call record (0 for a call started here; a resumed
+    #: call's epoch counts its sessions), the checkpoint it resumed from and the call audio time then.
+    epoch: int = 0
+    resumed: dict[str, Any] | None = None
+    audio_offset_s: float = 0.0
+    #: The replica is draining and hands the call over: the record stays open for the robot's resume.
+    handed_over: bool = False
 
     @property
     def audio_s(self) -> float:
-        return self.received / self.sample_rate if self.sample_rate else 0.0
+        return self.audio_offset_s + (self.received / self.sample_rate if self.sample_rate else 0.0)
 
     def error(self, code: str, message: str, *, close_code: int | None = None,
               record: bool = True) -> ErrorFrame:
@@ -299,8 +307,13 @@ class Recorder(FrameProcessor):
         if entry is not None:
             kind, data, t_s = entry
             self.write(self.store.add_event, self.ctx.call_id, kind, data, t_s=t_s)
+        elif isinstance(frame, VoiceCheckpoint):
+            self.write(self.store.checkpoint, self.ctx.call_id, self.ctx.epoch, frame.state)
         elif isinstance(frame, StartFrame):
-            self.write(self.store.start, self.ctx.call_id, frame)
+            if self.ctx.resumed is None:
+                self.write(self.store.start, self.ctx.call_id, frame)
+            else:
+                self.recorded = True  # the resumed record exists; its owner was taken over at start
         elif isinstance(frame, StateChanged):
             self.write(self.store.set_state, self.ctx.call_id, frame.state)
         await self.push(frame)

@@ -35,6 +35,9 @@ __all__ = ["CallSession", "Transport"]
 
 log = logging.getLogger("callvet.calls")
 
+#: WebSocket close code for "service restart: reconnect" (RFC 6455 registry), sent to a handed-over call.
+CLOSE_SERVICE_RESTART = 1012
+
 
 class Transport(Protocol):
     async def receive(self) -> str | bytes | None:
@@ -131,22 +134,43 @@ class CallSession:
                         await self.queue.process(frame)
             await self.queue.finish()
             await self.asr.wait()
-            await self.head.process(CallEnded(ctx.end_reason))
+            if not ctx.handed_over:  # a handed-over call has not ended: no observer hears a stop
+                await self.head.process(CallEnded(ctx.end_reason))
         finally:
             if not ctx.sm.ended:
                 ctx.sm.to(CallState.STOPPED)
             if not self.recorder.recorded:
                 log.info("call %s: closed (%s) before anything was recorded", self.call_id, ctx.end_reason)
+            elif ctx.handed_over:
+                self.recorder.write(self.server.store.add_event, self.call_id, "handed_over",
+                                    {"epoch": ctx.epoch}, t_s=round(ctx.audio_s, 3))
             else:
                 self.recorder.write(self.server.store.end, self.call_id, ctx.sm.state, reason=ctx.end_reason,
                                     close_code=ctx.close_code, audio_s=ctx.audio_s, net_speech_s=self._net(),
-                                    stats=self.stats())
+                                    stats=self.stats(), epoch=ctx.epoch)
             await self.recorder.flush()
             if not ctx.gone:
                 try:
                     await self.transport.close(ctx.close_code or 1000, ctx.end_reason[:100])
                 except Exception:
                     ctx.gone = True
+
+    async def hand_over(self) -> bool:
+        """This replica is draining (issue 17): tell the robot to reconnect with ``resume``, close with
+        1012 (service restart) and leave the call record open with a last checkpoint. False for a call
+        not started yet or already ending (it just ends)."""
+        ctx = self.ctx
+        if ctx.sm.ended or ctx.info is None or ctx.handed_over:
+            return False
+        ctx.handed_over, ctx.end_reason, ctx.close_code = True, "handed_over", CLOSE_SERVICE_RESTART
+        await self.control.push(ctx.error(
+            "handed_over", "this replica is shutting down: reconnect with customParameters resume=true "
+            f"(or resume_call_id={ctx.call_id})", close_code=CLOSE_SERVICE_RESTART, record=False))
+        try:
+            await self.transport.close(CLOSE_SERVICE_RESTART, "handed_over")
+        except Exception:
+            ctx.gone = True
+        return True
 
     def _net(self) -> float:
         a = self.queue.analysis

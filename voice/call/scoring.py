@@ -157,6 +157,20 @@ class EngineWatch:
     def net_speech_s(self) -> float:
         return float(self.acc.net_speech_s)
 
+    @property
+    def chunks(self) -> int:
+        return int(self.acc.chunks)
+
+    def state(self) -> dict[str, Any]:
+        """The accumulator's resumable state (issue 17); the scorers' own state is not carried over."""
+        return self.acc.state()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.acc.restore(state)
+
+    def embed_pending(self) -> None:
+        self.acc.embed_pending()
+
     def add(self, speech16k: np.ndarray) -> None:
         self.acc.add(speech16k)
         for s in self.scorers:

@@ -109,9 +109,12 @@ def callvet_event(frame: Any) -> dict[str, Any] | None:
         return {"event": "callvet.transcript", "text": t.text, "final": t.final, "question_id": t.question_id,
                 **t.data}
     if isinstance(frame, CallStarted):
-        return {"event": "callvet.started", "call_id": frame.call_id,
-                "min_net_speech_s": frame.min_net_speech_s, "sample_rate": frame.sample_rate,
-                "asr": frame.asr}
+        out = {"event": "callvet.started", "call_id": frame.call_id,
+               "min_net_speech_s": frame.min_net_speech_s, "sample_rate": frame.sample_rate,
+               "asr": frame.asr}
+        if frame.resumed is not None:
+            out["resumed"] = frame.resumed
+        return out
     return None
 
 

@@ -135,12 +135,26 @@ class CallServer:
                 log.info("a call turned away for capacity had already gone")
             return None
         session = CallSession(self, transport, protocol, actor, require_case=require_case)
-        self.active[session.call_id] = session
+        key = session.call_id  # a resumed call takes its record's id during the run
+        self.active[key] = session
         try:
             await session.run()
         finally:
-            self.active.pop(session.call_id, None)
+            self.active.pop(key, None)
         return session
+
+    async def hand_over_all(self, timeout_s: float = 15.0) -> int:
+        """Graceful drain (issue 17): every live call is handed over (the robot is told to resume on
+        another replica, the record stays open with a last checkpoint); returns how many were, once
+        their sessions have finished (or ``timeout_s`` passed)."""
+        import asyncio
+
+        n = sum([await s.hand_over() for s in list(self.active.values())])
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while self.active and loop.time() < end:
+            await asyncio.sleep(0.05)
+        return n
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -6,9 +6,11 @@ loop never waits on the database and a call's writes land in order.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
+from callvet.core import outbox
 from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import InvalidInput, NotFound
@@ -17,11 +19,29 @@ from callvet.voice.call.state import CallState
 from callvet.voice.call.tables import call_events, calls
 from sqlalchemy import func, insert, select, update
 
-__all__ = ["CallStore"]
+__all__ = ["CallStore", "Resumable", "resume_key"]
+
+_TRUE = ("1", "true", "yes", "on")
 
 
 def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
+
+
+def resume_key(start: StartFrame) -> str:
+    """The robot's own id of the phone call, constant across its reconnections: Twilio's ``callSid``,
+    else mod_audio_fork's ``uuid`` (the stream id of its metadata)."""
+    return (start.call_sid or start.stream_id)[:100]
+
+
+class Resumable:
+    """An open call record a reconnecting stream may take over (see :meth:`CallStore.find_resumable`)."""
+
+    def __init__(self, row: Any) -> None:
+        self.call_id: str = row.id
+        self.epoch: int = int(row.epoch or 0)
+        self.checkpoint: dict[str, Any] | None = json.loads(row.checkpoint) if row.checkpoint else None
+        self.audio_s: float = float(row.audio_s or 0.0)
 
 
 class CallStore:
@@ -41,13 +61,75 @@ class CallStore:
             conn.execute(update(calls).where(calls.c.id == call_id).values(
                 state=CallState.STARTED.value, started_at=utcnow(), stream_id=start.stream_id,
                 call_sid=start.call_sid, application_id=start.application_id, language=start.language,
-                params=start.params,
+                params=start.params, resume_key=resume_key(start) or None,
             ))
             actor = conn.execute(select(calls.c.actor).where(calls.c.id == call_id)).scalar_one()
             record(conn, actor, "call.start", "call", call_id, details={
                 "protocol": start.protocol, "stream_id": start.stream_id,
                 "application_id": start.application_id,
             })
+
+    # -- issue 17: resuming a call on another replica (docs/calls.md, Resuming a call) ----------------
+    def find_resumable(self, start: StartFrame, actor: str) -> Resumable | None:
+        """The open record this start asks to continue, or None for a new call.
+
+        A stream resumes only when it says so: customParameters ``resume_call_id`` (the ``call_id`` of
+        ``callvet.started``), or ``resume`` = true for the open call with the same callSid / fork uuid.
+        The record must be open (not ended) and started by the same robot identity, so a stream can
+        neither pick up a finished call nor someone else's."""
+        explicit = str(start.params.get("resume_call_id") or "")[:32]
+        wanted = str(start.params.get("resume") or "").lower() in _TRUE
+        if not explicit and not wanted:
+            return None
+        stmt = select(calls).where(calls.c.ended_at.is_(None), calls.c.actor == actor)
+        if explicit:
+            stmt = stmt.where(calls.c.id == explicit)
+        else:
+            key = resume_key(start)
+            if not key:
+                return None
+            stmt = stmt.where(calls.c.resume_key == key).order_by(calls.c.created_at.desc()).limit(1)
+        with self.db.connect() as conn:
+            row = conn.execute(stmt).first()
+        return Resumable(row) if row is not None else None
+
+    def take_over(self, found: Resumable, start: StartFrame) -> int | None:
+        """Make this session the call's owner: the epoch goes up by one, so the previous owner's end
+        and checkpoints no longer apply. None when another session took it first."""
+        epoch = found.epoch + 1
+        with self.db.begin() as conn:
+            res = conn.execute(update(calls).where(
+                calls.c.id == found.call_id, calls.c.epoch == found.epoch, calls.c.ended_at.is_(None),
+            ).values(epoch=epoch, state=CallState.STARTED.value, stream_id=start.stream_id))
+            if res.rowcount != 1:
+                return None
+            actor = conn.execute(select(calls.c.actor).where(calls.c.id == found.call_id)).scalar_one()
+            net = (found.checkpoint or {}).get("voice") or {}
+            record(conn, actor, "call.resume", "call", found.call_id, details={
+                "epoch": epoch, "stream_id": start.stream_id, "protocol": start.protocol})
+            conn.execute(insert(call_events).values(
+                call_id=found.call_id, at=utcnow(), t_s=(found.checkpoint or {}).get("audio_t_s"),
+                kind="resumed", data={"epoch": epoch, "stream_id": start.stream_id,
+                                      "net_speech_s": net.get("net_speech_s", 0.0)}))
+        return epoch
+
+    def checkpoint(self, call_id: str, epoch: int, state: dict[str, Any]) -> bool:
+        """Store the analysis state while this session owns the call; False once it does not."""
+        with self.db.begin() as conn:
+            res = conn.execute(update(calls).where(calls.c.id == call_id, calls.c.epoch == epoch,
+                                                   calls.c.ended_at.is_(None))
+                               .values(checkpoint=json.dumps(state, separators=(",", ":"), default=float)))
+        return bool(res.rowcount == 1)
+
+    @staticmethod
+    def owns_call(conn: Any, call_id: str, epoch: int, dialect: str) -> bool:
+        """In the caller's transaction: is ``epoch`` still the call's owner (row locked on PostgreSQL,
+        so a take-over waits for this transaction)."""
+        stmt = select(calls.c.epoch).where(calls.c.id == call_id)
+        if dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        got = conn.execute(stmt).scalar()
+        return got is None or int(got) == epoch
 
     def set_state(self, call_id: str, state: CallState) -> None:
         with self.db.begin() as conn:
@@ -68,14 +150,43 @@ class CallStore:
                                                     data=data))
             if values:
                 conn.execute(update(calls).where(calls.c.id == call_id).values(**values))
+            if kind == "verdict" and (data.get("alarm") or data.get("review")):
+                outbox.add(conn, [self._alarm_event(conn, call_id, data, t_s)])
+
+    @staticmethod
+    def _alarm_event(conn: Any, call_id: str, data: dict[str, Any], t_s: float | None) -> outbox.Event:
+        """``callvet.voiceprint.alarm`` (or ``.review``): a live call's voice matched the blacklist."""
+        app_id = conn.execute(select(calls.c.application_id).where(calls.c.id == call_id)).scalar()
+        top = (data.get("matches") or [None])[0]
+        return outbox.event("voiceprint", "alarm" if data.get("alarm") else "review", call_id, {
+            "call_id": call_id, "application_id": app_id, "t_s": t_s,
+            "net_speech_s": data.get("net_speech_s"), "threshold": data.get("threshold"),
+            "identity_id": top.get("identity_id") if top else None,
+            "score": top.get("score") if top else None,
+            "spoof_flag": (data.get("spoof") or {}).get("flag"), "voice_reuse": bool(data.get("voice_reuse")),
+        })
 
     def end(self, call_id: str, state: CallState, *, reason: str, close_code: int | None,
-            audio_s: float, net_speech_s: float, stats: dict[str, Any]) -> None:
+            audio_s: float, net_speech_s: float, stats: dict[str, Any], epoch: int = 0) -> bool:
+        """The call's end, written only by its owner (``epoch``); False when another session owns it."""
         with self.db.begin() as conn:
-            conn.execute(update(calls).where(calls.c.id == call_id).values(
+            res = conn.execute(update(calls).where(calls.c.id == call_id, calls.c.epoch == epoch).values(
                 state=state.value, ended_at=utcnow(), end_reason=reason[:500], close_code=close_code,
                 audio_s=round(audio_s, 3), net_speech_s=round(net_speech_s, 3), stats=stats,
             ))
+            if res.rowcount != 1:
+                return False
+            row = conn.execute(select(calls.c.application_id, calls.c.alarm_ever, calls.c.verdicts)
+                               .where(calls.c.id == call_id)).first()
+            final = stats.get("final_verdict") or {}
+            outbox.add(conn, [outbox.event("call", "ended", call_id, {
+                "call_id": call_id, "application_id": row.application_id if row else None,
+                "state": state.value, "end_reason": reason[:200], "audio_s": round(audio_s, 3),
+                "net_speech_s": round(net_speech_s, 3), "alarm_ever": bool(row.alarm_ever) if row else False,
+                "verdicts": int(row.verdicts) if row else 0, "final_alarm": final.get("alarm"),
+                "final_review": final.get("review"), "epoch": epoch,
+            })])
+        return True
 
     def get(self, call_id: str, *, events: bool = True) -> dict[str, Any]:
         with self.db.connect() as conn:

@@ -42,7 +42,16 @@ calls = Table(
     Column("verdicts", Integer, nullable=False, default=0),
     Column("errors", Integer, nullable=False, default=0),
     Column("stats", JSONText, nullable=True),
+    # -- issue 17: a live call survives its replica (docs/calls.md, Resuming a call). ``resume_key`` is
+    # the robot's id of the call (Twilio callSid, mod_audio_fork uuid); ``epoch`` counts the sessions
+    # that have owned the call, and a session writes its end and checkpoints only while the epoch is
+    # its own (a replica that lost the call to another cannot overwrite it); ``checkpoint`` is the
+    # voiceprint accumulator's running state (JSON: embedding sums, never audio).
+    Column("resume_key", String(100), nullable=True),
+    Column("epoch", Integer, nullable=False, default=0, server_default="0"),
+    Column("checkpoint", Text, nullable=True),
     Index("ix_calls_alarm_ever", "alarm_ever", "created_at"),
+    Index("ix_calls_resume_key", "resume_key"),
     Index("ix_calls_application", "application_id"),
 )
 
