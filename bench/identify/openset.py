@@ -78,8 +78,16 @@ def main() -> None:
     ap.add_argument("--encoder", default=None, help="encoder (default: the configured one); 'ge2e+res2net' "
                     "is the fused print, fitted as the service fits it (one PLDA per part, LLRs summed)")
     ap.add_argument("--review-far", default="0.05,0.1,0.2", help="review tier targets to report")
+    ap.add_argument("--folds", default=None, help="outer folds to run (indices into FOLDS, comma-separated; "
+                    "default all); with --rows-only the rows are written and merged later with --merge")
+    ap.add_argument("--rows-only", action="store_true", help="write the rows JSON only, no report")
+    ap.add_argument("--merge", nargs="*", type=Path, default=None, help="rows JSON files to merge into --out")
     args = ap.parse_args()
     t0 = time.time()
+    if args.merge:
+        merged = [r for f in args.merge for r in json.loads(f.read_text())]
+        write_report(merged, args.out, float("nan"))
+        return
     global REVIEW_FARS
     REVIEW_FARS = tuple(float(v) for v in args.review_far.split(","))
     settings = Settings(**({"encoder": args.encoder} if args.encoder else {}))
@@ -92,7 +100,8 @@ def main() -> None:
         peer_dev = load_devset(VoiceEngine(engine.encoder.parts[0], vad=engine.vad), args.corpus,
                                cache_dir=args.cache, conditions=conditions)
     rows: list[dict] = []
-    for fold in FOLDS:
+    picked = [FOLDS[int(i)] for i in args.folds.split(",")] if args.folds else FOLDS
+    for fold in picked:
         held = np.isin(dev.family, fold)
         train = ~held
         cal, backend, _ = fit_openset(dev, train, progress=lambda m: print("  ", m, flush=True), fit=fit)
@@ -146,7 +155,8 @@ def main() -> None:
               f"{np.mean([r['alarm_flag'] for r in inn]):.3f}; {time.time() - t0:.0f}s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     (args.out.with_suffix(".json")).write_text(json.dumps(rows, indent=0) + "\n")
-    write_report(rows, args.out, time.time() - t0)
+    if not args.rows_only:
+        write_report(rows, args.out, time.time() - t0)
 
 
 def _rate(rs: list[dict], key: str) -> tuple[int, int]:
