@@ -48,10 +48,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.ctx = ctx
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (audit, blacklist, calls, interviews, decisions, workflow, portrait):
+    for module in (decisions, audit, blacklist, calls, interviews, workflow, portrait):  # the hot path first
         app.include_router(module.router)
     app.include_router(forms.router)  # issue 15: scanned forms
     app.include_router(cases_routes.router)  # issue 11: after interviews, so its call observer runs last

@@ -1,8 +1,9 @@
 """Operations endpoints and middleware: ``/healthz``, ``/readyz``, Prometheus ``/metrics``, request ids.
 
-``/healthz`` says the process answers; ``/readyz`` says it can do its job: the database is reachable
-and at the newest migration, the speaker models load, and the blacklist's searched index holds exactly
-the stored prints (503 with ``reasons`` otherwise, so a load balancer keeps traffic away). ``/metrics``
+``/healthz`` says the process answers; ``/readyz`` says it can do its job: it is not draining
+(SIGTERM), the database is reachable and at the newest migration, the speaker models load, and the
+blacklist's searched index holds exactly the stored prints (503 with ``reasons`` otherwise, so a load
+balancer keeps traffic away). ``/metrics``
 counts requests by route template (bounded labels: an unmatched path is ``unmatched``), their latency,
 and reads state at scrape time: calls live in this process, calls with an alarm, decisions by verdict,
 queue depths (outbox not yet published, open human tasks) and the index size.
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from callvet.api.context import AppContext
+from callvet.api.drain import Drain, register
 from callvet.core.errors import CallvetError
 from callvet.core.logs import new_request_id, request_id
 from callvet.core.migrations import current, head
@@ -142,10 +144,14 @@ class RequestContextMiddleware:
             request_id.reset(token)
 
 
-def readiness(ctx: AppContext) -> tuple[bool, dict[str, Any]]:
-    """(ready, body): every check with its detail, and the reasons it is not ready."""
+def readiness(ctx: AppContext, drain: Drain | None = None) -> tuple[bool, dict[str, Any]]:
+    """(ready, body): every check with its detail, and the reasons it is not ready. A draining replica
+    (SIGTERM, :mod:`callvet.api.drain`) is not ready whatever else holds, so the balancer leaves it."""
     reasons: list[str] = []
     checks: dict[str, Any] = {}
+    if drain is not None and drain.active:
+        checks["drain"] = {"ok": False, "live_calls": drain.live_calls()}
+        reasons.append("draining")
     try:
         with ctx.db.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -179,14 +185,20 @@ def readiness(ctx: AppContext) -> tuple[bool, dict[str, Any]]:
                          "checks": checks}
 
 
+def _live_calls(ctx: AppContext) -> int:
+    server = ctx.peek("calls")
+    return len(server.active) if server is not None else 0
+
+
 def install(app: FastAPI, ctx: AppContext) -> Metrics:
     """Add the middleware and the ``/readyz`` and ``/metrics`` routes to ``app``."""
     metrics = Metrics(ctx)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    drain = app.state.drain = register(Drain(lambda: _live_calls(ctx)))
 
     @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready; see reasons"}})
     def readyz(request: Request) -> JSONResponse:
-        ok, body = readiness(ctx)
+        ok, body = readiness(ctx, drain)
         return JSONResponse(status_code=200 if ok else 503, content=body)
 
     @app.get("/metrics", tags=["ops"], response_class=Response,

@@ -89,12 +89,21 @@ class StrictJson:
         self.app = app
         self.app_routes = app_routes
         self._routes: list[tuple[APIRoute, TypeAdapter[Any]]] | None = None
+        self._static: dict[tuple[Any, Any], TypeAdapter[Any]] = {}
 
     def _match(self, scope: Scope) -> TypeAdapter[Any] | None:
+        """The body adapter of the route ``scope`` goes to; remembered per (method, path) for routes
+        without path parameters, a bounded set (matching every route cost more than a decision)."""
         if self._routes is None:
             self._routes = _json_routes(self.app_routes())
+        key = (scope.get("method"), scope.get("path"))
+        hit = self._static.get(key)
+        if hit is not None:
+            return hit
         for route, adapter in self._routes:
             if route.matches(scope)[0] is Match.FULL:
+                if not route.param_convertors and len(self._static) < 1024:
+                    self._static[key] = adapter
                 return adapter
         return None
 

@@ -62,7 +62,6 @@ def serve(
     import subprocess
     import sys
 
-    import uvicorn
     from callvet._cli.common import open_db
 
     open_db()
@@ -75,11 +74,7 @@ def serve(
         else None
     )
     try:
-        uvicorn.run(
-            "callvet.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-            log_level=log_level, ws_max_size=1 << 20, ws_per_message_deflate=False,
-            log_config=_log_config(log_level),
-        )
+        _run_api(host, port, workers, log_level)
     finally:
         if worker is not None:
             worker.terminate()
@@ -87,6 +82,12 @@ def serve(
                 worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _run_api(host: str, port: int, workers: int, log_level: str) -> None:
+    from callvet.api.drain import run
+
+    run(host, port, log_level=log_level, log_config=_log_config(log_level), workers=workers)
 
 
 def _log_config(level: str) -> dict[str, object]:
@@ -112,6 +113,7 @@ for _module in (keys, models, voiceprint, blacklist, calls, questionnaire, decis
 import_module("callvet._cli.forms").register(app)  # issue 15: scanned application forms
 import_module("callvet._cli.users").register(app)  # issue 14: console users (people, not keys)
 import_module("callvet._cli.audit").register(app)  # issue 11: the audit log from a terminal
+import_module("callvet.cluster").register(app)  # issue 17: replicas behind HAProxy on this host
 
 
 def main() -> None:

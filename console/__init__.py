@@ -47,15 +47,16 @@ class _Headers:
 
 def mount(app: Any) -> None:
     """Add the console's pages, static files, its two exception types and its response headers."""
-    from callvet.console import analyst, approver, auditor, auth_pages, risk
+    from callvet.console import analyst, approver, auditor, auth_pages, charts, editors, findings, reuse, risk
     from callvet.console.base import HERE, ConsoleDenied, ConsoleRedirect, render, see_other
     from fastapi import Request
     from fastapi.responses import Response
     from starlette.staticfiles import StaticFiles
 
-    for module in (auth_pages, analyst, approver, risk, auditor):
+    for module in (auth_pages, analyst, approver, findings, risk, editors, auditor, charts, reuse):
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.mount("/console/build", editors.BuildFiles(), name="console-build")
 
     @app.get("/console", include_in_schema=False)
     def console_root() -> Response:

@@ -66,10 +66,13 @@ _env.filters["safe_json"] = _safe_json
 NAV: list[tuple[str, str, tuple[Role, ...]]] = [
     ("/console/blacklist", "nav.blacklist", (Role.ANALYST,)),
     ("/console/alarms", "nav.alarms", (Role.ANALYST,)),
+    ("/console/reuse", "nav.reuse", (Role.ANALYST,)),
     ("/console/tasks", "nav.tasks", (Role.APPROVER,)),
+    ("/console/findings", "nav.findings", (Role.APPROVER, Role.RISK_OFFICER)),
     ("/console/policies", "nav.policies", (Role.RISK_OFFICER, Role.APPROVER)),
     ("/console/processes", "nav.processes", (Role.RISK_OFFICER,)),
     ("/console/audit", "nav.audit", (Role.AUDITOR,)),
+    ("/console/charts", "nav.charts", (Role.RISK_OFFICER, Role.AUDITOR)),
 ]
 
 

@@ -26,14 +26,16 @@ from callvet.console.base import (
 )
 from callvet.console.i18n import translator
 from callvet.core.auth import Role
-from callvet.core.errors import CallvetError, InvalidInput
+from callvet.core.errors import CallvetError, InvalidInput, NotFound
+from callvet.decision import simulate as policy_simulation
 from callvet.decision import store as policy_store
 from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-__all__ = ["router"]
+__all__ = ["EDITORS", "MAX_BPMN", "policies_page_with", "processes_page_with", "router", "table_editor_page",
+           "version_to_edit"]
 
 router = console_router()
 READERS = (Role.RISK_OFFICER, Role.APPROVER)
@@ -43,7 +45,7 @@ REJECTERS = (Role.APPROVER, Role.RISK_OFFICER)
 MAX_BPMN = 1 << 20
 
 
-def _policies_page(request: Request, session: Any, status: int = 200, **extra: Any) -> Response:
+def policies_page_with(request: Request, session: Any, status: int = 200, **extra: Any) -> Response:
     db = ctx_of(request).db
     policy_store.seed(db)
     policies = [{**p, "all": policy_store.list_versions(db, p["name"])}
@@ -58,7 +60,7 @@ def _policies_page(request: Request, session: Any, status: int = 200, **extra: A
 def policies_page(request: Request, done: str = "") -> Response:
     session = guard(request, *READERS)
     t = translator(lang_of(request))
-    return _policies_page(request, session, notice=t(f"done.{done}") if done in ("proposed", "activated",
+    return policies_page_with(request, session, notice=t(f"done.{done}") if done in ("proposed", "activated",
                                                                                  "rejected") else "")
 
 
@@ -71,19 +73,44 @@ def _editor(request: Request, session: Any, name: str, graph: dict[str, Any], ba
                   editor_text=json.dumps(text, ensure_ascii=False), **extra)
 
 
-@router.get("/policies/{name}/edit")
-def edit_policy(request: Request, name: str, version: int | None = None) -> Response:
-    session = guard(request, *EDITORS)
-    db = ctx_of(request).db
+def version_to_edit(db: Any, name: str, version: int | None) -> dict[str, Any]:
+    """The stored version an editor starts from: ``version``, else the active one."""
     policy_store.seed(db)
-    try:
+    if version is None:
+        version = next((p["active_version"] for p in policy_store.list_policies(db) if p["name"] == name),
+                       None)
         if version is None:
-            version = next(p["active_version"] for p in policy_store.list_policies(db) if p["name"] == name)
-        row = policy_store.get_version(db, name, int(version or 0))
-    except (CallvetError, StopIteration) as exc:
-        message = exc.message if isinstance(exc, CallvetError) else f"no policy {name!r}"
-        return _policies_page(request, session, 404, error=message)
-    return _editor(request, session, name, row["content"], int(row["version"]))
+            raise NotFound(f"no policy {name!r}", code="policy_not_found")
+    return policy_store.get_version(db, name, int(version))
+
+
+def table_editor_page(request: Request, name: str, version: int | None, notice: str = "") -> Response:
+    """The console's own rule-table editor (no build step): the fallback when the JDM bundle is absent."""
+    session = guard(request, *EDITORS)
+    try:
+        row = version_to_edit(ctx_of(request).db, name, version)
+    except CallvetError as exc:
+        return policies_page_with(request, session, 404, error=exc.message)
+    return _editor(request, session, name, row["content"], int(row["version"]), notice=notice)
+
+
+@router.get("/policies/{name}/tables")
+def edit_tables(request: Request, name: str, version: int | None = None) -> Response:
+    return table_editor_page(request, name, version)
+
+
+def _propose_with_effect(request: Request, name: str, graph: Any, actor: str, note: str) -> dict[str, Any]:
+    """Propose with the draft's replay against recent stored applications as its expected effect, so
+    the approver sees what activating it would change (the examples stay out: they name applications)."""
+    ctx = ctx_of(request)
+    effect: dict[str, Any] | None = None
+    if isinstance(graph, dict):
+        try:
+            effect = policy_simulation.replay(ctx.decision, name, graph, actor=actor)
+            effect.pop("examples", None)
+        except CallvetError:
+            effect = None
+    return policy_store.propose(ctx.db, name, graph, actor=actor, note=note, expected_effect=effect)
 
 
 @router.post("/policies/{name}/propose")
@@ -99,9 +126,12 @@ async def propose(request: Request, name: str) -> Response:
     try:
         if not note:
             raise InvalidInput("say why (the note is kept in the audit log)", code="note_required")
-        out = await run_in_threadpool(policy_store.propose, ctx_of(request).db, name, graph,
-                                      actor=session.person.actor, note=note)
+        out = await run_in_threadpool(_propose_with_effect, request, name, graph, session.person.actor, note)
     except CallvetError as exc:
+        if str(form.get("editor") or "") == "jdm" and isinstance(graph, dict):
+            from callvet.console.editors import jdm_page
+
+            return jdm_page(request, session, name, graph, base, 422, error=exc.message)
         return _editor(request, session, name, graph if isinstance(graph, dict) else {}, base, 422,
                        error=exc.message)
     return see_other(f"/console/policies?done=proposed#v-{name}-{out['version']}")
@@ -125,11 +155,11 @@ async def decide_version(request: Request, name: str, version: int, action: str)
             raise InvalidInput(f"unknown action {action!r}", code="unknown_action")
     except CallvetError as exc:
         status = 403 if exc.code == "maker_checker" else 409 if exc.code == "invalid_transition" else 422
-        return await run_in_threadpool(_policies_page, request, session, status, error=exc.message)
+        return await run_in_threadpool(policies_page_with, request, session, status, error=exc.message)
     return see_other(f"/console/policies?done={action}d")
 
 
-def _processes_page(request: Request, session: Any, status: int = 200, **extra: Any) -> Response:
+def processes_page_with(request: Request, session: Any, status: int = 200, **extra: Any) -> Response:
     defs = [d.to_dict() for d in runtime(ctx_of(request)).definitions.list()]
     return render(request, "processes.html", session, status, definitions=defs, title_key="nav.processes",
                   **extra)
@@ -139,7 +169,7 @@ def _processes_page(request: Request, session: Any, status: int = 200, **extra: 
 def processes_page(request: Request, done: str = "") -> Response:
     session = guard(request, *EDITORS)
     t = translator(lang_of(request))
-    return _processes_page(request, session, notice=t("done.uploaded", what=done[:200]) if done else "")
+    return processes_page_with(request, session, notice=t("done.uploaded", what=done[:200]) if done else "")
 
 
 @router.post("/processes/upload")
@@ -157,7 +187,7 @@ async def upload_process(request: Request) -> Response:
         d = await run_in_threadpool(runtime(ctx_of(request)).definitions.upload, body,
                                     actor=session.person.actor)
     except CallvetError as exc:
-        return await run_in_threadpool(_processes_page, request, session, 422, bpmn_error=exc.message,
+        return await run_in_threadpool(processes_page_with, request, session, 422, bpmn_error=exc.message,
                                        bad_element=exc.details.get("element") or "", error_code=exc.code)
     return see_other(f"/console/processes?done={d.process_key}@{d.version}")
 
@@ -169,5 +199,5 @@ async def activate_process(request: Request, process_key: str, version: int) -> 
         await run_in_threadpool(runtime(ctx_of(request)).definitions.activate, process_key[:100], version,
                                 actor=session.person.actor)
     except CallvetError as exc:
-        return await run_in_threadpool(_processes_page, request, session, 422, error=exc.message)
+        return await run_in_threadpool(processes_page_with, request, session, 422, error=exc.message)
     return see_other("/console/processes")

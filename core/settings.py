@@ -212,6 +212,11 @@ class Settings(BaseSettings):
     console_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
     console_lockout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
     # -- operations
+    # issue 17: on SIGTERM /readyz answers 503 for drain_grace_s while requests are still served (the load
+    # balancer's health check moves traffic away), then the server stops accepting and waits up to
+    # drain_timeout_s for live calls to end before it stops.
+    drain_grace_s: Annotated[float, Field(ge=0, le=600)] = 3.0
+    drain_timeout_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

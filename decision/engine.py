@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -27,17 +28,18 @@ from typing import Any
 import numpy as np
 from callvet.core import audit
 from callvet.core.application import Application
-from callvet.core.db import Database, utcnow
+from callvet.core.db import Database
 from callvet.core.errors import InvalidInput, NotFound, Unavailable
 from callvet.core.settings import Settings
 from callvet.decision import store
 from callvet.decision.compiler import CompiledGraph, Unsupported, compile_graph
 from callvet.decision.credit import CreditScorer
 from callvet.decision.features import extract
+from callvet.decision.recorder import DecisionRecorder
 from callvet.decision.tables import decision_records, policy_versions
 from callvet.decision.types import REASON_TEXT, Decision, Investigation, Outcome, Reason
 from pydantic import ValidationError
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 
 __all__ = ["ROW_MODE_MAX", "ActivePolicy", "DecisionEngine", "load_policy"]
 
@@ -139,6 +141,7 @@ class DecisionEngine:
         self._policies: dict[str, ActivePolicy] = {}
         self._stamp: tuple[Any, ...] = ()
         self._checked = 0.0
+        self.recorder = DecisionRecorder(db)
         store.seed(db)
         self.reload()
 
@@ -192,14 +195,46 @@ class DecisionEngine:
 
     def decide(self, application: Application | Mapping[str, Any],
                investigation: Investigation | Mapping[str, Any] | None = None, *, actor: str,
-               store: bool = True) -> Decision:
-        return self.decide_batch([application], [investigation], actor=actor, store=store)[0]
+               store: bool = True, decision_id: str | None = None) -> Decision:
+        return self.decide_batch([application], [investigation], actor=actor, store=store,
+                                 decision_ids=None if decision_id is None else [decision_id])[0]
+
+    def decide_once(self, application: Application | Mapping[str, Any],
+                    investigation: Investigation | Mapping[str, Any] | None = None, *, actor: str,
+                    decision_id: str) -> dict[str, Any]:
+        """Decide and store under ``decision_id`` (an idempotent request's id); when that id is already
+        stored -- the request is a retry -- the stored decision is returned, marked ``replayed``."""
+        decision, stored = self.decide_submit(application, investigation, actor=actor,
+                                              decision_id=decision_id)
+        try:
+            stored.result(timeout=30.0)
+        except Exception as exc:
+            if not self.recorder.is_duplicate(exc):
+                raise
+            return self.recorder.stored_answer(decision_id, decision.application_id)
+        return decision.to_dict()
+
+    def decide_submit(self, application: Application | Mapping[str, Any],
+                      investigation: Investigation | Mapping[str, Any] | None = None, *, actor: str,
+                      decision_id: str | None = None) -> tuple[Decision, Future[None]]:
+        """Decide one application and queue it for the next group commit without waiting: the decision
+        may be answered only once the future resolved (an event loop awaits it instead of blocking)."""
+        app = _as_application(application)
+        inv = _as_investigation(investigation)
+        decision = self.decide_batch([app], [inv], actor=actor, store=False,
+                                     decision_ids=None if decision_id is None else [decision_id])[0]
+        return decision, self.recorder.submit(self.recorder.pending([decision], [app], [inv], actor))
 
     def decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                      investigations: Sequence[Investigation | Mapping[str, Any] | None] | None = None, *,
                      actor: str, store: bool = True, vectorised: bool = True,
-                     today: date | None = None) -> list[Decision]:
+                     today: date | None = None,
+                     policies: Mapping[str, ActivePolicy] | None = None,
+                     decision_ids: Sequence[str] | None = None) -> list[Decision]:
         """Decide many applications at once (batched ONNX inference and vectorised rules).
+
+        ``policies`` replaces the active ones for this call (a draft replayed by
+        :mod:`callvet.decision.simulate`; never stored, so ``store`` must then be false).
 
         The cyclic garbage collector is paused for the call: a batch allocates hundreds of thousands of
         small acyclic objects, and the collections they trigger re-scan every live object (the whole
@@ -207,16 +242,22 @@ class DecisionEngine:
         """
         enabled = gc.isenabled()
         gc.disable()
+        if policies is not None and store:
+            raise InvalidInput("decisions made with substituted policies are never stored",
+                               code="invalid_replay")
         try:
             return self._decide_batch(applications, investigations, actor=actor, store=store,
-                                      vectorised=vectorised, today=today)
+                                      vectorised=vectorised, today=today, policies=policies,
+                                      decision_ids=decision_ids)
         finally:
             if enabled:
                 gc.enable()
 
     def _decide_batch(self, applications: Sequence[Application | Mapping[str, Any]],
                       investigations: Sequence[Investigation | Mapping[str, Any] | None] | None, *,
-                      actor: str, store: bool, vectorised: bool, today: date | None) -> list[Decision]:
+                      actor: str, store: bool, vectorised: bool, today: date | None,
+                      policies: Mapping[str, ActivePolicy] | None = None,
+                      decision_ids: Sequence[str] | None = None) -> list[Decision]:
         apps = [_as_application(a, i if len(applications) > 1 else None) for i, a in enumerate(applications)]
         if investigations is not None and len(investigations) != len(apps):
             raise InvalidInput("investigations must be None or one per application",
@@ -226,7 +267,7 @@ class DecisionEngine:
         n = len(apps)
         if n == 0:
             return []
-        pol = self.policies()
+        pol = dict(policies) if policies is not None else self.policies()
         feats = extract(apps, self.scorer.encoder, today)
         score = self.scorer.predict(feats.x)
         cols = {**feats.rules, "score": score}
@@ -250,7 +291,9 @@ class DecisionEngine:
         mult = np.asarray(lim["income_multiple"], dtype=float).tolist()
         cap = np.asarray(lim["product_cap"], dtype=float).tolist()
         model_version = self.scorer.version
-        ids = os.urandom(16 * n).hex()
+        ids = os.urandom(16 * n).hex() if decision_ids is None else "".join(decision_ids)
+        if len(ids) != 32 * n:
+            raise InvalidInput("decision ids must be 32 characters, one per application", code="invalid_id")
         outcomes = {o.value: o for o in Outcome}
         reason_cache: dict[tuple[str, str], Reason] = {}
 
@@ -314,28 +357,8 @@ class DecisionEngine:
 
     def _store(self, decisions: list[Decision], apps: list[Application], invs: list[Investigation | None],
                actor: str) -> None:
-        now = utcnow()
-        versions_json = json.dumps(decisions[0].policy_versions)
-        reasons_json: dict[tuple[int, ...], str] = {}
-        rows = []
-        for d, a, v in zip(decisions, apps, invs, strict=True):
-            key = tuple(id(r) for r in d.reasons)
-            rj = reasons_json.get(key)
-            if rj is None:
-                rj = reasons_json[key] = json.dumps([r.to_dict() for r in d.reasons], ensure_ascii=False)
-            rows.append({
-                "decision_id": d.decision_id, "application_id": d.application_id,
-                "decision": d.decision.value, "credit_limit": d.credit_limit, "score": d.score,
-                "reasons": rj, "policy_versions": versions_json, "model_version": d.model_version,
-                "application": a.model_dump_json(),
-                "investigation": v.model_dump_json() if v is not None else None,
-                "details": {**d.details, "score_band": d.score_band}, "actor": actor, "created_at": now,
-            })
-        with self.db.begin() as conn:
-            conn.execute(insert(decision_records), rows)
-            target = decisions[0].decision_id if len(decisions) == 1 else f"batch:{decisions[0].decision_id}"
-            audit.record(conn, actor, "decision.create", "decision", target,
-                         details={"count": len(decisions)})
+        """Group commit (:mod:`callvet.decision.recorder`): returns once the rows are durable."""
+        self.recorder.store(self.recorder.pending(decisions, apps, invs, actor))
 
     def get(self, decision_id: str) -> dict[str, Any]:
         """A stored decision with its inputs and the versions that decided it."""
@@ -371,4 +394,4 @@ class DecisionEngine:
         return len(ids)
 
     def close(self) -> None:
-        return None
+        self.recorder.close()

@@ -26,6 +26,7 @@ __all__ = [
     "PolicyStatus",
     "activate",
     "active_versions",
+    "check_proposal",
     "get_version",
     "list_policies",
     "list_versions",
@@ -132,6 +133,14 @@ def validate_graph(content: Any) -> None:
                            code="invalid_policy") from None
 
 
+def check_proposal(name: str, content: Any) -> None:
+    """What :func:`propose` checks before storing (loadable graph, required outputs on probe inputs), for
+    a draft that is replayed before it is proposed."""
+    _check_name(name)
+    validate_graph(content)
+    _probe(name, content)
+
+
 def _row(r: Any) -> dict[str, Any]:
     d = dict(r._mapping)
     for k in ("created_at", "activated_at"):
@@ -213,9 +222,7 @@ def get_version(db: Database, name: str, version: int) -> dict[str, Any]:
 def propose(db: Database, name: str, content: Any, *, actor: str, note: str = "",
             expected_effect: dict[str, Any] | None = None) -> dict[str, Any]:
     """Store a new version with status proposed; it changes nothing until someone else activates it."""
-    _check_name(name)
-    validate_graph(content)
-    _probe(name, content)
+    check_proposal(name, content)
     try:
         with db.begin() as conn:
             last = conn.execute(select(func.max(policy_versions.c.version))

@@ -102,3 +102,25 @@ def test_erase_decisions_admin_only_and_audited(api: Api) -> None:
                          params={"action": "decision.delete"}).json()["entries"]
     assert {e["reason"] for e in entries} == {"erasure request #12", "erasure"}
     assert all("applicant" not in str(e["details"]) for e in entries)
+
+
+def test_simulate_a_draft_policy_over_rest(api: Api) -> None:
+    client, h = _client(api)
+    items = [{"application": example(application_id=f"S-{i}",
+                                      applicant={"birth_date": f"{1960 + 8 * i}-05-01"})} for i in range(6)]
+    assert client.post("/v1/decisions:batch", json={"items": items}, headers=h["robot"]).status_code == 200
+    graph = client.get("/v1/policies/prescreen/versions/1", headers=h["auditor"]).json()["content"]
+    table = next(n for n in graph["nodes"] if n["type"] == "decisionTableNode")
+    table["content"]["rules"][0]["screen_i0"] = "< 120"  # everyone is "underage": every verdict declines
+    url = "/v1/policies/prescreen/simulate"
+    assert client.post(url, json=graph, headers=h["approver"]).status_code == 403
+    r = client.post(url, json=graph, headers=h["risk_officer"])
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["replayed"] == 6 and out["draft_mix"] == {"decline": 6}
+    assert out["changed"] == 6 - out["active_mix"].get("decline", 0)
+    assert client.post(f"{url}?limit=2", json=graph, headers=h["risk_officer"]).json()["replayed"] == 2
+    assert client.post(f"{url}?limit=0", json=graph, headers=h["risk_officer"]).status_code == 422
+    assert client.post(url, json={"nodes": 1}, headers=h["risk_officer"]).status_code == 422
+    assert [v["version"] for v in client.get("/v1/policies/prescreen/versions",
+                                             headers=h["auditor"]).json()["versions"]] == [1]

@@ -190,6 +190,9 @@ ROLE_PAGES = {
     "/console/policies/prescreen/edit": {"rita", "adm"},
     "/console/processes": {"rita", "adm"},
     "/console/audit": {"aud", "adm"},
+    "/console/charts": {"rita", "aud", "adm"},
+    "/console/reuse": {"ana", "adm"},
+    "/console/findings": {"bob", "rita", "adm"},
 }
 
 

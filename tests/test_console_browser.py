@@ -3,12 +3,11 @@
 A uvicorn subprocess serves the whole API app on a temporary data directory; people are created as an
 admin would (``UserStore``, what ``callvet users create`` calls). Each role signs in and does its main job
 end to end: the analyst enrols a sample by upload and sees an alarm from a simulated call appear live
-(Server-Sent Events fed by the call server's observer seam); the approver completes a task; the risk
-officer edits a rule table and proposes it, the approver activates it as the second person (and an
-admin is refused activating their own proposal); a broken BPMN is refused with its element; the auditor
-reads the trail. Forbidden pages and a request without the CSRF token are refused. Every page is
-screenshotted into the test's temporary directory (``CALLVET_CONSOLE_SHOTS=dir`` also writes them there,
-which is how docs/console/*.png were made).
+(Server-Sent Events fed by the call server's observer seam); the approver completes a task; the auditor
+reads the trail (the risk officer's editors: tests/test_console_editors.py). Forbidden pages and a
+request without the CSRF token are refused. Every page is screenshotted into the test's temporary
+directory (``CALLVET_CONSOLE_SHOTS=dir`` also writes them there, which is how docs/console/*.png were
+made). The server, browser and sign-in helpers are tests/consolebrowser.py.
 
 Playwright never downloads a browser here: ``executable_path`` is Debian's ``/usr/bin/chromium``.
 """
@@ -16,157 +15,38 @@ Playwright never downloads a browser here: ``executable_path`` is Debian's ``/us
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
+from consolebrowser import Shots, chromium, open_task, running_server, sign_in
 from speech import espeak, to_wav_bytes
 
-os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "correct horse battery staple"
 ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
          "every month and I travel a lot for work.")
 PROBE = ("I bought the card last spring and I use it for groceries and fuel every week. My employer is a "
          "logistics company.")
 FRAUDSTER = "en-us+m3"
-APP = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
-PEOPLE = {"ana": "analyst", "bob": "approver", "rita": "risk_officer", "aud": "auditor", "adm": "admin"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _open_task(db: Any, settings: Any) -> str:
-    """Start a card issuance whose interview was inconclusive: one open approver task (its id)."""
-    from callvet.sim.workflow import scripted_decider
-    from callvet.workflow.engine import WorkflowRuntime
-
-    rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
-    rt.ensure_ready()
-    inst = rt.start("card_issuance", {"application": APP}, actor="test")
-    rt.deliver_message(inst["instance_id"], "investigation_result",
-                       {"investigation": {"questionnaire": {"verdict": "inconclusive"}}}, actor="test")
-    tasks = [t for t in rt.board.list_open(role="approver") if t["instance_id"] == inst["instance_id"]]
-    assert len(tasks) == 1, tasks
-    return str(tasks[0]["task_id"])
-
-
-def _seed(data_dir: Path) -> dict[str, Any]:
-    """Users, a robot key and one open approval task, written to the server's database before it starts
-    (the workflow decides by the scripted policy here; the server's runtime takes the instance over)."""
-    from callvet.console.users import UserStore
-    from callvet.core import auth
-    from callvet.core.db import Database
-    from callvet.core.settings import Settings
-
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'callvet.db'}")
-    db = Database(settings.database_url)
-    db.create_schema()
-    users = UserStore(db)
-    for name, role in PEOPLE.items():
-        users.create(name, role, PASSWORD, actor="test")
-    robot = auth.create_key(db, "robot", "test-robot")
-    task_id = _open_task(db, settings)
-    db.dispose()
-    return {"robot": robot, "task_id": task_id, "url": settings.database_url, "settings": settings}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    data_dir = tmp_path_factory.mktemp("console-server")
-    seeded = _seed(data_dir)
-    port = _free_port()
-    env = {**os.environ, "CALLVET_DATA_DIR": str(data_dir), "CALLVET_DATABASE_URL": seeded["url"],
-           "CALLVET_SPOOF": "1", "CALLVET_LOG_FORMAT": "text", "CALLVET_CASES_INTERVIEWS": "0"}
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "callvet.api.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--ws", "websockets-sansio"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"console server did not start:\n{(data_dir / 'server.log').read_text()[-4000:]}")
-        time.sleep(0.2)
-    try:
-        yield {**seeded, "base": base, "port": port, "data_dir": data_dir}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with running_server(tmp_path_factory.mktemp("console-server")) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed; ./dev test installs it (APT_PACKAGES)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+    with chromium() as b:
         yield b
-        b.close()
-
-
-class Shots:
-    """Screenshots into the test's tmp dir (and ``CALLVET_CONSOLE_SHOTS`` when set)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        extra = os.environ.get("CALLVET_CONSOLE_SHOTS")
-        self.extra = Path(extra) if extra else None
-        self.taken: list[Path] = []
-
-    def __call__(self, page: Any, name: str) -> None:
-        path = self.root / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        assert path.stat().st_size > 5000, f"screenshot {name} looks empty"
-        self.taken.append(path)
-        if self.extra is not None:
-            self.extra.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(self.extra / f"{name}.png"), full_page=False)
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Shots:
     return Shots(tmp_path_factory.mktemp("console-shots"))
-
-
-def sign_in(browser: Any, server: dict[str, Any], name: str, *, lang: str = "en") -> Any:
-    context = browser.new_context(base_url=server["base"], viewport={"width": 1366, "height": 800},
-                                  locale=lang)
-    page = context.new_page()
-    page.goto(f"/console/lang?to={lang}&back=/console/login")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form[data-testid=login-form] button[type=submit]")
-    page.wait_for_url("**/console/")
-    assert name in page.inner_text("[data-testid=whoami]")
-    return page
 
 
 def test_sign_in_page_and_wrong_password(browser: Any, server: dict[str, Any], shots: Shots) -> None:
@@ -297,88 +177,12 @@ def test_a_new_task_appears_in_the_inbox_without_a_reload(browser: Any, server: 
     page.evaluate("window.__notReloaded = true")
     db = Database(server["url"])
     try:
-        task_id = _open_task(db, server["settings"])
+        task_id = open_task(db, server["settings"])
     finally:
         db.dispose()
     page.wait_for_selector(f"#task-rows tr.new[data-task-id='{task_id}']", timeout=30_000)
     assert page.evaluate("window.__notReloaded") is True
     shots(page, "08b-task-arrived")
-    page.context.close()
-
-
-def test_rule_table_edit_propose_and_second_person_activates(browser: Any, server: dict[str, Any],
-                                                             shots: Shots) -> None:
-    rita = sign_in(browser, server, "rita")
-    rita.click("a[href='/console/policies']")
-    shots(rita, "09-policies")
-    rita.click("[data-testid=edit-prescreen]")
-    cell = rita.locator("[data-testid=cell-screen-0-screen_i0]")
-    assert cell.input_value() == "< 18"
-    cell.fill("< 21")
-    cell.dispatch_event("change")
-    assert "1" in rita.inner_text("[data-testid=edit-summary]")
-    bad = rita.locator("[data-testid=cell-screen-1-screen_o1]")
-    bad.fill('"oops')
-    bad.dispatch_event("change")
-    assert rita.locator("[data-testid=edit-summary].error").count() == 1
-    bad.fill('"recent_delinquencies"')
-    bad.dispatch_event("change")
-    rita.fill("[data-testid=note]", "raise the minimum age to 21")
-    shots(rita, "10-rule-editor")
-    rita.click("[data-testid=propose]")
-    rita.wait_for_url("**/console/policies?done=proposed*")
-    version = rita.locator("[data-testid^=version-prescreen-][data-status=proposed]")
-    assert version.count() == 1
-    vid = version.get_attribute("data-testid")
-    assert vid is not None
-    number = vid.rsplit("-", 1)[1]
-    assert rita.locator(f"[data-testid=activate-prescreen-{number}]").count() == 0  # not an approver
-    rita.context.close()
-
-    bob = sign_in(browser, server, "bob")
-    bob.goto("/console/policies")
-    bob.fill(f"[data-testid={vid}] input[name=reason]", "reviewed: matches the credit committee minutes")
-    bob.click(f"[data-testid=activate-prescreen-{number}]")
-    bob.wait_for_url("**/console/policies?done=activated*")
-    assert bob.get_attribute(f"[data-testid={vid}]", "data-status") == "active"
-    shots(bob, "11-policy-activated")
-    bob.context.close()
-
-    adm = sign_in(browser, server, "adm")
-    adm.goto("/console/policies/prescreen/edit")
-    c = adm.locator("[data-testid=cell-screen-0-screen_i0]")
-    assert c.input_value() == "< 21"  # the editor starts from the version now active
-    c.fill("< 20")
-    c.dispatch_event("change")
-    adm.fill("[data-testid=note]", "admin tries to be maker and checker")
-    adm.click("[data-testid=propose]")
-    adm.wait_for_url("**/console/policies?done=proposed*")
-    own = adm.locator("[data-testid^=version-prescreen-][data-status=proposed]").get_attribute("data-testid")
-    assert own is not None
-    adm.click(f"[data-testid=activate-{own.removeprefix('version-')}]")
-    assert adm.locator("[data-testid=error]").is_visible()
-    assert "maker-checker" in adm.inner_text("[data-testid=error]")
-    assert adm.get_attribute(f"[data-testid={own}]", "data-status") == "proposed"
-    shots(adm, "12-maker-checker-refused")
-    adm.context.close()
-
-
-def test_broken_bpmn_upload_shows_the_error(browser: Any, server: dict[str, Any], shots: Shots,
-                                            tmp_path: Path) -> None:
-    from callvet.workflow.definitions import PROCESSES_DIR
-
-    good = (PROCESSES_DIR / "card_issuance.bpmn").read_text()
-    broken = good.replace("decision == 'decline'", "__import__('os').system('true')")
-    assert broken != good
-    path = tmp_path / "card_issuance_broken.bpmn"
-    path.write_text(broken)
-    page = sign_in(browser, server, "rita")
-    page.click("a[href='/console/processes']")
-    page.set_input_files("form[data-testid=upload-bpmn] input[name=bpmn]", str(path))
-    page.click("form[data-testid=upload-bpmn] button[type=submit]")
-    page.wait_for_selector("[data-testid=bpmn-error]")
-    assert page.inner_text("[data-testid=bpmn-element]").startswith("sequenceFlow#")
-    shots(page, "13-bpmn-refused")
     page.context.close()
 
 

@@ -88,7 +88,7 @@ def test_analyst_creates_and_deletes_an_identity_with_a_reason(site: dict[str, A
 
 def test_risk_officer_proposes_rejects_and_sees_broken_graphs_refused(site: dict[str, Any]) -> None:
     rita = _client(site, "rita")
-    edit = "/console/policies/prescreen/edit"
+    edit = "/console/policies/prescreen/tables"
     page = rita.get(edit)
     assert page.status_code == 200 and 'id="graph-json"' in page.text
     graph = policy_store.shipped_graph("prescreen")

@@ -339,6 +339,13 @@ class DefinitionStore:
             raise NotFound(f"no {what} process {process_key!r}")
         return _to_def(row)
 
+    def source(self, process_key: str, version: int | None = None) -> tuple[Definition, str]:
+        """A version (the active one by default) with its BPMN XML as uploaded, for a modeller to open."""
+        d = self.get(process_key, version)
+        with self.db.connect() as conn:
+            xml = conn.execute(select(wf_definitions.c.xml).where(wf_definitions.c.id == d.id)).scalar_one()
+        return d, str(xml)
+
     def list(self) -> list[Definition]:
         with self.db.connect() as conn:
             rows = conn.execute(

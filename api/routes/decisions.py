@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from callvet.api.context import AppContext
@@ -9,11 +10,14 @@ from callvet.api.deps import Version, get_ctx, require
 from callvet.api.schemas import DecisionBatchOut, DecisionOut, Deleted, PolicyList, PolicyVersionList
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
+from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, PATTERN, idempotent_id
 from callvet.decision import DecisionEngine, Investigation
+from callvet.decision import simulate as policy_simulation
 from callvet.decision import store as policy_store
 from callvet.portrait.links import enrich
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 __all__ = ["DecisionRequest", "engine", "router"]
 
@@ -39,10 +43,35 @@ def engine(ctx: AppContext) -> DecisionEngine:
 
 
 @router.post("/v1/decisions", response_model=DecisionOut)
-def decide(req: DecisionRequest, ctx: AppContext = Depends(get_ctx),
-           p: Principal = Depends(require(*_DECIDERS))) -> dict[str, Any]:
-    apps, known = enrich(ctx.portrait_bank, [req.application])
-    out = engine(ctx).decide(apps[0], req.investigation, actor=p.actor).to_dict()
+async def decide(req: DecisionRequest, request: Request,
+                 p: Principal = Depends(require(*_DECIDERS)),
+                 idempotency_key: str | None = Header(
+                     None, max_length=MAX_IDEMPOTENCY_KEY, pattern=PATTERN,
+                     description="A retry with the same key (and API key) returns the stored decision "
+                                 "instead of deciding again, on any replica.")) -> dict[str, Any]:
+    """Decide one application; the answer comes once the decision is stored (group commit).
+
+    The hot path of issue 17 runs on the event loop: deciding takes a fraction of a millisecond, and the
+    thread hops of a sync route cost more than that. What can block goes to a thread: building the
+    engine (first request), the portrait lookup (applicants the bank knows) and a retry's read-back.
+    """
+    ctx: AppContext = get_ctx(request)
+    eng = ctx.peek("decision") or await run_in_threadpool(engine, ctx)
+    application = req.application
+    known: list[dict[str, Any] | None] = [None]
+    if application.bank_relationship is not None and application.bank_relationship.customer_id is not None:
+        apps, known = await run_in_threadpool(enrich, ctx.portrait_bank, [application])
+        application = apps[0]
+    decision_id = None if idempotency_key is None else idempotent_id(p.key_id, idempotency_key)
+    decision, stored = eng.decide_submit(application, req.investigation, actor=p.actor,
+                                         decision_id=decision_id)
+    try:
+        await asyncio.wrap_future(stored)
+        out = decision.to_dict()
+    except Exception as exc:
+        if decision_id is None or not eng.recorder.is_duplicate(exc):
+            raise
+        out = await run_in_threadpool(eng.recorder.stored_answer, decision_id, decision.application_id)
     if known[0] is not None:
         out["portrait"] = known[0]
     return out
@@ -111,6 +140,18 @@ def propose(name: str, graph: dict[str, Any] = Body(..., description="the JDM de
     out = policy_store.propose(ctx.db, name, graph, actor=p.actor, note=note)
     out.pop("content", None)
     return out
+
+
+@router.post("/v1/policies/{name}/simulate", tags=["policies"])
+def simulate(name: str, graph: dict[str, Any] = Body(..., description="the draft JDM decision graph"),
+             limit: int = Query(policy_simulation.DEFAULT_REPLAY, ge=1, le=policy_simulation.MAX_REPLAY,
+                                description="how many of the most recent stored applications to replay"),
+             ctx: AppContext = Depends(get_ctx),
+             p: Principal = Depends(require(Role.RISK_OFFICER))) -> dict[str, Any]:
+    """Replay recent stored applications through the draft and the active policy (nothing stored):
+    verdict mix of each, how many verdicts and limits change, the transitions and a few examples."""
+    policy_store.seed(ctx.db)
+    return policy_simulation.replay(engine(ctx), name, graph, limit=limit, actor=p.actor)
 
 
 @router.post("/v1/policies/{name}/versions/{version}/activate", tags=["policies"])

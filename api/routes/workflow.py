@@ -8,6 +8,7 @@ the person in the workflow users table, so authority and segregation-of-duties c
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from callvet.api.context import AppContext
@@ -26,12 +27,14 @@ from callvet.api.schemas import (
     UserList,
 )
 from callvet.core.auth import Principal, Role
-from callvet.core.errors import InvalidInput
+from callvet.core.errors import Conflict, InvalidInput
+from callvet.core.idempotency import MAX_IDEMPOTENCY_KEY, PATTERN, idempotent_id
 from callvet.workflow.engine import WorkflowRuntime
 from callvet.workflow.supervise import KINDS
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 
 __all__ = ["router", "runtime"]
 
@@ -134,8 +137,24 @@ def start_instance(
     body: StartBody,
     p: Principal = Depends(require(Role.ANALYST, Role.ROBOT, Role.RISK_OFFICER)),
     rt: WorkflowRuntime = Depends(_rt),
+    idempotency_key: str | None = Header(
+        None, max_length=MAX_IDEMPOTENCY_KEY, pattern=PATTERN,
+        description="A retry with the same key (and API key) returns the instance it started, on any "
+                    "replica, instead of starting a second one."),
 ) -> dict[str, Any]:
-    return rt.start(body.process_key, body.data, actor=p.actor, version=body.version)
+    if idempotency_key is None:
+        return rt.start(body.process_key, body.data, actor=p.actor, version=body.version)
+    iid = str(uuid.UUID(idempotent_id(p.key_id, idempotency_key)))
+    try:
+        return rt.start(body.process_key, body.data, actor=p.actor, version=body.version, instance_id=iid)
+    except (IntegrityError, Conflict) as exc:
+        if isinstance(exc, Conflict) and exc.code != "instance_exists":
+            raise
+    # this key's instance exists: the request is a retry
+    existing = rt.summary(iid)
+    if existing.get("process_key") != body.process_key:
+        raise Conflict("this idempotency key started another process", code="idempotency_key_reused")
+    return {**existing, "replayed": True}
 
 
 @router.get("/v1/workflow/instances", response_model=InstanceList)

@@ -1,0 +1,248 @@
+"""Three replicas behind HAProxy on PostgreSQL (``callvet cluster``), one SIGKILLed mid-load and restarted.
+
+A bounded mixed load goes through HAProxy: stored decisions and workflow starts (each with an
+idempotency key; a client retries a failed attempt with the same key, as a bank's channel would) and
+blacklist identify requests. Meanwhile a monitor asks every replica's ``/readyz`` and, right after each
+answer, sends that replica a real decision: a 200 from ``/readyz`` must mean the replica serves. Checked
+at the end, in the database: every accepted request is stored exactly once (none lost, none applied
+twice), with the id the client was answered; the killed replica was restarted and is ready again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from callvet.core import auth
+from callvet.core.db import Database
+from serverproc import free_port, wait_for
+from speech import espeak, to_wav_bytes
+from sqlalchemy import create_engine, text
+
+PG_URL = os.environ.get("CALLVET_TEST_DATABASE_URL")
+pytestmark = pytest.mark.skipif(not PG_URL,
+                                reason="the cluster runs on PostgreSQL: set CALLVET_TEST_DATABASE_URL")
+
+APP = json.loads((Path(__file__).parents[1] / "docs/contracts/application.example.json").read_text())
+FRAUD = "en-us+m3"
+ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
+         "every month and I travel a lot for work.")
+PROBE = "I bought the card last spring and I use it for groceries and fuel every week."
+N_DECISIONS, N_STARTS, N_IDENTIFY = 90, 9, 4
+
+
+@dataclass
+class Run:
+    url: str
+    db: Database
+    run_dir: Path
+    proc: subprocess.Popen[bytes]
+    keys: dict[str, str]
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retries: int = 0
+    readiness: list[tuple[str, int, int, float]] = field(default_factory=list)  # replica, readyz, probe, at
+    killed_at: float = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "cluster.json").read_text())
+
+    def replica_urls(self) -> dict[str, str]:
+        return {r["name"]: f"http://127.0.0.1:{r['port']}" for r in self.state()["replicas"]}
+
+
+def _schema_url(schema: str) -> str:
+    assert PG_URL
+    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Run]:
+    schema = f"cluster_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL or "", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = _schema_url(schema)
+    db = Database(url)
+    db.create_schema()
+    keys = {r: auth.create_key(db, r, f"cluster-{r}") for r in ("robot", "analyst")}
+    port = free_port()
+    env = {**os.environ, "CALLVET_DATABASE_URL": url, "CALLVET_DATA_DIR": str(tmp_path / "var"),
+           "CALLVET_DRAIN_GRACE_S": "0.5", "OPENBLAS_NUM_THREADS": "1", "CALLVET_CALL_WORKERS": "1"}
+    base = free_port()
+    with open(tmp_path / "cluster.err", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "callvet", "cluster", "--replicas", "3", "--port", str(port),
+             "--base-port", str(base), "--run-dir", str(tmp_path / "run"), "--stop-timeout", "20"],
+            env=env, stdout=subprocess.DEVNULL, stderr=err)
+    run = Run(f"http://127.0.0.1:{port}", db, tmp_path / "run", proc, keys)
+    try:
+        assert wait_for(lambda: (run.run_dir / "cluster.json").exists() or proc.poll() is not None, 90)
+        urls = run.replica_urls()
+        assert wait_for(lambda: all(_ready(u) for u in urls.values()) or proc.poll() is not None, 120), \
+            (tmp_path / "cluster.err").read_text()
+        yield run
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        db.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _send(run: Run, client: httpx.Client, kind: str, n: int) -> None:
+    """One logical request, retried with the same idempotency key until it is accepted."""
+    key = f"{kind}-{n}-{uuid.uuid4().hex[:8]}"
+    hdr = {"Authorization": f"Bearer {run.keys['robot']}", "Idempotency-Key": key}
+    for attempt in range(30):
+        try:
+            if kind == "decision":
+                r = client.post("/v1/decisions", headers=hdr,
+                                json={"application": {**APP, "application_id": f"CL-{n}"}})
+            elif kind == "start":
+                app = {**APP, "application_id": f"WF-{n}"}
+                r = client.post("/v1/workflow/instances", headers=hdr,
+                                json={"process_key": "card_issuance", "data": {"application": app}})
+            else:
+                r = client.post("/v1/voiceprint/identify", headers={"Authorization": hdr["Authorization"]},
+                                files={"audio": ("probe.wav", IDENTIFY_WAV, "application/octet-stream")})
+            if r.status_code in (200, 201):
+                run.answers[f"{kind}:{n}"] = {**r.json(), "attempts": attempt + 1}
+                return
+            assert r.status_code in (502, 503, 504), (kind, r.status_code, r.text)
+        except httpx.TransportError:
+            pass
+        run.retries += 1
+        time.sleep(0.2)
+    raise AssertionError(f"{kind} {n} was never accepted")
+
+
+def _monitor(run: Run, stop: threading.Event) -> None:
+    """/readyz of each replica, then at once a real decision on that same replica."""
+    hdr = {"Authorization": f"Bearer {run.keys['analyst']}"}
+    body = {"application": {**APP, "application_id": "MONITOR"}}
+    with httpx.Client(timeout=10) as client:
+        while not stop.is_set():
+            for name, url in run.replica_urls().items():
+                try:
+                    ready = client.get(f"{url}/readyz").status_code
+                except httpx.TransportError:
+                    ready = 0
+                if ready == 200:
+                    try:
+                        probe = client.post(f"{url}/v1/decisions", headers=hdr, json=body).status_code
+                    except httpx.TransportError:
+                        probe = 0
+                    run.readiness.append((name, ready, probe, time.monotonic()))
+                else:
+                    run.readiness.append((name, ready, -1, time.monotonic()))
+            time.sleep(0.25)
+
+
+IDENTIFY_WAV = b""
+
+
+@pytest.mark.timeout(300)
+def test_replica_killed_mid_load_loses_nothing(cluster: Run) -> None:
+    global IDENTIFY_WAV
+    run = cluster
+    analyst = {"Authorization": f"Bearer {run.keys['analyst']}"}
+    with httpx.Client(base_url=run.url, timeout=60) as client:
+        ident = client.post("/v1/blacklist/identities", headers=analyst, json={"label": "ring", "notes": "t"})
+        assert ident.status_code == 201, ident.text
+        enrol = client.post(f"/v1/blacklist/identities/{ident.json()['id']}/samples", headers=analyst,
+                            files={"audio": ("e.wav", to_wav_bytes(espeak(ENROL, FRAUD), 16000),
+                                             "application/octet-stream")})
+        assert enrol.status_code == 201, enrol.text
+    IDENTIFY_WAV = to_wav_bytes(espeak(PROBE, FRAUD), 16000)
+
+    work = [("decision", i) for i in range(N_DECISIONS)] + [("start", i) for i in range(N_STARTS)] + \
+        [("identify", i) for i in range(N_IDENTIFY)]
+    work.sort(key=lambda w: (w[1] * 1000 // {"decision": N_DECISIONS, "start": N_STARTS,
+                                             "identify": N_IDENTIFY}[w[0]], w[0]))
+    victim = run.state()["replicas"][1]
+    stop = threading.Event()
+    monitor = threading.Thread(target=_monitor, args=(run, stop), daemon=True)
+    monitor.start()
+    killed = threading.Event()
+
+    def task(item: tuple[str, int]) -> None:
+        if item == ("decision", N_DECISIONS // 3) and not killed.is_set():
+            killed.set()
+            run.killed_at = time.monotonic()
+            os.kill(victim["pid"], signal.SIGKILL)
+        with httpx.Client(base_url=run.url, timeout=60) as client:
+            _send(run, client, *item)
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(task, work))
+    assert killed.is_set()
+    restarted = wait_for(lambda: next(r for r in run.state()["replicas"] if r["name"] == victim["name"])
+                         ["starts"] == 2 and _ready(run.replica_urls()[victim["name"]]), 90)
+    stop.set()
+    monitor.join(timeout=30)
+    assert restarted, "the killed replica was not restarted and ready again"
+
+    _check_stored(run)
+    _check_readiness(run, victim["name"])
+    check_outbox(run)
+
+
+def _check_stored(run: Run) -> None:
+    with run.db.connect() as conn:
+        decisions = conn.execute(text("SELECT application_id, decision_id FROM decision_records "
+                                      "WHERE application_id LIKE 'CL-%'")).all()
+        starts = conn.execute(text("SELECT id, data FROM wf_instances")).all()
+    by_app: dict[str, list[str]] = {}
+    for app_id, did in decisions:
+        by_app.setdefault(app_id, []).append(did)
+    assert len(decisions) == N_DECISIONS, f"{len(decisions)} stored for {N_DECISIONS} accepted"
+    for i in range(N_DECISIONS):
+        assert by_app.get(f"CL-{i}") == [run.answers[f"decision:{i}"]["decision_id"]], i
+    assert len(starts) == N_STARTS
+    assert {r.id for r in starts} == {run.answers[f"start:{i}"]["instance_id"] for i in range(N_STARTS)}
+    for i in range(N_IDENTIFY):
+        assert run.answers[f"identify:{i}"]["matches"], "identify answered without the enrolled print"
+
+
+def _check_readiness(run: Run, victim: str) -> None:
+    """Ready meant serving, for every replica at every probe; the victim was seen down, then ready.
+
+    A probe of the victim that fails just after the kill (a "ready" answered before it, the probe after
+    it) is the kill itself, not a lie, and is not counted."""
+    wrong = [(name, probe) for name, ready, probe, at in run.readiness if ready == 200 and probe != 200
+             and not (name == victim and probe == 0 and 0 <= at - run.killed_at < 2.0)]
+    assert not wrong, f"/readyz said 200 but the replica did not serve: {wrong[:5]}"
+    seen = [ready for name, ready, _, _ in run.readiness if name == victim]
+    assert 200 in seen and any(s != 200 for s in seen), seen
+    assert seen[-1] == 200
+
+
+def check_outbox(run: Run) -> None:
+    """Hook for the transactional outbox (issue 17, the h17-outbox branch): every accepted decision and
+    workflow start must reach the broker exactly once after de-duplication. The relay is not on this
+    branch; ``run.answers`` holds every accepted request with its id for that check."""
