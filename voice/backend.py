@@ -223,17 +223,26 @@ def backend_dir_for(models_dir: Path, encoder_name: str) -> Path:
     return Path(models_dir) / "backend" / encoder_name
 
 
-def find_backend(encoder: Any, models_dir: Path) -> Backend | None:
-    """The back end trained for this exact encoder build, or None (engine falls back to cosine).
+def _load_other(directory: Path) -> Any:
+    """A back end stored in another layout than one ``backend.npz`` (the fused back end of
+    :mod:`callvet.voice.fusion`, whose parts are ordinary back ends in subdirectories)."""
+    from callvet.voice.fusion import FusedBackend
+
+    return FusedBackend.load(directory)
+
+
+def find_backend(encoder: Any, models_dir: Path) -> Any:
+    """The back end trained for this exact encoder build (a :class:`Backend`, or a
+    :class:`~callvet.voice.fusion.FusedBackend` for a fused encoder), or None (engine falls back to cosine).
 
     ``models_dir`` is either the models root (``<root>/backend/<encoder>``) or a back-end directory.
     """
     root = Path(models_dir)
-    directory = root if (root / MANIFEST_FILE).is_file() and (root / NPZ_FILE).is_file() else (
-        backend_dir_for(root, encoder.name))
+    own = backend_dir_for(root, encoder.name)
+    directory = root if (root / MANIFEST_FILE).is_file() and not (own / MANIFEST_FILE).is_file() else own
     if not (directory / MANIFEST_FILE).is_file():
         return None
-    backend = Backend.load(directory)
+    backend: Any = Backend.load(directory) if (directory / NPZ_FILE).is_file() else _load_other(directory)
     sha = str(encoder.manifest.get("sha256", ""))
     if backend.encoder_name != encoder.name or backend.encoder_sha256 != sha:
         log.warning("voice back end at %s was trained for %s:%s, not %s:%s; using plain cosine",

@@ -227,11 +227,10 @@ class Blacklist:
 
     def status(self) -> dict[str, Any]:
         """The index as this process sees it, and prints of other back ends that are not searched."""
+        from callvet.voice.reenrol import reenrolment_report
+
         self.refresh()
-        with self.db.connect() as conn:
-            by_backend = conn.execute(select(blacklist_samples.c.backend_id, func.count())
-                                      .group_by(blacklist_samples.c.backend_id)).all()
-        other = {str(b): int(n) for b, n in by_backend if b != self.engine.backend_id}
+        reenrol = reenrolment_report(self.db, self.engine.backend_id)
         identities, prints = self.counts()
         tiers = self.operating_points()
         call_tiers = self.operating_points(looks_ratio=self.call_looks_ratio())
@@ -251,7 +250,8 @@ class Blacklist:
             "kind": self.index.kind, "searchable_prints": len(self.index), "nprobe": self.index.nprobe,
             "recall": asdict(self.index.recall) if self.index.recall else None,
             "generation": self._generation, "ann_threshold": self.ann_threshold,
-            "opened": dict(self.index_status), "unsearchable_prints_by_backend": other,
+            "opened": dict(self.index_status), "reenrolment": reenrol,
+            "unsearchable_prints_by_backend": reenrol["unsearchable_prints_by_backend"],
         }
 
     def index_sync(self) -> dict[str, Any]:

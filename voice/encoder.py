@@ -47,7 +47,7 @@ def _sha256(path: Path) -> str:
 def verify_artifact(directory: Path) -> dict[str, Any]:
     """Read the manifest of ``directory`` and check every listed file's sha256; returns the manifest."""
     name = directory.name
-    hint = "run `callvet models build`" if name == "ge2e" else (
+    hint = "run `callvet models build`" if name in ("ge2e", "res2net") else (
         f"run `callvet models import-speechbrain DIR --name {name}`")
     path = directory / "manifest.json"
     if not path.is_file():
@@ -223,8 +223,9 @@ _CACHE: dict[tuple[str, int], OnnxEncoder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_encoder(models_dir: Path, name: str, *, intra_op_threads: int | None = None) -> OnnxEncoder:
-    """Load (once per process, directory and thread count) the encoder ``name`` built under ``models_dir``.
+def load_encoder(models_dir: Path, name: str, *, intra_op_threads: int | None = None) -> Any:
+    """Load (once per process, directory and thread count) the encoder ``name`` built under ``models_dir``;
+    ``a+b`` is a :class:`~callvet.voice.fusion.FusedEncoder` of encoders ``a`` and ``b``.
 
     ``intra_op_threads`` defaults to ``CALLVET_ENCODER_THREADS`` or 1: one thread per embedding lets
     many calls embed in parallel, which matters more for a call centre than one call's latency. The
@@ -237,6 +238,10 @@ def load_encoder(models_dir: Path, name: str, *, intra_op_threads: int | None = 
         intra_op_threads = int(env_value("encoder_threads"))
     if not name or "/" in name or name.startswith("."):
         raise InvalidInput(f"bad encoder name {name!r}", code="bad_encoder_name")
+    if "+" in name:
+        from callvet.voice.fusion import load_fused_encoder
+
+        return load_fused_encoder(models_dir, name, load_encoder, intra_op_threads=intra_op_threads)
     directory = (Path(models_dir) / name).resolve()
     key = (str(directory), int(intra_op_threads))
     with _CACHE_LOCK:

@@ -165,6 +165,9 @@ def embed_set(
     listed in ``skipped`` with their error code, so one bad file does not void a corpus run.
     """
     items = list(items)
+    if hasattr(engine.encoder, "parts"):
+        return _embed_fused(engine, items, augment=augment, cache_dir=cache_dir, progress=progress,
+                            label=label)
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"emb-{_cache_key(engine, [u.path for u in items], augment)}.npz"
@@ -218,6 +221,24 @@ def embed_set(
     if cache is not None:
         _save_cached(cache, out, kept)
     return out
+
+
+def _embed_fused(engine: VoiceEngine, items: list[Utterance], **kw: Any) -> EmbeddedSet:
+    """A fused encoder's set from each part's own (cached) set: the rows the fused encoder gives, without
+    embedding the corpus again for every combination of encoders."""
+    from callvet.voice.engine import VoiceEngine
+    from callvet.voice.fusion import fuse_embeddings, fuse_partials
+
+    label = kw.pop("label")
+    sets = [embed_set(VoiceEngine(p, vad=engine.vad), items, label=f"{label} ({p.name})", **kw)
+            for p in engine.encoder.parts]
+    first = sets[0]
+    if any([u.path for u in s.items] != [u.path for u in first.items] for s in sets[1:]):
+        raise InvalidInput("the encoders kept different files", code="bad_corpus")
+    return EmbeddedSet(first.items, fuse_embeddings([s.emb for s in sets]),
+                       fuse_embeddings([s.aug for s in sets]),
+                       [fuse_partials(list(p)) for p in zip(*[s.partials for s in sets], strict=True)],
+                       first.net_s, first.skipped)
 
 
 @dataclass

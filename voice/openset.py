@@ -149,7 +149,7 @@ class Scores:
 class Scorer:
     """Back end + s-norm cohort: raw embeddings -> prints -> normalised scores (what the service does)."""
 
-    def __init__(self, backend: Backend | None, cohort_raw: np.ndarray | None, top_n: int = DEFAULT_TOP_N):
+    def __init__(self, backend: Backend | Any, cohort_raw: np.ndarray | None, top_n: int = DEFAULT_TOP_N):
         self.backend = backend
         self.snorm: SNorm | None = None
         if backend is not None and cohort_raw is not None and len(cohort_raw):
@@ -242,7 +242,7 @@ def score_heldout(scorer: Scorer, dev: DevSet, fraudsters: Sequence[str], innoce
     return Scores(looks, look_s, np.asarray(truth), np.asarray(fam), np.asarray(spk_out), owner_a, pscores)
 
 
-def _inner_scores(dev: DevSet, mask: np.ndarray, config: BackendConfig, k: int,
+def _inner_scores(dev: DevSet, mask: np.ndarray, fit: Callable[[TrainingSet], Any], k: int,
                   progress: Callable[[str], None] | None) -> dict[str, list[Any]]:
     """Out-of-fold scores inside ``mask``: per inner family fold, a back end + cohort fitted on the
     other inner folds score this fold's speakers (half enrolled, half innocent, then swapped)."""
@@ -260,7 +260,7 @@ def _inner_scores(dev: DevSet, mask: np.ndarray, config: BackendConfig, k: int,
         train = mask & ~test
         if len(set(dev.speaker[train])) < 4 or not test.any():
             continue
-        backend = fit_backend(dev.training(train), config)
+        backend = fit(dev.training(train))
         scorer = Scorer(backend, _cohort_raw(dev, train))
         speakers = sorted(set(dev.speaker[test]))
         rng = np.random.default_rng(i)
@@ -307,12 +307,16 @@ def _exceed(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.array([(x > v).mean() for v in t])
 
 
-def fit_openset(dev: DevSet, mask: np.ndarray, *, backend: Backend | None = None,
+def fit_openset(dev: DevSet, mask: np.ndarray, *, backend: Any = None,
                 config: BackendConfig = RECOMMENDED_CONFIG, inner_folds: int = 3,
-                progress: Callable[[str], None] | None = None) -> tuple[Calibration, Backend, dict[str, Any]]:
+                progress: Callable[[str], None] | None = None,
+                fit: Callable[[TrainingSet], Any] | None = None) -> tuple[Calibration, Any, dict[str, Any]]:
     """Calibration for ``backend`` (fitted here on ``mask`` when None) from out-of-fold scores inside
-    ``mask``: null tail per look, prints and looks corrections, duration-aware LLR, 10 s detection."""
-    sc = _inner_scores(dev, mask, config, inner_folds, progress)
+    ``mask``: null tail per look, prints and looks corrections, duration-aware LLR, 10 s detection.
+    ``fit`` makes a back end from training data (default: :func:`fit_backend` with ``config``; the fused
+    back end passes its own), for the inner folds and for ``backend`` when None."""
+    fit = fit or (lambda data: fit_backend(data, config))
+    sc = _inner_scores(dev, mask, fit, inner_folds, progress)
     null = np.asarray(sc["null"])
     # Looks: per-identity max over a call's looks against the last look alone, in the tail.
     qs = np.quantile(null, [0.99, 0.995, 0.998])
@@ -327,7 +331,7 @@ def fit_openset(dev: DevSet, mask: np.ndarray, *, backend: Backend | None = None
     ratio_prints = float(np.median(p_id / np.maximum(p_print, 1e-9))) if p_print.min() > 0 else 1.0
     prints_exponent = float(np.clip(math.log(max(ratio_prints, 1.0)) / math.log(3.0), 0.0, 1.0))
     if backend is None:
-        backend = fit_backend(dev.training(mask), config)
+        backend = fit(dev.training(mask))
     cohort_raw = _cohort_raw(dev, mask)
     cv = backend.project(cohort_raw)
     stats = np.asarray(backend.cohort_stats(cv))
@@ -379,3 +383,4 @@ def load_devset(engine: Any, root: Any, *, cache_dir: Any = None, progress: bool
         cond=np.concatenate([[c] * len(s.items) for c, s in parts]),
         name=np.array([u.name for _, s in parts for u in s.items]),
     )
+

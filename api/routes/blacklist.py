@@ -319,6 +319,9 @@ class StatusOut(BaseModel):
     opened: dict[str, Any] = Field(description="how this process opened the index (loaded or rebuilt, why)")
     unsearchable_prints_by_backend: dict[str, int] = Field(
         description="prints made by another encoder/back end: re-enrol them to make them searchable")
+    reenrolment: dict[str, Any] | None = Field(
+        None, description="identities with no print of the back end in force (invisible to every search "
+        "until re-enrolled from the original recordings; prints cannot be converted, audio is not kept)")
 
 
 @router.get("/v1/blacklist/status", response_model=StatusOut, responses=ERRORS)

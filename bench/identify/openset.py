@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 from callvet.core.settings import Settings
+from callvet.voice.backend import RECOMMENDED_CONFIG
 from callvet.voice.engine import COSINE_THRESHOLD, VoiceEngine
+from callvet.voice.fusion import backend_fitter
 from callvet.voice.openset import Scorer, fit_openset, load_devset, score_heldout
 from callvet.voice.tiers import TierConfig, decide, operating_points
 
@@ -36,6 +38,7 @@ ALARM_FAR, REVIEW_FAR = 0.01, 0.05
 LOOK_FLOOR_S = 1.5
 TIERS = TierConfig(ALARM_FAR, REVIEW_FAR, 6.0)
 CALL_LOOKS_RATIO = 60.0 / LOOK_FLOOR_S
+REVIEW_FARS: tuple[float, ...] = (0.05, 0.1, 0.2)
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -72,15 +75,36 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/identify/OPENSET.md"))
     ap.add_argument("--conditions", default="channel", help="corpus trees to use (comma-separated); the "
                     "back ends are trained on these + their simulated-channel copies")
+    ap.add_argument("--encoder", default=None, help="encoder (default: the configured one); 'ge2e+res2net' "
+                    "is the fused print, fitted as the service fits it (one PLDA per part, LLRs summed)")
+    ap.add_argument("--review-far", default="0.05,0.1,0.2", help="review tier targets to report")
+    ap.add_argument("--folds", default=None, help="outer folds to run (indices into FOLDS, comma-separated; "
+                    "default all); with --rows-only the rows are written and merged later with --merge")
+    ap.add_argument("--rows-only", action="store_true", help="write the rows JSON only, no report")
+    ap.add_argument("--merge", nargs="*", type=Path, default=None, help="rows JSON files to merge into --out")
     args = ap.parse_args()
     t0 = time.time()
-    engine = VoiceEngine.from_settings(Settings(), backend_dir=False)
-    dev = load_devset(engine, args.corpus, cache_dir=args.cache, conditions=args.conditions.split(","))
+    if args.merge:
+        merged = [r for f in args.merge for r in json.loads(f.read_text())]
+        write_report(merged, args.out, float("nan"))
+        return
+    global REVIEW_FARS
+    REVIEW_FARS = tuple(float(v) for v in args.review_far.split(","))
+    settings = Settings(**({"encoder": args.encoder} if args.encoder else {}))
+    engine = VoiceEngine.from_settings(settings, backend_dir=False)
+    conditions = args.conditions.split(",")
+    dev = load_devset(engine, args.corpus, cache_dir=args.cache, conditions=conditions)
+    peer_dev = dev
+    fit = backend_fitter(engine.encoder, RECOMMENDED_CONFIG)
+    if hasattr(engine.encoder, "parts"):
+        peer_dev = load_devset(VoiceEngine(engine.encoder.parts[0], vad=engine.vad), args.corpus,
+                               cache_dir=args.cache, conditions=conditions)
     rows: list[dict] = []
-    for fold in FOLDS:
+    picked = [FOLDS[int(i)] for i in args.folds.split(",")] if args.folds else FOLDS
+    for fold in picked:
         held = np.isin(dev.family, fold)
         train = ~held
-        cal, backend, _ = fit_openset(dev, train, progress=lambda m: print("  ", m, flush=True))
+        cal, backend, _ = fit_openset(dev, train, progress=lambda m: print("  ", m, flush=True), fit=fit)
         scorer = Scorer(backend, None)
         from callvet.voice.calibration import SNorm
 
@@ -89,8 +113,9 @@ def main() -> None:
         speakers = sorted(set(dev.speaker[held]))
         order = list(np.random.default_rng(7).permutation(speakers))
         halves = [order[::2], order[1::2]]
-        filler_pool = dev.aug[train].reshape(-1, dev.emb.shape[1])
-        filler_pool = filler_pool[np.random.default_rng(3).permutation(len(filler_pool))]
+        perm = np.random.default_rng(3).permutation(int(train.sum()) * dev.aug.shape[1])
+        filler_pool = dev.aug[train].reshape(-1, dev.emb.shape[1])[perm]
+        peer_pool = peer_dev.aug[train].reshape(-1, peer_dev.emb.shape[1])[perm]
         print(f"fold {fold}: {len(speakers)} held-out speakers; gamma {cal.looks_gamma:.3f} "
               f"prints exp {cal.prints_exponent:.3f}", flush=True)
         for n in SIZES:
@@ -101,9 +126,12 @@ def main() -> None:
                 prints = 3 * len(fraud) + len(filler)
                 ops = operating_points(cal, TIERS, n, prints, looks_ratio=CALL_LOOKS_RATIO,
                                        min_net_speech_s=LOOK_FLOOR_S)
+                wider = {rf: operating_points(cal, TierConfig(ALARM_FAR, rf, TIERS.alarm_min_speech_s), n,
+                                              prints, looks_ratio=CALL_LOOKS_RATIO,
+                                              min_net_speech_s=LOOK_FLOOR_S)["review"] for rf in REVIEW_FARS}
                 sc = score_heldout(scorer, dev, fraud, innocent, filler_raw=filler, overlap=True)
-                sp = score_heldout(peer, dev, fraud, innocent, filler_raw=filler, normalise=False,
-                                   overlap=True)
+                sp = score_heldout(peer, peer_dev, fraud, innocent, filler_raw=peer_pool[: n - len(fraud)],
+                                   normalise=False, overlap=True)
                 for c in range(len(sc.looks)):
                     row = {"fold": "+".join(fold), "n": n, "family": str(sc.family[c]),
                            "innocent": bool(sc.truth[c] < 0)}
@@ -113,6 +141,11 @@ def main() -> None:
                         row[f"{tier}_t"] = op["threshold"]
                         row[f"{tier}_expected_far"] = op["expected_far"]
                         row[f"{tier}_expected_det"] = op["expected_detection"]
+                    for rf, op in wider.items():
+                        o = outcome(sc.looks[c], sc.look_s[c], int(sc.truth[c]), ops["alarm"]["threshold"],
+                                    op["threshold"], TIERS.alarm_min_speech_s)
+                        row[f"r{rf}_flag"], row[f"r{rf}_named"] = o["review_flag"], o["review_named"]
+                        row[f"r{rf}_expected_det"] = op["expected_detection"]
                     cos = outcome(sp.looks[c], sp.look_s[c], int(sp.truth[c]), COSINE_THRESHOLD, None, 0.0)
                     row["cos_flag"], row["cos_named"] = cos["alarm_flag"], cos["alarm_named"]
                     rows.append(row)
@@ -122,7 +155,8 @@ def main() -> None:
               f"{np.mean([r['alarm_flag'] for r in inn]):.3f}; {time.time() - t0:.0f}s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     (args.out.with_suffix(".json")).write_text(json.dumps(rows, indent=0) + "\n")
-    write_report(rows, args.out, time.time() - t0)
+    if not args.rows_only:
+        write_report(rows, args.out, time.time() - t0)
 
 
 def _rate(rs: list[dict], key: str) -> tuple[int, int]:
@@ -173,6 +207,19 @@ def write_report(rows: list[dict], out: Path, secs: float) -> None:
                 f"{_fmt(*_rate(inn, 'review_flag'))} | {len(fr)} | {_fmt(*_rate(fr, 'alarm_named'))} | "
                 f"{_fmt(*_rate(fr, 'review_named'))} | {_fmt(*_rate(inn, 'cos_flag'))} | "
                 f"{_fmt(*_rate(fr, 'cos_named'))} |")
+    lines += ["", "## Review tier at other targets (pooled; alarm tier unchanged)", "",
+              "| N | review target | innocent calls flagged (alarm or review) | fraudsters named (alarm or "
+              "review) | expected det. |", "|---:|---:|---|---|---:|"]
+    for n in SIZES:
+        rs = [r for r in rows if r["n"] == n]
+        inn = [r for r in rs if r["innocent"]]
+        fr = [r for r in rs if not r["innocent"]]
+        for rf in REVIEW_FARS:
+            if f"r{rf}_flag" not in rs[0]:
+                continue
+            lines.append(f"| {n} | {rf:.0%} | {_fmt(*_rate(inn, f'r{rf}_flag'))} | "
+                         f"{_fmt(*_rate(fr, f'r{rf}_named'))} | "
+                         f"{np.mean([r[f'r{rf}_expected_det'] for r in rs]):.3f} |")
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

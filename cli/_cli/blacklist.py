@@ -203,6 +203,17 @@ def _refuse_empty(bl: Blacklist) -> None:
     """An empty blacklist cannot say "no match": it would clear every fraudster (issue 11, a command run
     against a fresh data directory). Refused, naming the store, so the operator finds the right one."""
     _, prints = bl.counts()
+    from callvet.voice.reenrol import reenrolment_report
+
+    stale = reenrolment_report(bl.db, bl.engine.backend_id)
+    if prints == 0 and stale["required"]:
+        raise InvalidInput(
+            f"the blacklist in {redact_url(bl.db.url)} holds {stale['unsearchable_prints']} prints of other "
+            f"back ends ({', '.join(stale['unsearchable_prints_by_backend'])}) and none of "
+            f"{bl.engine.backend_id}: {stale['identities_not_searchable']} identities must be re-enrolled "
+            "from their original recordings (`callvet blacklist add-sample ID FILE`; a print cannot be "
+            "converted and audio is never kept). `callvet blacklist status` lists them",
+            code="reenrolment_required", identity_ids=stale["identity_ids_not_searchable"][:20])
     if prints == 0:
         raise InvalidInput(
             f"the blacklist in {redact_url(bl.db.url)} has no searchable prints for back end "

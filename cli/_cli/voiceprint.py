@@ -46,9 +46,10 @@ def train_backend_cmd(
 ) -> None:
     """Train and store the back end (NAP + WCCN, then PLDA or AS-norm; calibrated threshold)."""
     import numpy as np
-    from callvet.voice.backend import BackendConfig, TrainingSet, backend_dir_for, train_backend
+    from callvet.voice.backend import BackendConfig, TrainingSet, backend_dir_for
     from callvet.voice.engine import VoiceEngine
     from callvet.voice.evaluation import embed_set, scan_tree, speaker_groups
+    from callvet.voice.fusion import train_for_encoder
 
     settings = get_settings()
     try:
@@ -66,9 +67,7 @@ def train_backend_cmd(
                                 code="bad_corpus"))
     strata = speaker_groups(trees[0], sorted(set(data.speaker)))
     config = BackendConfig(target_far=target_far, plda_dim=plda_dim)
-    backend = train_backend(data, config, encoder_name=engine.encoder_name,
-                            encoder_sha256=str(engine.encoder.manifest.get("sha256", "")), folds=folds,
-                            strata=strata, progress=typer.echo)
+    backend = train_for_encoder(engine.encoder, data, config, folds=folds, strata=strata, progress=typer.echo)
     backend.meta["trained_on"] = [str(t) for t in trees]
     target = out or backend_dir_for(settings.models_dir, engine.encoder_name)
     backend.save(target)
@@ -89,8 +88,9 @@ def calibrate_cmd(
     """Fit the open-set calibration (s-norm cohort, null tail, looks/prints corrections, LLR) for the
     installed back end; writes calibration.json + cohort.npz beside backend.npz."""
     import numpy as np
-    from callvet.voice.backend import backend_dir_for
+    from callvet.voice.backend import RECOMMENDED_CONFIG, backend_dir_for
     from callvet.voice.engine import VoiceEngine
+    from callvet.voice.fusion import backend_fitter
     from callvet.voice.openset import fit_openset, load_devset
 
     settings = get_settings()
@@ -103,8 +103,9 @@ def calibrate_cmd(
                           progress=True, conditions=conditions.split(","))
     except CallvetError as exc:
         raise fail(exc) from exc
+    fit = backend_fitter(engine.encoder, RECOMMENDED_CONFIG)
     cal, _, _ = fit_openset(dev, np.ones(len(dev.emb), bool), backend=engine.backend, inner_folds=folds,
-                            progress=typer.echo)
+                            progress=typer.echo, fit=fit)
     cal.meta["built_from"] = str(corpus)
     cal.meta["speakers"] = len(set(dev.speaker))
     target = out or backend_dir_for(settings.models_dir, engine.encoder_name)
