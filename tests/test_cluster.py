@@ -100,6 +100,9 @@ def cluster(tmp_path: Path) -> Iterator[Run]:
         urls = run.replica_urls()
         assert wait_for(lambda: all(_ready(u) for u in urls.values()) or proc.poll() is not None, 120), \
             (tmp_path / "cluster.err").read_text()
+        # HAProxy puts a replica in rotation only after its own checks pass (rise 2 x 0.5 s)
+        assert wait_for(lambda: _ready(run.url) or proc.poll() is not None, 60), \
+            (tmp_path / "cluster.err").read_text()
         yield run
     finally:
         if proc.poll() is None:
