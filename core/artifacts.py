@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ __all__ = [
     "verify_whisper",
     "whisper_dir",
     "whisper_is_built",
+    "write_json_atomic",
 ]
 
 MANIFEST = "manifest.json"
@@ -148,3 +151,22 @@ def sentence_paths(models_dir: Path) -> list[Path]:
 
 def sentence_is_built(models_dir: Path) -> bool:
     return all(p.is_file() and p.stat().st_size > 0 for p in sentence_paths(models_dir))
+
+
+def write_json_atomic(path: Path, body: dict[str, Any], *, indent: int = 2) -> Path:
+    """Write ``body`` as JSON next to ``path`` and rename it into place.
+
+    A manifest is the mark of a finished artifact: a reader must see either the old one or the whole new
+    one, never a half-written file left by a crash or a concurrent build.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f, indent=indent, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from callvet.core.artifacts import write_json_atomic
 
 __all__ = [
     "RECOMMENDED_CONFIG",
@@ -189,9 +190,7 @@ class Backend:
             "npz_sha256": hashlib.sha256((directory / NPZ_FILE).read_bytes()).hexdigest(),
             **self.meta,
         }
-        tmp_m = directory / (MANIFEST_FILE + ".tmp")
-        tmp_m.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        tmp_m.replace(directory / MANIFEST_FILE)
+        write_json_atomic(directory / MANIFEST_FILE, manifest)
         return directory
 
     @classmethod

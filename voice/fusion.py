@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from callvet.core.artifacts import write_json_atomic
 from callvet.core.errors import InvalidInput, Unavailable
 from callvet.voice.backend import (
     MANIFEST_FILE,
@@ -218,9 +219,7 @@ class FusedBackend:
                       for i, b in enumerate(self.parts)],
             **self.meta,
         }
-        tmp = directory / (MANIFEST_FILE + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        tmp.replace(directory / MANIFEST_FILE)
+        write_json_atomic(directory / MANIFEST_FILE, manifest)
         return directory
 
     @classmethod
