@@ -18,27 +18,20 @@ from callvet.console.users import Policy, SignInError, UserStore, hash_password,
 from callvet.core import audit
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import InvalidInput
+from consolesite import PASSWORD, console_app, csrf
 from sqlalchemy import select, update
 
-PASSWORD = "correct horse battery staple"
 ROLES = {"ana": "analyst", "bob": "approver", "rita": "risk_officer", "aud": "auditor", "adm": "admin"}
 
 
 @pytest.fixture
 def console(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    from callvet.api.app import create_app
-    from callvet.core.settings import Settings
     from fastapi.testclient import TestClient
 
-    monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
-    settings = Settings(data_dir=tmp_path / "var", database_url=db.url, console_max_failures=3)
-    settings.ensure_dirs()
-    app = create_app(settings, db=db)
-    users = UserStore(db)
-    for name, role in ROLES.items():
-        users.create(name, role, PASSWORD, actor="test")
+    app = console_app(db, tmp_path, monkeypatch, ROLES, console_max_failures=3)
     with TestClient(app) as client:
-        yield {"client": client, "app": app, "db": db, "users": users, "settings": settings}
+        yield {"client": client, "app": app, "db": db, "users": UserStore(db),
+               "settings": app.state.ctx.settings}
 
 
 def _new_client(env: dict[str, Any], base_url: str = "http://testserver") -> Any:
@@ -47,16 +40,10 @@ def _new_client(env: dict[str, Any], base_url: str = "http://testserver") -> Any
     return TestClient(env["app"], base_url=base_url)
 
 
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m, "no csrf field on the page"
-    return m.group(1)
-
-
 def sign_in(client: Any, name: str, password: str = PASSWORD) -> Any:
     page = client.get("/console/login")
     return client.post("/console/login", data={"username": name, "password": password,
-                                               "csrf": _csrf(page.text)}, follow_redirects=False)
+                                               "csrf": csrf(page.text)}, follow_redirects=False)
 
 
 def test_scrypt_hash_is_salted_and_checks(db: Database) -> None:
@@ -168,7 +155,7 @@ def test_state_changes_need_the_csrf_token_and_same_origin(console: dict[str, An
     client = console["client"]
     sign_in(client, "rita")
     page = client.get("/console/policies")
-    token = _csrf(page.text)
+    token = csrf(page.text)
     url = "/console/policies/prescreen/versions/1/reject"
     for data, headers in [({}, {}), ({"csrf": "not-it"}, {}),
                           ({"csrf": token}, {"Origin": "https://evil.example"})]:
@@ -218,7 +205,7 @@ def test_one_time_password_must_be_changed_first(console: dict[str, Any]) -> Non
     assert r.headers["location"] == "/console/password"
     assert client.get("/console/tasks", follow_redirects=False).headers["location"] == "/console/password"
     page = client.get("/console/password")
-    token = _csrf(page.text)
+    token = csrf(page.text)
     r = client.post("/console/password", data={"csrf": token, "current": "one-time pass 123",
                                                "new": "tiny", "repeat": "tiny"})
     assert r.status_code == 422

@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 from callvet.console import charts
-from callvet.console.users import UserStore
 from callvet.core.db import Database
+from consolesite import console_app, signed_in
 from decision_fixtures import make_engine
-
-PASSWORD = "correct horse battery staple"
 
 
 def test_per_day_counts_match_the_decisions_made(db: Database) -> None:
@@ -55,26 +53,13 @@ def test_bar_geometry_is_proportional_and_stays_in_the_plot() -> None:
 
 def test_the_charts_page_for_risk_officers_and_auditors(db: Database, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from callvet.api.app import create_app
-    from callvet.core.settings import Settings
     from callvet.sim.decision import simulate
-    from fastapi.testclient import TestClient
 
-    monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
-    settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
-    settings.ensure_dirs()
-    app = create_app(settings, db=db)
+    app = console_app(db, tmp_path, monkeypatch, {"rita": "risk_officer", "ana": "analyst"})
     make_engine(db).decide_batch(simulate(30, seed=2).applications, actor="test")
-    users = UserStore(db)
-    for name, role in {"rita": "risk_officer", "ana": "analyst"}.items():
-        users.create(name, role, PASSWORD, actor="test")
 
     def client(name: str) -> Any:
-        c = TestClient(app)
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text)
-        assert token
-        c.post("/console/login", data={"username": name, "password": PASSWORD, "csrf": token.group(1)})
-        return c
+        return signed_in(app, name)
 
     page = client("rita").get("/console/charts?days=7")
     assert page.status_code == 200

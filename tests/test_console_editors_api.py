@@ -13,29 +13,18 @@ from typing import Any
 
 import pytest
 from callvet.console import editors
-from callvet.console.users import UserStore
 from callvet.core import audit
 from callvet.core.db import Database
 from callvet.decision import store as policy_store
+from consolesite import console_app, csrf, signed_in
 from decision_fixtures import make_engine
-
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
 def site(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    from callvet.api.app import create_app
-    from callvet.core.settings import Settings
-
-    monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
-    settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
-    settings.ensure_dirs()
-    app = create_app(settings, db=db)
+    app = console_app(db, tmp_path, monkeypatch, {"bob": "approver", "rita": "risk_officer"})
     engine = make_engine(db)
     app.state.ctx.override("decision", engine)
-    users = UserStore(db)
-    for name, role in {"bob": "approver", "rita": "risk_officer"}.items():
-        users.create(name, role, PASSWORD, actor="test")
     yield {"app": app, "db": db, "engine": engine}
 
 
@@ -60,20 +49,7 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _client(site: dict[str, Any], name: str) -> Any:
-    from fastapi.testclient import TestClient
-
-    client = TestClient(site["app"])
-    page = client.get("/console/login")
-    r = client.post("/console/login", data={"username": name, "password": PASSWORD,
-                                           "csrf": _csrf(page.text)}, follow_redirects=False)
-    assert r.status_code == 303
-    return client
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m
-    return m.group(1)
+    return signed_in(site["app"], name)
 
 
 def _draft(age: int) -> dict[str, Any]:
@@ -127,7 +103,7 @@ def test_simulate_then_propose_carries_the_expected_effect(site: dict[str, Any])
 
     site["engine"].decide_batch(simulate(120, seed=4).applications, actor="test")
     rita = _client(site, "rita")
-    token = _csrf(rita.get("/console/policies").text)
+    token = csrf(rita.get("/console/policies").text)
     url = "/console/policies/prescreen/simulate"
     body = {"graph": _draft(35), "limit": 100}
     assert rita.post(url, json=body).status_code == 403  # no CSRF token
@@ -171,7 +147,7 @@ def test_bpmn_validate_and_upload_name_the_element(site: dict[str, Any]) -> None
     good = (PROCESSES_DIR / "card_issuance.bpmn").read_text()
     broken = good.replace("decision == 'decline'", "__import__('os').system('true')")
     rita = _client(site, "rita")
-    token = _csrf(rita.get("/console/processes").text)
+    token = csrf(rita.get("/console/processes").text)
     h = {"x-csrf-token": token, "content-type": "application/xml"}
     assert rita.post("/console/processes/validate", content=good.encode(),
                      headers={"content-type": "application/xml"}).status_code == 403

@@ -6,62 +6,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from callvet.console.live import AlarmHub, AlarmObserver, alarm_event, poll_stream, sse_stream
-from callvet.console.users import UserStore
 from callvet.core import audit
 from callvet.core.db import Database
 from callvet.decision import store as policy_store
 from callvet.voice.call.observer import CallInfo
+from consolesite import console_app, csrf, scripted_workflow, signed_in
 
-PASSWORD = "correct horse battery staple"
 APP = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
+
+PEOPLE = {"ana": "analyst", "bob": "approver", "rita": "risk_officer"}
 
 
 @pytest.fixture
 def site(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    from callvet.api.app import create_app
-    from callvet.core.settings import Settings
-    from callvet.sim.workflow import scripted_decider
-    from callvet.workflow.engine import WorkflowRuntime
-
-    monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
-    settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
-    settings.ensure_dirs()
-    app = create_app(settings, db=db)
-    rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
-    rt.ensure_ready()
-    app.state.ctx.override("workflow", rt)  # the scripted policy decides (as in test_api_workflow)
-    users = UserStore(db)
-    for name, role in {"ana": "analyst", "bob": "approver", "rita": "risk_officer"}.items():
-        users.create(name, role, PASSWORD, actor="test")
-    yield {"app": app, "db": db, "rt": rt}
+    app = console_app(db, tmp_path, monkeypatch, PEOPLE)
+    yield {"app": app, "db": db, "rt": scripted_workflow(app, db)}
 
 
 def _client(site: dict[str, Any], name: str) -> Any:
-    from fastapi.testclient import TestClient
-
-    client = TestClient(site["app"])
-    page = client.get("/console/login")
-    r = client.post("/console/login", data={"username": name, "password": PASSWORD,
-                                           "csrf": _csrf(page.text)}, follow_redirects=False)
-    assert r.status_code == 303
-    return client
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m
-    return m.group(1)
+    return signed_in(site["app"], name)
 
 
 def _post(client: Any, page: str, url: str, data: dict[str, Any], **kw: Any) -> Any:
-    return client.post(url, data={"csrf": _csrf(client.get(page).text), **data}, follow_redirects=False, **kw)
+    return client.post(url, data={"csrf": csrf(client.get(page).text), **data}, follow_redirects=False, **kw)
 
 
 def test_analyst_creates_and_deletes_an_identity_with_a_reason(site: dict[str, Any]) -> None:
@@ -126,7 +99,7 @@ def test_bpmn_upload_and_activation(site: dict[str, Any]) -> None:
 
     rita = _client(site, "rita")
     xml = (PROCESSES_DIR / "card_issuance.bpmn").read_text().replace("Credit card issuance", "Card v2")
-    token = _csrf(rita.get("/console/processes").text)
+    token = csrf(rita.get("/console/processes").text)
     r = rita.post("/console/processes/upload", data={"csrf": token},
                   files={"bpmn": ("card.bpmn", b"<definitions>nope", "application/xml")})
     assert r.status_code == 422 and 'data-testid="bpmn-error"' in r.text
@@ -252,7 +225,7 @@ def test_a_flagged_recording_needs_an_override_with_a_reason(site: dict[str, Any
                               "and I pay my bills on the first of every month.", "en-us+m5"), 16000)
 
     def upload(**fields: str) -> Any:
-        token = _csrf(ana.get(page).text)
+        token = csrf(ana.get(page).text)
         return ana.post(f"{page}/samples", data={"csrf": token, **fields},
                         files={"audio": ("s.wav", wav, "audio/wav")}, follow_redirects=False)
 

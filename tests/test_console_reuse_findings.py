@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 from callvet.console import reuse
-from callvet.console.users import UserStore
 from callvet.core.db import Database
 from callvet.voice.call.frames import StartFrame
 from callvet.voice.call.store import CallStore
-
-PASSWORD = "correct horse battery staple"
+from consolesite import console_app, csrf, scripted_workflow, signed_in
 
 
 def _call(store: CallStore, call_id: str, application_id: str) -> None:
@@ -41,9 +39,6 @@ def test_links_join_transitively() -> None:
 
 def test_groups_from_stored_verdicts_and_the_page(db: Database, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from callvet.api.app import create_app
-    from callvet.core.settings import Settings
-    from fastapi.testclient import TestClient
 
     store = CallStore(db)
     for cid in ("c1", "c2", "c3", "c4", "c5"):
@@ -62,20 +57,10 @@ def test_groups_from_stored_verdicts_and_the_page(db: Database, tmp_path: Path,
     assert gone["stored"] is False and gone["application_id"] == "APP-gone"
     assert reuse.reuse_groups(db, max_events=2)["capped"]
 
-    monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
-    settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
-    settings.ensure_dirs()
-    app = create_app(settings, db=db)
-    users = UserStore(db)
-    for name, role in {"ana": "analyst", "bob": "approver"}.items():
-        users.create(name, role, PASSWORD, actor="test")
+    app = console_app(db, tmp_path, monkeypatch, {"ana": "analyst", "bob": "approver"})
 
     def client(name: str) -> Any:
-        c = TestClient(app)
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text)
-        assert token
-        c.post("/console/login", data={"username": name, "password": PASSWORD, "csrf": token.group(1)})
-        return c
+        return signed_in(app, name)
 
     page = client("ana").get("/console/reuse")
     assert page.status_code == 200
@@ -88,20 +73,10 @@ def test_findings_are_rectified_with_a_note_by_an_approver(db: Database, tmp_pat
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from callvet.api.app import create_app
     from callvet.core import audit
-    from callvet.core.settings import Settings
-    from callvet.sim.workflow import scripted_decider
-    from callvet.workflow.engine import WorkflowRuntime
-    from fastapi.testclient import TestClient
 
-    monkeypatch.setenv("CALLVET_CASES_PUMP", "0")
-    settings = Settings(data_dir=tmp_path / "var", database_url=db.url)
-    settings.ensure_dirs()
-    app = create_app(settings, db=db)
-    rt = WorkflowRuntime(db, settings=settings, decide=scripted_decider)
-    rt.ensure_ready()
-    app.state.ctx.override("workflow", rt)
+    app = console_app(db, tmp_path, monkeypatch, {"bob": "approver", "ana": "analyst"})
+    rt = scripted_workflow(app, db)
     example = json.loads((Path(__file__).parent / "data" / "application.example.json").read_text())
     application = {**example, "risk_reasons": [],
                    "employment": {**example["employment"], "monthly_income": 0}}
@@ -111,22 +86,16 @@ def test_findings_are_rectified_with_a_note_by_an_approver(db: Database, tmp_pat
                      actor="approver:test", role="approver")
     open_ = rt.supervisor.findings(status="open")
     assert open_, "approving without income proof breaks an issuance rule"
-    users = UserStore(db)
-    for name, role in {"bob": "approver", "ana": "analyst"}.items():
-        users.create(name, role, PASSWORD, actor="test")
-    bob = TestClient(app)
-    token = re.search(r'name="csrf" value="([^"]+)"', bob.get("/console/login").text)
-    assert token
-    bob.post("/console/login", data={"username": "bob", "password": PASSWORD, "csrf": token.group(1)})
+    bob = signed_in(app, "bob")
     page = bob.get("/console/findings")
     assert page.status_code == 200 and f'data-finding-id="{open_[0]["id"]}"' in page.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    token = csrf(page.text)
     url = f"/console/findings/{open_[0]['id']}/rectify"
-    assert bob.post(url, data={"csrf": csrf, "note": " "}).status_code == 422
+    assert bob.post(url, data={"csrf": token, "note": " "}).status_code == 422
     assert bob.post(url, data={"note": "income proof obtained"}).status_code == 403  # no CSRF token
-    r = bob.post(url, data={"csrf": csrf, "note": "income proof obtained"}, follow_redirects=False)
+    r = bob.post(url, data={"csrf": token, "note": "income proof obtained"}, follow_redirects=False)
     assert r.status_code == 303
-    assert bob.post(url, data={"csrf": csrf, "note": "again"}).status_code == 409
+    assert bob.post(url, data={"csrf": token, "note": "again"}).status_code == 409
     entry = audit.query(db, action="supervision.rectify")[0]
     assert entry["actor"] == "approver:user:bob" and entry["reason"] == "income proof obtained"
     assert len(rt.supervisor.findings(status="open")) == len(open_) - 1
