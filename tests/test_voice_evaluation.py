@@ -126,3 +126,18 @@ def test_undecodable_files_are_skipped_and_listed(tmp_path: Path) -> None:
         s = embed_set(engine, scan_tree(tmp_path), cache_dir=tmp_path / "cache")
         assert [u.name for u in s.items] == ["good.wav"] and s.emb.shape == (1, engine.encoder.dim)
         assert len(s.skipped) == 1 and s.skipped[0]["file"].endswith("silent.wav")
+
+
+def test_subset_and_training_set_keep_held_out_speakers_out() -> None:
+    from callvet.voice.evaluation import EmbeddedSet, Utterance, training_set
+
+    items = [Utterance(s, f"{s}-{i}", Path(f"/x/{s}/{i}.wav")) for s in ("a", "b", "c") for i in range(2)]
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((6, 4)).astype(np.float32)
+    aug = rng.standard_normal((6, 2, 4)).astype(np.float32)
+    es = EmbeddedSet(items, emb, aug, [emb[i:i + 1] for i in range(6)], np.arange(6, dtype=float))
+    sub = es.subset({"a", "c"})
+    assert list(sub.speakers) == ["a", "a", "c", "c"] and np.array_equal(sub.emb, emb[[0, 1, 4, 5]])
+    assert np.array_equal(sub.net_s, [0, 1, 4, 5]) and np.array_equal(sub.partials[2], emb[4:5])
+    ts = training_set([es, es.subset({"b", "c"})], {"b"})
+    assert list(ts.speaker) == ["b"] * 4 and ts.emb.shape == (4, 4) and ts.aug.shape == (4, 2, 4)

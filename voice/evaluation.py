@@ -31,7 +31,7 @@ from callvet.voice.audio import AudioError
 from callvet.voice.augment import CHANNELS, channel_copies
 
 if TYPE_CHECKING:
-    from callvet.voice.backend import Backend
+    from callvet.voice.backend import Backend, TrainingSet
     from callvet.voice.engine import VoiceEngine
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "scan_tree",
     "speaker_groups",
     "target_nontarget",
+    "training_set",
 ]
 
 AUDIO_EXT = (".wav",)
@@ -115,6 +116,22 @@ class EmbeddedSet:
 
     def index(self) -> dict[tuple[str, str], int]:
         return {(u.speaker, u.name): i for i, u in enumerate(self.items)}
+
+    def subset(self, speakers: set[str]) -> EmbeddedSet:
+        """The utterances of ``speakers`` only (a fold's training or test side)."""
+        idx = [i for i, u in enumerate(self.items) if u.speaker in speakers]
+        return EmbeddedSet([self.items[i] for i in idx], self.emb[idx], self.aug[idx],
+                           [self.partials[i] for i in idx], self.net_s[idx])
+
+
+def training_set(sets: Sequence[EmbeddedSet], speakers: set[str]) -> TrainingSet:
+    """What a back end is fitted on: ``speakers``' utterances of every set (conditions), with their
+    channel copies, so the held-out side of a fold never leaks into training."""
+    from callvet.voice.backend import TrainingSet
+
+    subs = [s.subset(speakers) for s in sets]
+    return TrainingSet(np.concatenate([s.emb for s in subs]), np.concatenate([s.speakers for s in subs]),
+                       np.concatenate([s.aug for s in subs]))
 
 
 def _cache_key(engine: VoiceEngine, paths: Sequence[Path], augment: bool) -> str:

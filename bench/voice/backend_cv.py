@@ -21,14 +21,12 @@ from callvet.core.settings import Settings
 from callvet.voice.backend import (
     RECOMMENDED_CONFIG,
     BackendConfig,
-    TrainingSet,
     fit_backend,
     speaker_folds,
     train_backend,
 )
 from callvet.voice.engine import COSINE_THRESHOLD, VoiceEngine
 from callvet.voice.evaluation import (
-    EmbeddedSet,
     Scorer,
     compute_metrics,
     embed_set,
@@ -37,6 +35,7 @@ from callvet.voice.evaluation import (
     scan_tree,
     speaker_groups,
     target_nontarget,
+    training_set,
 )
 
 STEPS: list[tuple[str, BackendConfig | None, bool]] = [
@@ -48,18 +47,6 @@ STEPS: list[tuple[str, BackendConfig | None, bool]] = [
 ]
 CONDITIONS = [("channel", "channel", "channel"), ("clean->channel", "clean", "channel"),
               ("clean", "clean", "clean")]
-
-
-def subset(s: EmbeddedSet, speakers: set[str]) -> EmbeddedSet:
-    idx = [i for i, u in enumerate(s.items) if u.speaker in speakers]
-    return EmbeddedSet([s.items[i] for i in idx], s.emb[idx], s.aug[idx], [s.partials[i] for i in idx],
-                       s.net_s[idx])
-
-
-def training_set(sets: list[EmbeddedSet], speakers: set[str]) -> TrainingSet:
-    subs = [subset(s, speakers) for s in sets]
-    return TrainingSet(np.concatenate([s.emb for s in subs]), np.concatenate([s.speakers for s in subs]),
-                       np.concatenate([s.aug for s in subs]))
 
 
 def main() -> None:
@@ -97,7 +84,7 @@ def main() -> None:
                 parts = []
                 for held, b in zip(folds, backends, strict=True):
                     hs = set(held)
-                    parts.append(run_protocol(subset(sets[enrol_c], hs), subset(sets[test_c], hs),
+                    parts.append(run_protocol(sets[enrol_c].subset(hs), sets[test_c].subset(hs),
                                               Scorer(b, enrol_augment=enrol_aug), seed=args.seed,
                                               accumulate_s=acc, groups=groups))
                 thr = None
@@ -124,7 +111,7 @@ def main() -> None:
                for h in sfolds]
         for cond, enrol_c, test_c in CONDITIONS[:2]:
             for acc in (None, 10.0):
-                parts = [run_protocol(subset(sets[enrol_c], set(h)), subset(sets[test_c], set(h)),
+                parts = [run_protocol(sets[enrol_c].subset(set(h)), sets[test_c].subset(set(h)),
                                       Scorer(b, enrol_augment=True), seed=seed, accumulate_s=acc,
                                       groups=groups)
                          for h, b in zip(sfolds, sbk, strict=True)]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from callvet.core.settings import Settings
-from callvet.voice.backend import RECOMMENDED_CONFIG, Backend, TrainingSet, fit_backend
+from callvet.voice.backend import RECOMMENDED_CONFIG, Backend, fit_backend
 from callvet.voice.encoder import load_encoder
 from callvet.voice.engine import VoiceEngine
 from callvet.voice.evaluation import (
@@ -37,6 +37,7 @@ from callvet.voice.evaluation import (
     run_protocol,
     scan_tree,
     speaker_groups,
+    training_set,
 )
 
 ENCODERS = ("ge2e", "res2net")
@@ -46,18 +47,6 @@ CONDITIONS: list[tuple[str, str, str, float | None]] = [
     ("channel, ~10 s", "channel", "channel", 10.0),
     ("clean->channel, 1 utt", "clean", "channel", None),
 ]
-
-
-def subset(s: EmbeddedSet, speakers: set[str]) -> EmbeddedSet:
-    idx = [i for i, u in enumerate(s.items) if u.speaker in speakers]
-    return EmbeddedSet([s.items[i] for i in idx], s.emb[idx], s.aug[idx], [s.partials[i] for i in idx],
-                       s.net_s[idx])
-
-
-def training_set(sets: list[EmbeddedSet], speakers: set[str]) -> TrainingSet:
-    subs = [subset(s, speakers) for s in sets]
-    return TrainingSet(np.concatenate([s.emb for s in subs]), np.concatenate([s.speakers for s in subs]),
-                       np.concatenate([s.aug for s in subs]))
 
 
 def engines(models_dir: Path, res2net_dir: Path) -> dict[str, VoiceEngine]:
@@ -88,7 +77,7 @@ def evaluate_encoder(sets: dict[str, EmbeddedSet], groups: dict[str, str], seed:
                 held = {s for s in speakers if groups[s] == fam}
                 scorer = (Scorer(None) if scoring == "raw cosine"
                           else Scorer(backends[fam], enrol_augment=True))
-                parts.append(run_protocol(subset(sets[enrol_c], held), subset(sets[test_c], held), scorer,
+                parts.append(run_protocol(sets[enrol_c].subset(held), sets[test_c].subset(held), scorer,
                                           seed=seed, accumulate_s=acc, groups=groups))
             pooled = pool_trials(parts)
             if keep is not None and scoring == "raw cosine":

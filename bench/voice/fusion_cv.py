@@ -39,11 +39,12 @@ from callvet.voice.evaluation import (
     run_protocol,
     scan_tree,
     speaker_groups,
+    training_set,
 )
 from callvet.voice.fusion import fit_fused_backend, fuse_embeddings, fuse_partials
 
 sys.path.insert(0, str(Path(__file__).parent))
-from encoder_compare import CONDITIONS, subset, training_set
+from encoder_compare import CONDITIONS
 
 SCORERS = ("GE2E raw cosine", "fused raw cosine", "GE2E back end", "Res2Net back end", "feature fusion",
            "score fusion")
@@ -84,7 +85,7 @@ def evaluate(sets: dict[str, dict[str, EmbeddedSet]], groups: dict[str, str],
                 held = {s for s in speakers if groups[s] == fam}
                 es = sets[which[name]]
                 scorer = Scorer(None) if "raw" in name else Scorer(fitted[name][fam], enrol_augment=True)
-                parts.append(run_protocol(subset(es[enrol_c], held), subset(es[test_c], held), scorer,
+                parts.append(run_protocol(es[enrol_c].subset(held), es[test_c].subset(held), scorer,
                                           seed=seed, accumulate_s=acc, groups=groups))
             m = compute_metrics(pool_trials(parts))
             rows.append({"condition": label, "scoring": name, **m})
