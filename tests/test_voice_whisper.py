@@ -96,7 +96,8 @@ def test_mandarin_and_english_in_the_worker_process(models_dir: Path) -> None:
         en = espeak("my income is about fifteen thousand a month", "en-us")
         out = rec.transcribe(en, "en", prompt="What is your monthly income?")
         assert "income" in out.text.lower() and ("15" in out.text or "fifteen" in out.text.lower())
-        assert rec._pool is not None and os.getpid() not in {p.pid for p in rec._pool._processes.values()}
+        pool = rec._children.pool
+        assert pool is not None and os.getpid() not in {p.pid for p in pool._processes.values()}
     finally:
         rec.close()
 

@@ -24,18 +24,15 @@ decoder searches a small answer grammar instead, which is how IVR systems recogn
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
-import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from callvet.core.errors import InvalidInput, Unavailable
+from callvet.voice.childpool import ChildPool
 
 __all__ = [
     "MAX_ANSWER_S",
@@ -137,27 +134,13 @@ class PocketSphinxRecognizer:
     def __init__(self, model_dir: Path | None = None, *, processes: int | None = None) -> None:
         self._model_dir = model_dir
         self._local = threading.local()
-        self._processes = asr_processes() if processes is None else processes
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-
-    def _executor(self) -> ProcessPoolExecutor:
-        """Decoding in child processes: PocketSphinx holds the GIL while it decodes (the call-server
-        benchmark measured a 1.44 s event-loop freeze per 5 s answer in a worker thread), so in a
-        thread it would stall every live call. The waiting worker thread releases the GIL."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self._processes, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_lower_priority)
-                atexit.register(self.close)
-            return self._pool
+        self._children = ChildPool(asr_processes() if processes is None else processes)
 
     def close(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the decoding children (PocketSphinx holds the GIL while it decodes: the call-server
+        benchmark measured a 1.44 s event-loop freeze per 5 s answer in a worker thread, so decoding runs
+        in children, :class:`~callvet.voice.childpool.ChildPool`)."""
+        self._children.close()
 
     def model_dir(self) -> Path:
         if self._model_dir is None:
@@ -203,8 +186,8 @@ class PocketSphinxRecognizer:
             return Transcript("", None, self.engine, 0.0)
         pcm = (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         search = _HINT_GRAMMAR.get(hint or "", "_default")
-        if self._processes > 0:
-            job = self._executor().submit(_decode_in_child, str(self.model_dir()), pcm, search)
+        if self._children.processes > 0:
+            job = self._children.executor().submit(_decode_in_child, str(self.model_dir()), pcm, search)
             text, conf = job.result()
         else:
             text, conf = _decode(self._decoder(), pcm, search)
@@ -222,11 +205,6 @@ def _decode(dec: Any, pcm: bytes, search: str) -> tuple[str, float | None]:
 
 
 _child: dict[str, PocketSphinxRecognizer] = {}
-
-
-def _lower_priority() -> None:
-    """Transcripts may come late; voiceprint verdicts and VAD in the server process may not."""
-    os.nice(10)
 
 
 def _decode_in_child(model_dir: str, pcm: bytes, search: str) -> tuple[str, float | None]:

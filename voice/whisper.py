@@ -20,14 +20,11 @@ Mandarin training data mixes both scripts.
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
 import os
 import re
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +44,7 @@ from callvet.voice.asr import (
     register_recognizer,
     unregister_recognizer,
 )
+from callvet.voice.childpool import ChildPool
 
 __all__ = ["WhisperRecognizer", "dialogue_prompt", "install_server_asr", "server_asr", "strip_echo",
            "to_simplified"]
@@ -115,33 +113,19 @@ class WhisperRecognizer:
         self.models_dir = Path(models_dir)
         self.beam_size = beam_size
         self.threads = threads
-        self._processes = asr_processes() if processes is None else processes
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._children = ChildPool(asr_processes() if processes is None else processes)
 
     @staticmethod
     def available(models_dir: Path) -> bool:
         return artifacts.whisper_is_built(models_dir)
 
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self._processes, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_lower_priority)
-                atexit.register(self.close)
-            return self._pool
-
     def close(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._children.close()
 
     def warm(self, *, wait: bool = True) -> None:
         """Load (and verify) the model in the worker now rather than on the first answer."""
-        if self._processes > 0:
-            job = self._executor().submit(_warm_child, str(self.models_dir), self.threads)
+        if self._children.processes > 0:
+            job = self._children.executor().submit(_warm_child, str(self.models_dir), self.threads)
             if wait:
                 job.result()
         else:
@@ -166,8 +150,8 @@ class WhisperRecognizer:
             return Transcript("", None, self.engine, 0.0)
         args = (str(self.models_dir), x.tobytes(), lang, prompt, self.beam_size, self.threads)
         try:
-            if self._processes > 0:
-                text, conf = self._executor().submit(_transcribe, *args).result()
+            if self._children.processes > 0:
+                text, conf = self._children.executor().submit(_transcribe, *args).result()
             else:
                 text, conf = _transcribe(*args)
         except _ModelError as exc:
@@ -180,10 +164,6 @@ class _ModelError(RuntimeError):
 
 
 _models: dict[str, Any] = {}
-
-
-def _lower_priority() -> None:
-    os.nice(10)
 
 
 def _model(models_dir: str, threads: int) -> Any:
