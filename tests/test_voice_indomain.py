@@ -1,0 +1,108 @@
+"""In-domain null from recent calls: thresholds that follow the traffic (callvet.voice.indomain).
+
+Synthetic score distributions stand for a deployment whose callers come from a family the calibration
+never saw: a few identities on the list are "close" to the traffic (innocent callers score higher
+against them), the rest are as the calibration expects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from callvet.voice.calibration import Calibration, fit_calibration
+from callvet.voice.indomain import InDomainNull, adapted_operating_point, far_per_search, fit_indomain
+from callvet.voice.tiers import TierConfig, operating_points
+
+
+def _calibration() -> Calibration:
+    rng = np.random.default_rng(1)
+    null = rng.normal(0.0, 1.0, 200_000)
+    tar = rng.normal(4.0, 1.0, 2000)
+    return fit_calibration("bk-test", null, tar, np.full(len(null), 8.0), np.full(len(tar), 8.0),
+                           target_scores_10s=tar, looks_gamma=0.0, prints_exponent=0.0)
+
+
+def _traffic(rng: np.random.Generator, shape: tuple[int, int], close: np.ndarray) -> np.ndarray:
+    """Innocent callers' scores against a list: identities in ``close`` score N(1.5, 1.4), the rest
+    N(0, 1) (the calibration's null)."""
+    s = rng.normal(0.0, 1.0, shape)
+    s[:, close] = rng.normal(1.5, 1.4, (shape[0], int(close.sum())))
+    return s
+
+
+def _measured_far(rng: np.random.Generator, t: float, n: int, close: np.ndarray, searches: int) -> float:
+    hits = 0
+    for _ in range(searches // 2000):
+        hits += int((_traffic(rng, (2000, n), close).max(axis=1) >= t).sum())
+    return hits / (searches // 2000 * 2000)
+
+
+def test_fit_needs_enough_calls_and_shrugs_off_a_few_true_matches() -> None:
+    rng = np.random.default_rng(0)
+    assert fit_indomain(rng.normal(size=(10, 5))) is None
+    assert fit_indomain(np.zeros((30, 0))) is None
+    s = rng.normal(0.0, 1.0, (400, 3))
+    s[:4, 0] = 12.0
+    null = fit_indomain(s)
+    assert null is not None and null.n_calls == 400 and len(null) == 3
+    assert np.allclose(null.median, 0.0, atol=0.2) and np.allclose(null.spread, 1.0, atol=0.2)
+    assert null.to_dict()["recent_calls"] == 400
+
+
+def test_no_traffic_keeps_the_calibration_threshold() -> None:
+    cal = _calibration()
+    base = cal.operating_point("alarm", 0.01, 50, 50).threshold
+    op = adapted_operating_point(cal, None, "alarm", 0.01, 50, 50)
+    assert op["threshold"] == pytest.approx(base, abs=1e-3)
+    other = InDomainNull(np.zeros(7), np.ones(7), 100)
+    op = adapted_operating_point(cal, other, "alarm", 0.01, 50, 50)
+    assert op["threshold"] == pytest.approx(base, abs=1e-3) and op["in_domain"] is False
+
+
+def test_traffic_like_the_calibration_changes_little_and_never_lowers() -> None:
+    cal = _calibration()
+    rng = np.random.default_rng(2)
+    for n in (10, 1000):
+        null = fit_indomain(rng.normal(0.0, 1.0, (300, n)))
+        assert null is not None
+        base = cal.operating_point("alarm", 0.01, n, n).threshold
+        op = adapted_operating_point(cal, null, "alarm", 0.01, n, n)
+        assert base - 1e-3 <= op["threshold"] <= base + 0.35, (n, base, op["threshold"])
+        lighter = fit_indomain(rng.normal(-2.0, 0.5, (300, n)))
+        op = adapted_operating_point(cal, lighter, "alarm", 0.01, n, n)
+        assert op["threshold"] == pytest.approx(base, abs=1e-3)
+
+
+@pytest.mark.parametrize("n", [10, 50, 1000])
+def test_close_identities_raise_the_threshold_to_the_target(n: int) -> None:
+    """Calibration alone: far above 1 % per search once identities the traffic is close to are on the
+    list. With 1,000 recent calls: within 2x of the target at every size."""
+    cal = _calibration()
+    rng = np.random.default_rng(n)
+    close = np.zeros(n, bool)
+    close[: max(3, n // 50)] = True
+    null = fit_indomain(_traffic(rng, (1000, n), close))
+    base = cal.operating_point("alarm", 0.01, n, n).threshold
+    op = adapted_operating_point(cal, null, "alarm", 0.01, n, n)
+    assert op["threshold"] > base and op["in_domain"] is True
+    assert op["expected_far"] == pytest.approx(0.01, rel=0.02)
+    assert far_per_search(cal, null, op["threshold"], n, n) == pytest.approx(0.01, rel=0.02)
+    assert _measured_far(rng, base, n, close, 20_000) > 0.03
+    far = _measured_far(rng, op["threshold"], n, close, 40_000)
+    assert 0.004 <= far <= 0.02, (n, far)
+
+
+def test_operating_points_take_the_in_domain_null_for_both_tiers() -> None:
+    cal = _calibration()
+    rng = np.random.default_rng(5)
+    close = np.zeros(20, bool)
+    close[:3] = True
+    null = fit_indomain(_traffic(rng, (300, 20), close))
+    cfg = TierConfig(0.01, 0.05, 6.0)
+    plain = operating_points(cal, cfg, 20, 20, looks_ratio=4.0)
+    adapted = operating_points(cal, cfg, 20, 20, looks_ratio=4.0, in_domain=null)
+    for tier in ("alarm", "review"):
+        assert adapted[tier]["threshold"] > plain[tier]["threshold"]
+        assert adapted[tier]["calibration_threshold"] == pytest.approx(plain[tier]["threshold"], abs=1e-3)
+        assert adapted[tier]["min_net_speech_s"] == plain[tier]["min_net_speech_s"]
+    assert adapted["review"]["threshold"] < adapted["alarm"]["threshold"]
