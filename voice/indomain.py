@@ -3,26 +3,26 @@
 The calibration's null (:mod:`callvet.voice.calibration`) was learned on development families. Held
 out, one family whose voices are close to each other (espeak-ng variants) breaks it: its innocent
 callers score far higher against its own enrolled members than the development null predicts, and
-the alarm's false alarms per call rose to 10-14 % at a 1 % target while every other family stayed
-at 0. No fixed development set can know which families a deployment will see.
+the alarm's false alarms per call were 8-15 % at a 1 % target while every other family stayed at 0.
+No fixed development set can know which families a deployment will see.
 
 The population now calling can: callvet keeps the prints of recent calls (the voice-reuse store,
-:mod:`callvet.voice.callprints`). Scored against the blacklist as any call is, they are an unlabelled
-and overwhelmingly innocent sample of *this* traffic against *these* identities. For every identity we
-take the robust location and spread of its scores against recent calls (median and the 50-84 %
-quantile gap, which a few true matches among them barely move) and map the calibration's learned tail
-shape onto them. An identity the traffic scores high against (a lamb, or a family the back end never
-saw) gets a heavier tail, and the list's threshold pays for it:
+:mod:`callvet.voice.callprints`). Searched against the blacklist as any call is, they are an unlabelled
+and overwhelmingly innocent sample of *this* traffic against *this* list. Their best-of-list scores
+``M`` are exactly the statistic an alarm thresholds, so no model of the list (its size, its prints,
+which identities are close to the traffic) is needed: a Gaussian fitted to the upper half of ``M``
+(least squares of the sorted scores on their normal quantiles; maxima are right-skewed, and a fit of
+the whole sample's mean and sd let 2.2-2.4 % of synthetic searches alarm at a 1 % target) gives
 
-    P(alarm | innocent) = 1 - prod_j (1 - p(m_j(t))) ** (w * looks)
+    P(alarm | innocent) = 1 - (1 - Q((t - mean(M)) / sd(M))) ** looks
 
-with ``p`` the calibration's per-comparison tail, ``m_j(t) = m0 + (t - med_j) * s0 / s_j`` (``m0, s0``
-the development null's median and spread), ``w`` the prints-per-identity factor and ``looks`` the
-looks factor, exactly as :meth:`Calibration.n_effective` counts them. Without recent calls every
-list keeps the calibration's own threshold; with them the list's threshold can only rise (it is
-floored at the calibration's: traffic that looks lighter than development never makes callvet alarm
-more). Per identity there is no such floor, so the estimation noise of light identities averages out
-instead of adding up.
+with ``looks`` the calibration's looks factor (recent-call prints are one look each). The threshold in
+force is the higher of this and the calibration's own, so traffic that looks lighter than development
+never makes callvet alarm more, and with too few recent calls the calibration's threshold stands.
+
+Tried first and dropped (bench/identify/INDOMAIN.md): mapping the calibration's tail onto each
+identity's own median/spread against recent calls; with a few dozen calls per identity the spread is
+noisy and the list's threshold overshot (15 against the ~8.5 the held-out family needs).
 
 Everything here is a pure function of the scores, so every replica that computes it from the same
 stored recent-call prints and the same blacklist gets the same threshold.
@@ -35,120 +35,115 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import erfc
+from scipy.special import erfc, ndtri
 
 if TYPE_CHECKING:
+    from callvet.core.db import Database
     from callvet.voice.calibration import Calibration
 
-__all__ = ["MIN_RECENT_CALLS", "InDomainNull", "adapted_operating_point", "fit_indomain"]
+__all__ = ["MIN_RECENT_CALLS", "InDomainNull", "adapted_operating_point", "far_per_search", "fit_indomain",
+           "fit_indomain_best", "recent_call_prints"]
 
-#: Recent calls an identity needs before its own location/spread replaces the calibration's.
+#: Recent calls needed before the in-domain null is used at all.
 MIN_RECENT_CALLS = 20
-#: Quantile gap read as one standard deviation (a Gaussian's 84.1 % quantile is its mean + 1 sd).
-_Q_HI = 0.8413
-_MAX_CALLS = 5000
+#: The newest calls used (bounded work per blacklist change).
+MAX_RECENT_CALLS = 5000
 
 
 @dataclass(frozen=True)
 class InDomainNull:
-    """Per blacklist identity: robust median and spread of its scores against recent calls."""
+    """Best-of-list scores of recent calls against one blacklist (``identities`` identities)."""
 
-    median: np.ndarray
-    spread: np.ndarray
+    mean: float
+    sd: float
     n_calls: int
+    identities: int
 
-    def __len__(self) -> int:
-        return len(self.median)
+    def p_best(self, t: float) -> float:
+        """P(a recent call's best identity scores above t), Gaussian fit."""
+        return float(0.5 * erfc((t - self.mean) / (self.sd * math.sqrt(2))))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recent_calls": self.n_calls, "identities": len(self),
-                "median_of_medians": round(float(np.median(self.median)), 4) if len(self) else None,
-                "max_median": round(float(self.median.max()), 4) if len(self) else None}
+        return {"recent_calls": self.n_calls, "identities": self.identities,
+                "best_score_mean": round(self.mean, 4), "best_score_sd": round(self.sd, 4)}
 
 
 def fit_indomain(scores: np.ndarray, *, min_calls: int = MIN_RECENT_CALLS) -> InDomainNull | None:
-    """From ``scores`` (recent calls x identities, the normalised identity-level scores the search
-    gives), or None with fewer than ``min_calls`` calls. Bounded: at most the last 5,000 calls."""
+    """From ``scores`` (recent calls x identities: the normalised identity-level scores a search
+    gives), or None with fewer than ``min_calls`` calls (the newest ``MAX_RECENT_CALLS`` are used)."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] < max(int(min_calls), 2) or s.shape[1] == 0:
         return None
-    s = s[-_MAX_CALLS:]
-    med = np.median(s, axis=0)
-    hi = np.quantile(s, _Q_HI, axis=0)
-    return InDomainNull(med, np.maximum(hi - med, 1e-3), int(s.shape[0]))
+    return fit_indomain_best(s.max(axis=1), int(s.shape[1]), min_calls=min_calls)
 
 
-def _reference(tail: dict[str, Any]) -> tuple[float, float]:
-    """Median and 50-84 % spread of a fitted null (:func:`callvet.voice.calibration.fit_tail` keeps
-    its quantiles from 0.5 to 1.0)."""
-    grid = np.asarray(tail["grid_t"], dtype=np.float64)
-    qs = np.linspace(0.5, 1.0, len(grid))
-    m0 = float(grid[0])
-    return m0, max(float(np.interp(_Q_HI, qs, grid)) - m0, 1e-3)
+def fit_indomain_best(best: np.ndarray, identities: int, *,
+                      min_calls: int = MIN_RECENT_CALLS) -> InDomainNull | None:
+    """From the best-of-list score of each recent call (what a search of the list returns first)."""
+    b = np.asarray(best, dtype=np.float64).ravel()[-MAX_RECENT_CALLS:]
+    b = b[np.isfinite(b)]
+    if len(b) < max(int(min_calls), 2) or identities <= 0:
+        return None
+    b = np.sort(b)
+    n = len(b)
+    start = n // 2
+    z = ndtri((np.arange(start, n) + 0.5) / n)
+    a = np.vstack([np.ones_like(z), z]).T
+    (mu, sigma), *_ = np.linalg.lstsq(a, b[start:], rcond=None)
+    return InDomainNull(float(mu), max(float(sigma), 1e-3), n, int(identities))
 
 
-def _p_tail_vec(tail: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """:func:`callvet.voice.calibration._p_tail` for many scores at once."""
-    grid = np.asarray(tail["grid_t"], dtype=np.float64)
-    probs = 1.0 - np.linspace(0.5, 1.0, len(grid))
-    emp = np.interp(x, grid, probs, left=0.5, right=float(1.0 - tail["q"]))
-    gauss = 0.5 * erfc((x - tail["mu"]) / (tail["sigma"] * math.sqrt(2)))
-    return np.where(x >= tail["t_q"], gauss, emp)
+def recent_call_prints(db: Database, backend_id: str, *, min_net_speech_s: float, limit: int,
+                       step: int = 50) -> tuple[int, list[Any]]:
+    """(checkpoint, rows): the newest ``limit`` stored call prints of ``backend_id`` with at least
+    ``min_net_speech_s`` of net speech and an id at or below the checkpoint (the newest such id rounded
+    down to a multiple of ``step``). Every replica reading the same table picks the same rows, and the
+    sample only moves every ``step`` calls, so the threshold does not change with every call."""
+    from callvet.core.tables import call_prints
+    from sqlalchemy import func, select
+
+    where = (call_prints.c.backend_id == backend_id, call_prints.c.net_speech_s >= min_net_speech_s)
+    with db.connect() as conn:
+        top = conn.execute(select(func.max(call_prints.c.id)).where(*where)).scalar()
+        if top is None:
+            return 0, []
+        checkpoint = int(top) // step * step
+        rows = conn.execute(
+            select(call_prints.c.id, call_prints.c.vector, call_prints.c.stats_mean, call_prints.c.stats_std,
+                   call_prints.c.net_speech_s)
+            .where(*where, call_prints.c.id <= checkpoint)
+            .order_by(call_prints.c.id.desc()).limit(max(1, min(int(limit), MAX_RECENT_CALLS)))).all()
+    return checkpoint, list(rows)
 
 
-def _p_vec(cal: Calibration, x: np.ndarray, long: bool) -> np.ndarray:
-    out = np.zeros(len(x))
-    for tail in cal._tails(long):
-        out = np.maximum(out, _p_tail_vec(tail, x))
-    return out
+def _looks(cal: Calibration, looks_ratio: float) -> float:
+    return 1.0 + cal.looks_gamma * math.log(max(looks_ratio, 1.0))
 
 
-def far_per_search(cal: Calibration, null: InDomainNull | None, t: float, identities: int, prints: int,
-                   *, looks_ratio: float = 1.0, long: bool = False) -> float:
-    """Expected false alarms per innocent search at threshold ``t``."""
-    n_eff = cal.n_effective(identities, prints, looks_ratio=looks_ratio)
-    if n_eff <= 0:
-        return 0.0
-    p0 = cal.p_comparison(t, long=long)
-    if null is None or len(null) != identities:
-        return float(-math.expm1(n_eff * math.log1p(-min(p0, 1 - 1e-15))))
-    m0, s0 = _reference(cal.tail_long if long and cal.tail_long else cal.tail)
-    mapped = m0 + (t - null.median) * (s0 / null.spread)
-    p = _p_vec(cal, mapped, long)
-    per_identity = n_eff / identities
-    return float(-math.expm1(per_identity * np.log1p(-np.minimum(p, 1 - 1e-15)).sum()))
+def far_per_search(cal: Calibration, null: InDomainNull, t: float, *, looks_ratio: float = 1.0) -> float:
+    """Expected false alarms per innocent search at ``t`` under the in-domain null."""
+    p = min(null.p_best(t), 1 - 1e-15)
+    return float(-math.expm1(_looks(cal, looks_ratio) * math.log1p(-p)))
 
 
 def adapted_operating_point(cal: Calibration, null: InDomainNull | None, tier: str, far: float,
                             identities: int, prints: int, *, looks_ratio: float = 1.0,
                             long: bool = False) -> dict[str, Any]:
-    """The calibration's operating point, its threshold raised until the in-domain expected false
-    alarms per search meet ``far`` (bisection; the calibration's own threshold when no identity's
-    recent-call scores call for more)."""
+    """The calibration's operating point, raised to the in-domain threshold when that is higher; a
+    null fitted against a list of another size is ignored (the list changed since)."""
     long = bool(long and cal.tail_long)
     op = cal.operating_point(tier, far, identities, prints, looks_ratio=looks_ratio, long=long).to_dict()
     base = float(op["threshold"])
-    op["calibration_threshold"] = base
-    op["in_domain"] = null is not None and len(null) == identities
-    if not op["in_domain"]:
+    op["calibration_threshold"] = round(base, 4)
+    op["in_domain"] = None
+    if null is None or null.identities != identities:
         return op
-    lo, hi = base, base + 1.0
-    while far_per_search(cal, null, hi, identities, prints, looks_ratio=looks_ratio, long=long) > far:
-        lo, hi = hi, hi + 2.0 * (hi - lo)
-        if hi - base > 1e4:
-            break
-    if far_per_search(cal, null, lo, identities, prints, looks_ratio=looks_ratio, long=long) > far:
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            if far_per_search(cal, null, mid, identities, prints, looks_ratio=looks_ratio, long=long) > far:
-                lo = mid
-            else:
-                hi = mid
-        t = hi
-    else:
-        t = base
-    op["threshold"] = round(float(t), 4)
-    op["expected_far"] = round(far_per_search(cal, null, t, identities, prints, looks_ratio=looks_ratio,
-                                              long=long), 6)
+    p = -math.expm1(math.log1p(-far) / _looks(cal, looks_ratio))
+    t_dom = null.mean + null.sd * float(ndtri(1.0 - p))
+    t = max(base, t_dom)
+    op["in_domain"] = {**null.to_dict(), "threshold": round(t_dom, 4)}
+    op["threshold"] = round(t, 4)
+    op["expected_far"] = round(max(far_per_search(cal, null, t, looks_ratio=looks_ratio),
+                                   cal.far(t, float(op["n_effective"]), long=long)), 6)
     op["expected_detection"] = round(cal.detection(t, long=long), 6)
     return op
