@@ -7,6 +7,8 @@ against them), the rest are as the calibration expects.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from callvet.voice.calibration import Calibration, fit_calibration
@@ -114,3 +116,111 @@ def test_operating_points_take_the_in_domain_null_for_both_tiers() -> None:
         assert adapted[tier]["calibration_threshold"] == pytest.approx(plain[tier]["threshold"], abs=1e-3)
         assert adapted[tier]["min_net_speech_s"] == plain[tier]["min_net_speech_s"]
     assert adapted["review"]["threshold"] < adapted["alarm"]["threshold"]
+
+
+# -- the blacklist service: recent calls from the call-print store, every replica the same ----------------
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    from callvet.core.settings import Settings
+    from callvet.voice.engine import VoiceEngine
+
+    e = VoiceEngine.from_settings(Settings(openset_calibration=True))
+    assert e.calibration is not None and e.calibration.cohort is not None
+    return e
+
+
+def _fill(db: Any, engine: Any, n: int, seed: int) -> list[np.ndarray]:
+    """n identities of one print each (prints of development speech from the shipped cohort)."""
+    from callvet.core.db import utcnow
+    from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
+    from sqlalchemy import insert, update
+
+    rng = np.random.default_rng(seed)
+    cohort = engine.calibration.cohort
+    out = []
+    with db.begin() as conn:
+        for i in range(n):
+            iid = conn.execute(insert(blacklist_identities).values(
+                label=f"fraud {seed}-{i}", notes="", created_by="test", created_at=utcnow())
+                .returning(blacklist_identities.c.id)).scalar_one()
+            v = cohort[rng.integers(len(cohort))].astype("<f4")
+            st = engine.backend.cohort_stats(v)
+            conn.execute(insert(blacklist_samples).values(
+                identity_id=iid, backend_id=engine.backend_id, dim=engine.dim, vector=v.tobytes(),
+                stats_mean=st[0], stats_std=st[1], net_speech_s=8.0, sha256=f"{seed}-{i}",
+                created_by="test", created_at=utcnow()))
+            out.append(v)
+        conn.execute(update(blacklist_state).where(blacklist_state.c.id == 1)
+                     .values(generation=blacklist_state.c.generation + 1))
+    return out
+
+
+def _calls(db: Any, engine: Any, near: list[np.ndarray], count: int, seed: int, net_s: float = 10.0) -> None:
+    """``count`` stored call prints of other applicants whose voices are close to the listed ones (a
+    family the calibration never saw: every caller sounds like someone on the list)."""
+    from callvet.voice.callprints import Applicant, CallPrintStore
+    from callvet.voice.engine import Voiceprint
+
+    store = CallPrintStore(db, engine, calibration=None)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        base = near[i % len(near)]
+        v = (base + rng.normal(0.0, 0.35 * float(np.std(base)), base.shape)).astype(np.float32)
+        st = engine.backend.cohort_stats(v)
+        store.upsert(f"c{seed}-{i}", Applicant(applicant_id=f"a{seed}-{i}"),
+                     Voiceprint(v, (float(st[0]), float(st[1])), net_s))
+    store.close()
+
+
+def test_blacklist_thresholds_follow_recent_calls_on_every_replica(
+        db: Any, engine: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from callvet.voice.blacklist import Blacklist
+
+    monkeypatch.setenv("CALLVET_OPENSET_IN_DOMAIN", "1")
+    bl = Blacklist(db, engine, tmp_path / "a")
+    listed = _fill(db, engine, 5, seed=1)
+    st = bl.status()
+    assert st["in_domain"] == {"enabled": True, "active": False, "recent_calls": 0}
+    plain = st["identify"]["alarm"]
+    assert plain.get("in_domain") is None
+    _calls(db, engine, listed, 19, seed=2)
+    _calls(db, engine, listed, 4, seed=3, net_s=4.0)
+    assert bl.status()["in_domain"]["active"] is False, "19 long calls (+4 too short to alarm) < 20"
+    _calls(db, engine, listed, 40, seed=4)
+    st = bl.status()
+    dom = st["in_domain"]
+    assert dom["active"] is True and dom["identities"] == 5
+    assert dom["recent_calls"] == 50 - 4, "the sample stops at the checkpoint (ids <= 50), long calls only"
+    for scope in ("identify", "call"):
+        for tier in ("alarm", "review"):
+            op = st[scope][tier]
+            assert op["threshold"] >= op["calibration_threshold"]
+            assert op["in_domain"]["recent_calls"] == dom["recent_calls"]
+    alarm = st["call"]["alarm"]
+    assert alarm["threshold"] > alarm["calibration_threshold"], "callers close to the list raise the bar"
+    assert alarm["expected_far"] == pytest.approx(0.01, rel=0.05)
+    assert st["threshold"] == st["identify"]["alarm"]["threshold"]
+    other = Blacklist(db, engine, tmp_path / "b")
+    assert other.status()["call"] == st["call"], "another replica computes the same thresholds"
+    _calls(db, engine, listed, 5, seed=5)
+    assert bl.status()["call"] == st["call"], "the sample only moves every 50 calls"
+    _fill(db, engine, 1, seed=6)
+    again = bl.status()
+    assert again["in_domain"]["identities"] == 6 and again["identities"] == 6
+    assert again["call"]["alarm"]["in_domain"]["identities"] == 6
+    probe = bl.identify_voiceprint(_vp(engine, listed[0]), looks_ratio=bl.call_looks_ratio())
+    assert probe.threshold == pytest.approx(again["call"]["alarm"]["threshold"], abs=1e-3)
+    monkeypatch.delenv("CALLVET_OPENSET_IN_DOMAIN")
+    off = Blacklist(db, engine, tmp_path / "c").status()
+    assert off["in_domain"] is None and off["call"]["alarm"].get("in_domain") is None
+    assert off["call"]["alarm"]["threshold"] == pytest.approx(again["call"]["alarm"]["calibration_threshold"])
+    bl.close()
+    other.close()
+
+
+def _vp(engine: Any, v: np.ndarray) -> Any:
+    from callvet.voice.engine import Voiceprint
+
+    st = engine.backend.cohort_stats(v)
+    return Voiceprint(v.astype(np.float32), (float(st[0]), float(st[1])), 10.0)
