@@ -63,6 +63,11 @@ class InDomainNull:
         """P(a recent call's best identity scores above t), Gaussian fit."""
         return float(0.5 * erfc((t - self.mean) / (self.sd * math.sqrt(2))))
 
+    def threshold(self, far: float, looks: float = 1.0) -> float:
+        """The score at which ``far`` of innocent searches alarm, each search ``looks`` looks."""
+        p = -math.expm1(math.log1p(-far) / max(looks, 1.0))
+        return float(self.mean + self.sd * float(ndtri(1.0 - p)))
+
     def to_dict(self) -> dict[str, Any]:
         return {"recent_calls": self.n_calls, "identities": self.identities,
                 "best_score_mean": round(self.mean, 4), "best_score_sd": round(self.sd, 4)}
@@ -138,8 +143,7 @@ def adapted_operating_point(cal: Calibration, null: InDomainNull | None, tier: s
     op["in_domain"] = None
     if null is None or null.identities != identities:
         return op
-    p = -math.expm1(math.log1p(-far) / _looks(cal, looks_ratio))
-    t_dom = null.mean + null.sd * float(ndtri(1.0 - p))
+    t_dom = null.threshold(far, _looks(cal, looks_ratio))
     t = max(base, t_dom)
     op["in_domain"] = {**null.to_dict(), "threshold": round(t_dom, 4)}
     op["threshold"] = round(t, 4)

@@ -19,6 +19,7 @@ The scores are dumped (``--dump``) so the decision rules can be re-read without 
 from __future__ import annotations
 
 import argparse
+import math
 import pickle
 import sys
 import time
@@ -32,9 +33,26 @@ from openset import CALL_LOOKS_RATIO, FOLDS, LOOK_FLOOR_S, SIZES, TIERS, _fmt, o
 
 ROTATIONS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
 KINDS = (("cal", "calibration"), ("dom", "calibration + in-domain null"), ("cos", "raw cosine 0.90"))
+SNORM_KINDS = (("cosd", "raw cosine + in-domain null"), ("half", "in-domain null, half the recent callers"),
+               ("snd", "other half in the s-norm cohort + in-domain null"))
 
 
-def score_fold(dev: Any, peer_dev: Any, fold: list[str], fit: Any) -> dict[str, Any]:
+def _recent_prints(scorer: Any, dev: Any, speakers: list[str]) -> np.ndarray:
+    """Final-look prints of the speakers' simulated calls (what the call-print store keeps)."""
+    from callvet.voice.openset import _calls, call_looks
+
+    chan = dev.cond == "channel"
+    out = []
+    for spk in speakers:
+        rows = list(np.flatnonzero(chan & (dev.speaker == spk)))
+        for call in _calls(rows, dev.net_s, overlap=True):
+            lk = call_looks([dev.partials[r] for r in call], [float(dev.net_s[r]) for r in call])
+            out.append(lk[-1][0])
+    return scorer.prints(np.stack(out))
+
+
+def score_fold(dev: Any, peer_dev: Any, fold: list[str], fit: Any, *,
+               snorm_recent: bool = False) -> dict[str, Any]:
     from callvet.voice.calibration import SNorm
     from callvet.voice.openset import Scorer, fit_openset, score_heldout
 
@@ -62,7 +80,25 @@ def score_fold(dev: Any, peer_dev: Any, fold: list[str], fit: Any) -> dict[str, 
                                probe_fraudsters=False)
             sp = score_heldout(peer, peer_dev, fraud, innocent, filler_raw=peer_pool[: n - len(fraud)],
                                normalise=False, overlap=True)
-            cases.append({"n": n, "rotation": (f, i, r), "prints": 3 * len(fraud) + len(filler),
+            extra: dict[str, Any] = {}
+            if snorm_recent:
+                # Half the recent callers join the s-norm cohort; the other half's calls give the null.
+                half_a, half_b = recent[0::2], recent[1::2]
+                sn = Scorer(backend, None)
+                cv = np.concatenate([cal.cohort, _recent_prints(scorer, dev, half_a)])
+                sn.snorm = SNorm(cv, np.asarray(backend.cohort_stats(cv)), backend.calibrate,
+                                 cal.cohort_top_n)
+                s2 = score_heldout(sn, dev, fraud, innocent, filler_raw=filler, overlap=True)
+                r2 = score_heldout(sn, dev, fraud, half_b, filler_raw=filler, overlap=True,
+                                   probe_fraudsters=False)
+                r1 = score_heldout(scorer, dev, fraud, half_b, filler_raw=filler, overlap=True,
+                                   probe_fraudsters=False)
+                extra = {"sn_looks": s2.looks, "sn_recent": np.stack([lk[-1] for lk in r2.looks]),
+                         "half_recent": np.stack([lk[-1] for lk in r1.looks])}
+            rcc = score_heldout(peer, peer_dev, fraud, recent, filler_raw=peer_pool[: n - len(fraud)],
+                                normalise=False, overlap=True, probe_fraudsters=False)
+            extra["cos_recent"] = np.stack([lk[-1] for lk in rcc.looks])
+            cases.append({**extra, "n": n, "rotation": (f, i, r), "prints": 3 * len(fraud) + len(filler),
                           "looks": sc.looks, "look_s": sc.look_s, "truth": sc.truth, "family": sc.family,
                           "cos_looks": sp.looks, "cos_look_s": sp.look_s,
                           "recent": np.stack([lk[-1] for lk in rc.looks]) if rc.looks else None,
@@ -85,17 +121,35 @@ def evaluate(dump: dict[str, Any]) -> list[dict[str, Any]]:
         ops = {"cal": operating_points(cal, TIERS, n, prints, **kw)}
         null = None if case["recent"] is None else fit_indomain(case["recent"])
         ops["dom"] = operating_points(cal, TIERS, n, prints, in_domain=null, **kw)
+        looks_of = {"cal": case["looks"], "dom": case["looks"]}
+        if "sn_looks" in case:
+            for kind, key in (("half", "half_recent"), ("snd", "sn_recent")):
+                ops[kind] = operating_points(cal, TIERS, n, prints, in_domain=fit_indomain(case[key]), **kw)
+            looks_of.update({"half": case["looks"], "snd": case["sn_looks"]})
+        cos_t = None
+        if "cos_recent" in case and (cn := fit_indomain(case["cos_recent"])) is not None:
+            # Raw cosine with only the in-domain null (floored at the fixed 0.90): alarm looks from 6 s
+            # (looks ratio 10), review from 1.5 s (40), the calibration's looks gamma.
+            g = cal.looks_gamma
+            looks_a, looks_r = 1 + g * math.log(10.0), 1 + g * math.log(CALL_LOOKS_RATIO)
+            cos_t = (max(COSINE_THRESHOLD, cn.threshold(TIERS.alarm_far, looks_a)),
+                     max(COSINE_THRESHOLD, cn.threshold(TIERS.review_far, looks_r)))
         for c in range(len(case["looks"])):
             truth = int(case["truth"][c])
             row = {"fold": dump["fold"], "n": n, "family": str(case["family"][c]), "innocent": truth < 0,
                    "recent_calls": 0 if null is None else null.n_calls}
-            for kind in ("cal", "dom"):
-                o = outcome(case["looks"][c], case["look_s"][c], truth, ops[kind]["alarm"]["threshold"],
+            for kind in looks_of:
+                o = outcome(looks_of[kind][c], case["look_s"][c], truth, ops[kind]["alarm"]["threshold"],
                             ops[kind]["review"]["threshold"], TIERS.alarm_min_speech_s)
                 row.update({f"{kind}_{k}": v for k, v in o.items()})
                 row[f"{kind}_alarm_t"] = ops[kind]["alarm"]["threshold"]
                 row[f"{kind}_exp_far"] = ops[kind]["alarm"]["expected_far"]
                 row[f"{kind}_exp_det"] = ops[kind]["alarm"]["expected_detection"]
+            if cos_t is not None:
+                o = outcome(case["cos_looks"][c], case["cos_look_s"][c], truth, cos_t[0], cos_t[1],
+                            TIERS.alarm_min_speech_s)
+                row.update({f"cosd_{k}": v for k, v in o.items()})
+                row["cosd_alarm_t"] = cos_t[0]
             cos = outcome(case["cos_looks"][c], case["cos_look_s"][c], truth, COSINE_THRESHOLD, None, 0.0)
             row["cos_alarm_flag"], row["cos_alarm_named"] = cos["alarm_flag"], cos["alarm_named"]
             row["cos_review_flag"], row["cos_review_named"] = cos["alarm_flag"], cos["alarm_named"]
@@ -108,6 +162,7 @@ def _rate(rs: list[dict[str, Any]], key: str) -> tuple[int, int]:
 
 
 def report(rows: list[dict[str, Any]], out: Path, secs: float, load: str) -> None:
+    kinds = [k for k in (*KINDS, *SNORM_KINDS) if all(f"{k[0]}_alarm_flag" in r for r in rows)]
     lines = ["# Open-set alarms on held-out families with an in-domain null from recent calls "
              "(bench/identify/indomain.py)", "",
              f"Run time {secs:.0f} s; load average {load}. Targets: alarm 1 % false alarms per call, review "
@@ -122,7 +177,7 @@ def report(rows: list[dict[str, Any]], out: Path, secs: float, load: str) -> Non
         rs = [r for r in rows if r["n"] == n]
         inn = [r for r in rs if r["innocent"]]
         fr = [r for r in rs if not r["innocent"]]
-        for kind, label in KINDS:
+        for kind, label in kinds:
             thr = f"{np.mean([r[f'{kind}_alarm_t'] for r in rs]):.2f}" if kind != "cos" else "0.90"
             lines.append(f"| {n} | {label} | {len(inn)} | {_fmt(*_rate(inn, f'{kind}_alarm_flag'))} | "
                          f"{_fmt(*_rate(inn, f'{kind}_review_flag'))} | {len(fr)} | "
@@ -137,7 +192,7 @@ def report(rows: list[dict[str, Any]], out: Path, secs: float, load: str) -> Non
             rs = [r for r in rows if r["n"] == n and r["fold"] == fold]
             inn = [r for r in rs if r["innocent"]]
             fr = [r for r in rs if not r["innocent"]]
-            for kind, label in KINDS:
+            for kind, label in kinds:
                 lines.append(f"| {n} | {fold} | {label} | {len(inn)} | "
                              f"{_fmt(*_rate(inn, f'{kind}_alarm_flag'))} | "
                              f"{_fmt(*_rate(inn, f'{kind}_review_flag'))} | {len(fr)} | "
@@ -163,6 +218,8 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, default=Path("bench/out/indomain"), help="score dumps go here")
     ap.add_argument("--report", nargs="*", type=Path, default=None, help="dumps to report on (no scoring)")
     ap.add_argument("--out", type=Path, default=Path("bench/identify/INDOMAIN.md"))
+    ap.add_argument("--snorm-recent", action="store_true", help="also: half the recent callers in the s-norm "
+                    "cohort, the other half's calls as the in-domain null (and that half alone as its peer)")
     ap.add_argument("--load", default="", help="load average before the run (for the report)")
     args = ap.parse_args()
     t0 = time.time()
@@ -186,14 +243,14 @@ def main() -> None:
     for k in picked:
         t1 = time.time()
         load0 = Path("/proc/loadavg").read_text().split()[:3]
-        d = score_fold(dev, dev, FOLDS[k], fit)
+        d = score_fold(dev, dev, FOLDS[k], fit, snorm_recent=args.snorm_recent)
         d["secs"] = time.time() - t1
         load1 = Path("/proc/loadavg").read_text().split()[:3]
         d["load"] = f"fold {k}: {' '.join(load0)} -> {' '.join(load1)}"
-        path = args.dump / f"fold{k}.pkl"
+        path = args.dump / f"fold{k}{'-sn' if args.snorm_recent else ''}.pkl"
         path.write_bytes(pickle.dumps(d))
         rows = evaluate(d)
-        for kind, _ in KINDS:
+        for kind, _ in (*KINDS, *(SNORM_KINDS if args.snorm_recent else ())):
             inn = [r for r in rows if r["innocent"]]
             far = np.mean([r[f"{kind}_alarm_flag"] for r in inn])
             print(f"fold {k} {kind}: alarm FAR {far:.3f}", flush=True)
