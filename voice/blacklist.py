@@ -30,7 +30,7 @@ from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.core.settings import env_value
 from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum, set_search_threads
-from callvet.voice.indomain import InDomainNull, fit_indomain_best, recent_call_prints
+from callvet.voice.indomain import InDomainNull, fit_indomain_best, recent_call_prints, recent_checkpoint
 from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
 from callvet.voice.tiers import IdentifyResult, Match, TierConfig, decide, operating_points
 from sqlalchemy import delete, func, insert, select, update
@@ -316,13 +316,12 @@ class Blacklist:
         if cal is None or not self.in_domain_on:
             return None
         with self._in_domain_lock:
-            generation = self._read_generation()
-            checkpoint, rows = recent_call_prints(
-                self.db, self.engine.backend_id, min_net_speech_s=self.tier_config.alarm_min_speech_s,
-                limit=int(env_value("in_domain_max_calls")))
-            key = (generation, checkpoint)
+            key = (self._read_generation(), recent_checkpoint(self.db, self.engine.backend_id))
             if self._in_domain is not None and self._in_domain[0] == key:
                 return self._in_domain[1]
+            rows = recent_call_prints(self.db, self.engine.backend_id, key[1],
+                                      min_net_speech_s=self.tier_config.alarm_min_speech_s,
+                                      limit=int(env_value("in_domain_max_calls")))
             from callvet.voice.engine import Voiceprint
 
             best = []

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from callvet.voice.calibration import Calibration
 
 __all__ = ["MIN_RECENT_CALLS", "InDomainNull", "adapted_operating_point", "far_per_search", "fit_indomain",
-           "fit_indomain_best", "recent_call_prints"]
+           "fit_indomain_best", "recent_call_prints", "recent_checkpoint"]
 
 #: Recent calls needed before the in-domain null is used at all.
 MIN_RECENT_CALLS = 20
@@ -98,27 +98,34 @@ def fit_indomain_best(best: np.ndarray, identities: int, *,
     return InDomainNull(float(mu), max(float(sigma), 1e-3), n, int(identities))
 
 
-def recent_call_prints(db: Database, backend_id: str, *, min_net_speech_s: float, limit: int,
-                       step: int = 50) -> tuple[int, list[Any]]:
-    """(checkpoint, rows): the newest ``limit`` stored call prints of ``backend_id`` with at least
-    ``min_net_speech_s`` of net speech and an id at or below the checkpoint (the newest such id rounded
-    down to a multiple of ``step``). Every replica reading the same table picks the same rows, and the
-    sample only moves every ``step`` calls, so the threshold does not change with every call."""
+def recent_checkpoint(db: Database, backend_id: str, step: int = 50) -> int:
+    """The newest stored call-print id of ``backend_id`` rounded down to a multiple of ``step`` (one
+    indexed query; 0 when there is none). The sample only moves when this does, every ``step`` calls,
+    so the threshold does not change with every call and every replica sees the same checkpoint."""
     from callvet.core.tables import call_prints
     from sqlalchemy import func, select
 
-    where = (call_prints.c.backend_id == backend_id, call_prints.c.net_speech_s >= min_net_speech_s)
     with db.connect() as conn:
-        top = conn.execute(select(func.max(call_prints.c.id)).where(*where)).scalar()
-        if top is None:
-            return 0, []
-        checkpoint = int(top) // step * step
-        rows = conn.execute(
+        top = conn.execute(select(func.max(call_prints.c.id))
+                           .where(call_prints.c.backend_id == backend_id)).scalar()
+    return 0 if top is None else int(top) // step * step
+
+
+def recent_call_prints(db: Database, backend_id: str, checkpoint: int, *, min_net_speech_s: float,
+                       limit: int) -> list[Any]:
+    """The newest ``limit`` stored call prints of ``backend_id`` with at least ``min_net_speech_s`` of
+    net speech and an id at or below ``checkpoint``: every replica reading the same table picks the
+    same rows."""
+    from callvet.core.tables import call_prints
+    from sqlalchemy import select
+
+    with db.connect() as conn:
+        return list(conn.execute(
             select(call_prints.c.id, call_prints.c.vector, call_prints.c.stats_mean, call_prints.c.stats_std,
                    call_prints.c.net_speech_s)
-            .where(*where, call_prints.c.id <= checkpoint)
-            .order_by(call_prints.c.id.desc()).limit(max(1, min(int(limit), MAX_RECENT_CALLS)))).all()
-    return checkpoint, list(rows)
+            .where(call_prints.c.backend_id == backend_id, call_prints.c.net_speech_s >= min_net_speech_s,
+                   call_prints.c.id <= checkpoint)
+            .order_by(call_prints.c.id.desc()).limit(max(1, min(int(limit), MAX_RECENT_CALLS)))).all())
 
 
 def _looks(cal: Calibration, looks_ratio: float) -> float:
