@@ -205,6 +205,13 @@ def test_blacklist_thresholds_follow_recent_calls_on_every_replica(
     assert other.status()["call"] == st["call"], "another replica computes the same thresholds"
     _calls(db, engine, listed, 5, seed=5)
     assert bl.status()["call"] == st["call"], "the sample only moves every 50 calls"
+    from callvet.voice.callprints import CallPrintStore
+
+    store = CallPrintStore(db, engine, calibration=None)
+    bl.add_print(1, store.voiceprint("c4-0"), "analyst:test", call_id="c4-0")
+    store.close()
+    enrolled = bl.status()["in_domain"]
+    assert enrolled["recent_calls"] == dom["recent_calls"] - 1, "an enrolled call is a fraudster, not traffic"
     _fill(db, engine, 1, seed=6)
     again = bl.status()
     assert again["in_domain"]["identities"] == 6 and again["identities"] == 6

@@ -22,7 +22,7 @@ import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from callvet.core.audit import record
@@ -57,7 +57,10 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _chunks(ids: list[int], size: int = _IN_CHUNK) -> list[list[int]]:
+_T = TypeVar("_T")
+
+
+def _chunks(ids: list[_T], size: int = _IN_CHUNK) -> list[list[_T]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
@@ -259,6 +262,18 @@ class Blacklist:
             "unsearchable_prints_by_backend": reenrol["unsearchable_prints_by_backend"],
         }
 
+    def _enrolled_calls(self, rows: list[Any]) -> set[str]:
+        """Calls among ``rows`` whose print is enrolled on the blacklist (:meth:`add_print`): labelled
+        fraudsters, not traffic, so they are left out of the in-domain null."""
+        digests = {hashlib.sha256(b"call:" + str(r.call_id).encode() + b":" + bytes(r.vector)).hexdigest():
+                   str(r.call_id) for r in rows}
+        found: set[str] = set()
+        with self.db.connect() as conn:
+            for chunk in _chunks(list(digests)):
+                found.update(digests[d] for d in conn.execute(
+                    select(blacklist_samples.c.sha256).where(blacklist_samples.c.sha256.in_(chunk))).scalars())
+        return found
+
     def _in_domain_status(self) -> dict[str, Any] | None:
         if not self.in_domain_on:
             return None
@@ -324,8 +339,11 @@ class Blacklist:
                                       limit=int(env_value("in_domain_max_calls")))
             from callvet.voice.engine import Voiceprint
 
+            enrolled = self._enrolled_calls(rows)
             best = []
             for r in rows:
+                if r.call_id in enrolled:
+                    continue
                 vp = Voiceprint(np.frombuffer(bytes(r.vector), dtype="<f4").astype(np.float32),
                                 (float(r.stats_mean), float(r.stats_std)), float(r.net_speech_s))
                 top = self._score_identities(vp, top_k=1)

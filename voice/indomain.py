@@ -121,8 +121,8 @@ def recent_call_prints(db: Database, backend_id: str, checkpoint: int, *, min_ne
 
     with db.connect() as conn:
         return list(conn.execute(
-            select(call_prints.c.id, call_prints.c.vector, call_prints.c.stats_mean, call_prints.c.stats_std,
-                   call_prints.c.net_speech_s)
+            select(call_prints.c.id, call_prints.c.call_id, call_prints.c.vector, call_prints.c.stats_mean,
+                   call_prints.c.stats_std, call_prints.c.net_speech_s)
             .where(call_prints.c.backend_id == backend_id, call_prints.c.net_speech_s >= min_net_speech_s,
                    call_prints.c.id <= checkpoint)
             .order_by(call_prints.c.id.desc()).limit(max(1, min(int(limit), MAX_RECENT_CALLS)))).all())
