@@ -33,7 +33,8 @@ from openset import CALL_LOOKS_RATIO, FOLDS, LOOK_FLOOR_S, SIZES, TIERS, _fmt, o
 
 ROTATIONS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
 KINDS = (("cal", "calibration"), ("dom", "calibration + in-domain null"), ("cos", "raw cosine 0.90"))
-SNORM_KINDS = (("cosd", "raw cosine + in-domain null"), ("half", "in-domain null, half the recent callers"),
+SNORM_KINDS = (("free", "in-domain null alone, 99 % upper bound, no calibration floor"),
+               ("cosd", "raw cosine + in-domain null"), ("half", "in-domain null, half the recent callers"),
                ("snd", "other half in the s-norm cohort + in-domain null"))
 
 
@@ -108,6 +109,26 @@ def score_fold(dev: Any, peer_dev: Any, fold: list[str], fit: Any, *,
     return {"fold": "+".join(fold), "cal": cal, "cases": cases}
 
 
+def _floorless(cal: Any, null: Any, n: int, conf: float = 0.99) -> dict[str, dict[str, Any]]:
+    """Thresholds from the in-domain null alone (no calibration floor), its mean and sd replaced by
+    one-sided ``conf`` upper bounds (Student t, chi-square) for the number of recent calls."""
+    from scipy.special import ndtri
+    from scipy.stats import chi2
+    from scipy.stats import t as student
+
+    k = null.n_calls
+    sd = null.sd * math.sqrt((k - 1) / chi2.ppf(1 - conf, k - 1))
+    mu = null.mean + student.ppf(conf, k - 1) * null.sd / math.sqrt(k)
+    out = {}
+    tiers = (("alarm", TIERS.alarm_far, 10.0), ("review", TIERS.review_far, CALL_LOOKS_RATIO))
+    for tier, far, ratio in tiers:
+        looks = 1 + cal.looks_gamma * math.log(ratio)
+        p = -math.expm1(math.log1p(-far) / looks)
+        out[tier] = {"threshold": float(mu + sd * ndtri(1 - p)), "expected_far": far,
+                     "expected_detection": float("nan")}
+    return out
+
+
 def evaluate(dump: dict[str, Any]) -> list[dict[str, Any]]:
     from callvet.voice.engine import COSINE_THRESHOLD
     from callvet.voice.indomain import fit_indomain
@@ -122,6 +143,9 @@ def evaluate(dump: dict[str, Any]) -> list[dict[str, Any]]:
         null = None if case["recent"] is None else fit_indomain(case["recent"])
         ops["dom"] = operating_points(cal, TIERS, n, prints, in_domain=null, **kw)
         looks_of = {"cal": case["looks"], "dom": case["looks"]}
+        if null is not None:
+            ops["free"] = _floorless(cal, null, n)
+            looks_of["free"] = case["looks"]
         if "sn_looks" in case:
             for kind, key in (("half", "half_recent"), ("snd", "sn_recent")):
                 ops[kind] = operating_points(cal, TIERS, n, prints, in_domain=fit_indomain(case[key]), **kw)
