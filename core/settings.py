@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     review_far: Annotated[float, Field(gt=0, lt=1.0)] = 0.05
     # below this net speech a probe is at most a review, never an alarm
     alarm_min_speech_s: Annotated[float, Field(ge=0, le=600)] = 6.0
+    # issue 18 (unseen voice families): raise the tiers' thresholds to the null of recent calls' best
+    # blacklist scores (voice/indomain.py). Opt-in: held out, it holds espeak-ng's false alarms to 0-0.5 %
+    # per call (8-15 % without) but names 6 % of its fraudsters (bench/identify/INDOMAIN.md).
+    openset_in_domain: bool = False
+    in_domain_min_calls: Annotated[int, Field(ge=2, le=100_000)] = 20
+    in_domain_max_calls: Annotated[int, Field(ge=2, le=5000)] = 1000
     # -- scorers
     # The spoof countermeasure on identify, enrolment and calls (CALLVET_SPOOF=0 turns it off in all three:
     # a deployment whose test voices are synthetic, or one that has not validated it on its own lines).

@@ -206,3 +206,34 @@ def test_models_missing_is_503_and_nothing_is_written(api: tuple[Any, dict[str, 
     assert client.post(IDS, json={"label": "x"}, headers=h["analyst"]).status_code == 503
     assert client.get("/v1/audit", params={"target_type": "blacklist_identity"},
                       headers=h["auditor"]).json()["entries"] == []
+
+
+def test_status_reports_the_in_domain_null(api: tuple[Any, dict[str, dict[str, str]]],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """CALLVET_OPENSET_IN_DOMAIN=1 with the shipped calibration: the status says whether the null of
+    recent calls is active and, per tier, the calibration's threshold beside the one in force."""
+    from callvet.voice.callprints import Applicant
+    from callvet.voice.engine import Voiceprint
+
+    monkeypatch.setenv("CALLVET_OPENSET_IN_DOMAIN", "1")
+    client, h = api
+    ctx = client.app.state.ctx
+    eng = VoiceEngine.from_settings(Settings(openset_calibration=True))
+    assert eng.calibration is not None and eng.calibration.cohort is not None
+    ctx.service("voice", lambda _ctx: eng)
+    create(client, h, "fraudster A", FRAUD_A)
+    st = client.get("/v1/blacklist/status", headers=h["auditor"]).json()
+    assert st["in_domain"]["enabled"] is True and st["in_domain"]["active"] is False
+    assert st["identify"]["alarm"]["in_domain"] is None
+    rng = np.random.default_rng(0)
+    for i in range(50):
+        v = eng.calibration.cohort[rng.integers(len(eng.calibration.cohort))].astype(np.float32)
+        m, s = eng.backend.cohort_stats(v)
+        ctx.callprints.upsert(f"call-{i}", Applicant(applicant_id=f"app-{i}"),
+                              Voiceprint(v, (float(m), float(s)), 9.0))
+    st = client.get("/v1/blacklist/status", headers=h["auditor"]).json()
+    assert st["in_domain"]["active"] is True and st["in_domain"]["recent_calls"] == 50
+    assert st["in_domain"]["identities"] == 1
+    for tier in ("alarm", "review"):
+        op = st["call"][tier]
+        assert op["in_domain"]["recent_calls"] == 50 and op["threshold"] >= op["calibration_threshold"]

@@ -22,7 +22,7 @@ import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from callvet.core.audit import record
@@ -30,6 +30,7 @@ from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.core.settings import env_value
 from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum, set_search_threads
+from callvet.voice.indomain import InDomainNull, fit_indomain_best, recent_call_prints, recent_checkpoint
 from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
 from callvet.voice.tiers import IdentifyResult, Match, TierConfig, decide, operating_points
 from sqlalchemy import delete, func, insert, select, update
@@ -56,7 +57,10 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _chunks(ids: list[int], size: int = _IN_CHUNK) -> list[list[int]]:
+_T = TypeVar("_T")
+
+
+def _chunks(ids: list[_T], size: int = _IN_CHUNK) -> list[list[_T]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
@@ -82,6 +86,9 @@ class Blacklist:
         self.tier_config = TierConfig.from_env()
         self.alarm_far, self.review_far = self.tier_config.alarm_far, self.tier_config.review_far
         self._counts: tuple[int, int, int] = (-1, 0, 0)
+        self.in_domain_on = bool(env_value("openset_in_domain"))
+        self._in_domain: tuple[tuple[int, int], InDomainNull | None] | None = None
+        self._in_domain_lock = threading.Lock()
         set_search_threads()
         self._sync = threading.RLock()
         self._dirty = False
@@ -241,6 +248,7 @@ class Blacklist:
             "calibrated": cal is not None, "identities": identities, "prints": prints,
             "target_far": {"alarm": self.alarm_far, "review": self.review_far},
             "identify": tiers, "call": call_tiers,
+            "in_domain": self._in_domain_status(),
             "calibration": None if cal is None else {
                 "min_net_speech_s": cal.min_net_speech_s,
                 "cohort_prints": 0 if cal.cohort is None else len(cal.cohort),
@@ -253,6 +261,25 @@ class Blacklist:
             "opened": dict(self.index_status), "reenrolment": reenrol,
             "unsearchable_prints_by_backend": reenrol["unsearchable_prints_by_backend"],
         }
+
+    def _enrolled_calls(self, rows: list[Any]) -> set[str]:
+        """Calls among ``rows`` whose print is enrolled on the blacklist (:meth:`add_print`): labelled
+        fraudsters, not traffic, so they are left out of the in-domain null."""
+        digests = {hashlib.sha256(b"call:" + str(r.call_id).encode() + b":" + bytes(r.vector)).hexdigest():
+                   str(r.call_id) for r in rows}
+        found: set[str] = set()
+        with self.db.connect() as conn:
+            for chunk in _chunks(list(digests)):
+                found.update(digests[d] for d in conn.execute(
+                    select(blacklist_samples.c.sha256).where(blacklist_samples.c.sha256.in_(chunk))).scalars())
+        return found
+
+    def _in_domain_status(self) -> dict[str, Any] | None:
+        if not self.in_domain_on:
+            return None
+        null = self.in_domain_null()
+        return {"enabled": True, "active": null is not None,
+                **(null.to_dict() if null else {"recent_calls": 0})}
 
     def index_sync(self) -> dict[str, Any]:
         """Whether the searched index holds exactly this back end's stored prints (after a refresh);
@@ -292,7 +319,40 @@ class Blacklist:
             return None
         identities, prints = self.counts()
         return operating_points(cal, self.tier_config, identities, prints, looks_ratio=looks_ratio,
-                                min_net_speech_s=self.engine.min_net_speech_s)
+                                min_net_speech_s=self.engine.min_net_speech_s,
+                                in_domain=self.in_domain_null())
+
+    def in_domain_null(self) -> InDomainNull | None:
+        """The null of recent calls' best scores against this blacklist (``CALLVET_OPENSET_IN_DOMAIN``),
+        recomputed when the blacklist's generation or the recent-call checkpoint moves; None when off,
+        uncalibrated, or with fewer than ``CALLVET_IN_DOMAIN_MIN_CALLS`` stored calls long enough to
+        alarm on. The same stored prints and blacklist give every replica the same null."""
+        cal = self.engine.calibration
+        if cal is None or not self.in_domain_on:
+            return None
+        with self._in_domain_lock:
+            key = (self._read_generation(), recent_checkpoint(self.db, self.engine.backend_id))
+            if self._in_domain is not None and self._in_domain[0] == key:
+                return self._in_domain[1]
+            rows = recent_call_prints(self.db, self.engine.backend_id, key[1],
+                                      min_net_speech_s=self.tier_config.alarm_min_speech_s,
+                                      limit=int(env_value("in_domain_max_calls")))
+            from callvet.voice.engine import Voiceprint
+
+            enrolled = self._enrolled_calls(rows)
+            best = []
+            for r in rows:
+                if r.call_id in enrolled:
+                    continue
+                vp = Voiceprint(np.frombuffer(bytes(r.vector), dtype="<f4").astype(np.float32),
+                                (float(r.stats_mean), float(r.stats_std)), float(r.net_speech_s))
+                top = self._score_identities(vp, top_k=1)
+                if top:
+                    best.append(top[0].score)
+            null = fit_indomain_best(np.asarray(best), self.counts()[0],
+                                     min_calls=int(env_value("in_domain_min_calls")))
+            self._in_domain = (key, null)
+            return null
 
     def close(self) -> None:
         with self._sync:

@@ -192,10 +192,11 @@ class Scorer:
 
 def score_heldout(scorer: Scorer, dev: DevSet, fraudsters: Sequence[str], innocents: Sequence[str], *,
                   filler_raw: np.ndarray | None = None, n_enrol: int = 3, enrol_augment: bool = True,
-                  normalise: bool = True, overlap: bool = False) -> Scores:
+                  normalise: bool = True, overlap: bool = False, probe_fraudsters: bool = True) -> Scores:
     """Enrol each fraudster (``n_enrol`` channel utterances, one print each, with channel copies); fill
     the list with ``filler_raw`` identities (one print each); simulate ~10 s calls of every fraudster's
-    remaining and every innocent's channel utterances; identity score = best over its prints."""
+    remaining (unless not ``probe_fraudsters``) and every innocent's channel utterances; identity score
+    = best over its prints."""
     chan = dev.cond == "channel"
     model_raw: list[np.ndarray] = []
     owner: list[int] = []
@@ -210,7 +211,8 @@ def score_heldout(scorer: Scorer, dev: DevSet, fraudsters: Sequence[str], innoce
             model_raw.append(scorer.model_print(raw))
             owner.append(j)
             enrol_s.append(float(dev.net_s[r]))
-        probe_rows[spk] = list(rows[n_enrol:])
+        if probe_fraudsters:
+            probe_rows[spk] = list(rows[n_enrol:])
     for spk in innocents:
         probe_rows[spk] = list(np.flatnonzero(chan & (dev.speaker == spk)))
     n_id = len(fraudsters)

@@ -24,6 +24,7 @@ from callvet.core.settings import SettingsError, env_value
 
 if TYPE_CHECKING:
     from callvet.voice.calibration import Calibration
+    from callvet.voice.indomain import InDomainNull
 
 __all__ = ["IdentifyResult", "Match", "TierConfig", "decide", "operating_points"]
 
@@ -101,11 +102,14 @@ class TierConfig:
 
 
 def operating_points(cal: Calibration, cfg: TierConfig, identities: int, prints: int, *,
-                     looks_ratio: float = 1.0, min_net_speech_s: float = 1.5) -> dict[str, dict[str, Any]]:
+                     looks_ratio: float = 1.0, min_net_speech_s: float = 1.5,
+                     in_domain: InDomainNull | None = None) -> dict[str, dict[str, Any]]:
     """Both tiers' operating points for one search of a list of ``identities`` / ``prints``.
 
     ``looks_ratio`` is the review tier's (last over first look, from the engine's floor); the alarm
     tier's first look is at ``alarm_min_speech_s``, so its ratio is scaled down accordingly.
+    ``in_domain`` (per-identity null from recent calls, :mod:`callvet.voice.indomain`) raises each
+    threshold where this traffic scores higher against these identities than the calibration expects.
     """
     n = max(identities, 1)
     p = max(prints, n)
@@ -113,6 +117,16 @@ def operating_points(cal: Calibration, cfg: TierConfig, identities: int, prints:
     if looks_ratio > 1.0:
         alarm_ratio = max(1.0, looks_ratio * min_net_speech_s / max(cfg.alarm_min_speech_s, min_net_speech_s))
     long = cfg.alarm_min_speech_s + 1e-9 >= cal.long_min_s
+    if in_domain is not None:
+        from callvet.voice.indomain import adapted_operating_point
+
+        out = {"alarm": adapted_operating_point(cal, in_domain, "alarm", cfg.alarm_far, n, p,
+                                                looks_ratio=alarm_ratio, long=long),
+               "review": adapted_operating_point(cal, in_domain, "review", cfg.review_far, n, p,
+                                                 looks_ratio=looks_ratio)}
+        out["alarm"]["min_net_speech_s"] = cfg.alarm_min_speech_s
+        out["review"]["min_net_speech_s"] = min_net_speech_s
+        return out
     out = {"alarm": cal.operating_point("alarm", cfg.alarm_far, n, p, looks_ratio=alarm_ratio,
                                         long=long).to_dict(),
            "review": cal.operating_point("review", cfg.review_far, n, p, looks_ratio=looks_ratio).to_dict()}

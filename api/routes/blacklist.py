@@ -157,6 +157,23 @@ class MatchOut(BaseModel):
                               "speech on either side gives it less weight")
 
 
+class InDomainTierOut(BaseModel):
+    recent_calls: int = Field(description="recent call prints whose best blacklist scores were fitted")
+    identities: int = Field(description="blacklist identities they were scored against")
+    best_score_mean: float
+    best_score_sd: float
+    threshold: float = Field(description="the threshold this null asks for at the tier's target")
+
+
+class InDomainStatusOut(BaseModel):
+    enabled: bool
+    active: bool = Field(description="false below CALLVET_IN_DOMAIN_MIN_CALLS long recent calls")
+    recent_calls: int = 0
+    identities: int | None = None
+    best_score_mean: float | None = None
+    best_score_sd: float | None = None
+
+
 class TierOut(BaseModel):
     tier: str
     target_far: float = Field(description="configured false alarms per search (CALLVET_ALARM_FAR, "
@@ -165,6 +182,12 @@ class TierOut(BaseModel):
     n_effective: float = Field(description="independent comparisons one search amounts to")
     expected_far: float = Field(description="expected share of innocent searches reaching this tier")
     expected_detection: float = Field(description="expected share of enrolled callers (~10 s) reaching it")
+    min_net_speech_s: float | None = Field(None, description="net speech this tier acts from")
+    calibration_threshold: float | None = Field(
+        None, description="the calibration's own threshold; set when CALLVET_OPENSET_IN_DOMAIN is on "
+        "(the threshold in force is never below it)")
+    in_domain: InDomainTierOut | None = Field(
+        None, description="the in-domain null of recent calls behind this threshold (null: inactive)")
 
 
 class SpoofOut(BaseModel):
@@ -310,6 +333,8 @@ class StatusOut(BaseModel):
     identify: dict[str, TierOut] | None = Field(None, description="tiers for one identify request")
     call: dict[str, TierOut] | None = Field(None, description="tiers for a live call (its looks counted)")
     calibration: dict[str, Any] | None = None
+    in_domain: InDomainStatusOut | None = Field(
+        None, description="the in-domain null from recent calls (CALLVET_OPENSET_IN_DOMAIN; null when off)")
     kind: str = Field(description="exact or ivf")
     searchable_prints: int
     nprobe: int
