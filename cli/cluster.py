@@ -180,6 +180,7 @@ def _replica_main(rep: Replica, database_url: str) -> None:
     os.dup2(fd, 2)
     os.environ["CALLVET_DATA_DIR"] = str(rep.data_dir)
     os.environ["CALLVET_DATABASE_URL"] = database_url
+    os.environ["CALLVET_REPLICA"] = rep.name
     get_settings.cache_clear()
     from callvet.api.drain import run
     from callvet.core.logs import logging_config

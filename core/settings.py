@@ -49,7 +49,9 @@ __all__ = [
 
 ENV_PREFIX = "CALLVET_"
 # CALLVET_* variables that are not service settings: CLI credentials and the test suite's database.
-_NOT_SETTINGS = frozenset({"CALLVET_KEY", "CALLVET_TOKEN", "CALLVET_TEST_DATABASE_URL", "CALLVET_CONFIG"})
+#: CALLVET_REPLICA names the process in call records (voice.call.store.replica_name), not a knob.
+_NOT_SETTINGS = frozenset({"CALLVET_KEY", "CALLVET_TOKEN", "CALLVET_TEST_DATABASE_URL", "CALLVET_CONFIG",
+                           "CALLVET_REPLICA"})
 #: Keys a configuration file may set (the storage location only; every other knob is an environment
 #: variable, so that one place says how a service is tuned).
 CONFIG_KEYS = frozenset({"data_dir", "database_url"})

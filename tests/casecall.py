@@ -1,5 +1,7 @@
 """Test plumbing for cases: a robot that claims a call over HTTP and places it over a real WebSocket,
-speaking each answer with espeak-ng and reporting its recogniser's text, as a call robot does."""
+speaking each answer with espeak-ng and reporting its recogniser's text, as a call robot does; and the
+pieces of a call that resumes on another replica (issue 17: tests/test_call_resume.py, the cluster test
+tests/test_cluster.py, the drain test), shared so that they stream and read call records the same way."""
 
 from __future__ import annotations
 
@@ -10,9 +12,107 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import numpy as np
 
-__all__ = ["place_call"]
+__all__ = ["ENROL", "FIRST", "SECOND", "VOICE", "call_id_of", "case_wait", "checkpoint_of", "place_call",
+           "send_media", "speech_8k", "start_frame", "stream_media"]
+
+#: The resume tests' voice: enrolled on the blacklist (ENROL), then the caller of both halves of a call.
+VOICE = "en-us+m3"
+ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
+         "every month and I travel a lot for work.")
+FIRST = ("Hello, yes, this is me speaking. I applied for the card last week at the branch near my office, "
+         "and I use my current card for groceries and fuel every single week of the year.")
+SECOND = ("My employer is a logistics company on the river road, I have worked there for six years, and my "
+          "salary is paid on the last working day of every month into the same account.")
+
+
+def speech_8k(text: str, voice: str = VOICE) -> np.ndarray:
+    """``text`` spoken at 8 kHz with half a second of silence before and one second after."""
+    from speech import espeak
+
+    x = espeak(text, voice, sample_rate=8000)
+    return np.concatenate([np.zeros(4000, np.float32), x, np.zeros(8000, np.float32)])
+
+
+def start_frame(params: dict[str, Any], call_sid: str) -> str:
+    """A Twilio ``start`` for ``call_sid`` from a robot that runs its own recogniser (asr: robot)."""
+    return json.dumps({"event": "start", "streamSid": "MZ" + call_sid, "start": {
+        "streamSid": "MZ" + call_sid, "callSid": call_sid, "tracks": ["inbound"],
+        "customParameters": {**params, "asr": "robot"},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+
+
+async def send_media(ws: Any, audio: np.ndarray) -> None:
+    """``audio`` as Twilio media frames at 5x real time: batches stay far below the analysis ring (6 s),
+    whose overrun by a much faster robot drops speech depending on the batching (then net speech sums
+    are not exact)."""
+    from callvet.sim.calls import mulaw_encode
+
+    for n, i in enumerate(range(0, len(audio), 160)):
+        await ws.send(json.dumps({"event": "media", "media": {
+            "track": "inbound", "chunk": str(n + 1), "timestamp": str(20 * n),
+            "payload": base64.b64encode(mulaw_encode(audio[i:i + 160])).decode()}}))
+        if n % 25 == 24:
+            await asyncio.sleep(0.1)
+
+
+async def stream_media(url: str, start: str, audio: np.ndarray, *, events: list[dict[str, Any]],
+                       until: Callable[[], bool] | None = None, more: np.ndarray | None = None,
+                       headers: dict[str, str] | None = None) -> None:
+    """Stream ``audio`` as Twilio media, then end the call (``stop``) and read to the close. With
+    ``until`` (a blocking function, run in a thread: it may kill the server), wait for it first: when it
+    returns False the server has gone and the socket is read to its close, as a robot whose replica
+    died sees it; when True, ``more`` audio follows on the same socket, then ``stop``."""
+    import websockets
+
+    async with websockets.connect(url, additional_headers=headers) as ws:
+
+        async def read() -> None:
+            try:
+                async for msg in ws:
+                    events.append(json.loads(msg))
+            except websockets.ConnectionClosed:
+                pass
+
+        reader = asyncio.create_task(read())
+        await ws.send(start)
+        await send_media(ws, audio)
+        if until is None or await asyncio.to_thread(until):
+            if more is not None:
+                await send_media(ws, more)
+            await ws.send(json.dumps({"event": "stop", "stop": {}}))
+        await asyncio.wait_for(reader, 120)
+
+
+def checkpoint_of(db: Any, call_id: str) -> dict[str, Any] | None:
+    """The call record's durable analysis state (``calls.checkpoint``), or None before the first."""
+    from callvet.voice.call.tables import calls
+    from sqlalchemy import select
+
+    with db.connect() as conn:
+        raw = conn.execute(select(calls.c.checkpoint).where(calls.c.id == call_id)).scalar()
+    return json.loads(raw) if raw else None
+
+
+def call_id_of(db: Any, call_sid: str) -> str | None:
+    from callvet.voice.call.tables import calls
+    from sqlalchemy import select
+
+    with db.connect() as conn:
+        return conn.execute(select(calls.c.id).where(calls.c.call_sid == call_sid)).scalar()
+
+
+def case_wait(c: httpx.Client, h: dict[str, str], case_id: str, statuses: tuple[str, ...],
+              timeout_s: float = 90) -> dict[str, Any]:
+    """The case once its status is one of ``statuses`` (or as it is after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = c.get(f"/v1/cases/{case_id}", headers=h).json()
+        if got["status"] in statuses or time.monotonic() > deadline:
+            return got  # type: ignore[no-any-return]
+        time.sleep(0.2)
 
 
 async def place_call(claim: dict[str, Any], voice: str, respond: Callable[[dict[str, Any]], dict[str, Any]],

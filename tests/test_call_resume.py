@@ -25,7 +25,6 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 import pytest
-import websockets
 from callvet.cases.tables import case_events
 from callvet.core import auth
 from callvet.core.db import Database
@@ -33,16 +32,21 @@ from callvet.core.settings import Settings
 from callvet.core.tables import outbox
 from callvet.sim.calls import mulaw_encode
 from callvet.voice.call.tables import call_events, calls
+from casecall import (
+    ENROL,
+    FIRST,
+    SECOND,
+    VOICE,
+    call_id_of,
+    case_wait,
+    checkpoint_of,
+    speech_8k,
+    start_frame,
+    stream_media,
+)
 from speech import espeak, to_wav_bytes
 from sqlalchemy import func, select, text
 
-VOICE = "en-us+m3"
-ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
-         "every month and I travel a lot for work.")
-FIRST = ("Hello, yes, this is me speaking. I applied for the card last week at the branch near my office, "
-         "and I use my current card for groceries and fuel every single week of the year.")
-SECOND = ("My employer is a logistics company on the river road, I have worked there for six years, and my "
-          "salary is paid on the last working day of every month into the same account.")
 ENV = {"CALLVET_CASES_INTERVIEWS": "0", "CALLVET_CALL_STABLE_RESCORE_S": "0", "CALLVET_SPOOF": "0"}
 
 
@@ -77,70 +81,6 @@ def _serve(tmp: Path, port: int, url: str) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start")
 
 
-def _speech(text: str) -> np.ndarray:
-    x = espeak(text, VOICE, sample_rate=8000)
-    pad = np.zeros(4000, np.float32)
-    return np.concatenate([pad, x, np.zeros(8000, np.float32)])
-
-
-def _start(params: dict[str, Any], call_sid: str) -> str:
-    return json.dumps({"event": "start", "streamSid": "MZ" + call_sid, "start": {
-        "streamSid": "MZ" + call_sid, "callSid": call_sid, "tracks": ["inbound"],
-        "customParameters": {**params, "asr": "robot"},
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
-
-
-async def _stream(url: str, start: str, audio: np.ndarray, *, events: list[dict[str, Any]],
-                  until: Any = None) -> None:
-    """Stream ``audio`` as Twilio media, then either end the call (``stop``) and read to the close, or,
-    with ``until`` (a blocking function run in a thread: it kills the server), keep the socket open
-    until the server has gone, as a robot whose replica died sees it."""
-    async with websockets.connect(url) as ws:
-
-        async def read() -> None:
-            try:
-                async for msg in ws:
-                    events.append(json.loads(msg))
-            except websockets.ConnectionClosed:
-                pass
-
-        reader = asyncio.create_task(read())
-        await ws.send(start)
-        for n, i in enumerate(range(0, len(audio), 160)):
-            await ws.send(json.dumps({"event": "media", "media": {
-                "track": "inbound", "chunk": str(n + 1), "timestamp": str(20 * n),
-                "payload": base64.b64encode(mulaw_encode(audio[i:i + 160])).decode()}}))
-            if n % 25 == 24:
-                # 5x real time: batches stay far below the analysis ring (6 s), whose overrun by a much
-                # faster robot drops speech depending on the batching (then net speech is not exact)
-                await asyncio.sleep(0.1)
-        if until is not None:
-            await asyncio.to_thread(until)
-        else:
-            await ws.send(json.dumps({"event": "stop", "stop": {}}))
-        await asyncio.wait_for(reader, 120)
-
-
-def _checkpoint(db: Database, call_id: str) -> dict[str, Any] | None:
-    with db.connect() as conn:
-        raw = conn.execute(select(calls.c.checkpoint).where(calls.c.id == call_id)).scalar()
-    return json.loads(raw) if raw else None
-
-
-def _call_id(db: Database, call_sid: str) -> str | None:
-    with db.connect() as conn:
-        return conn.execute(select(calls.c.id).where(calls.c.call_sid == call_sid)).scalar()
-
-
-def _case_wait(c: httpx.Client, h: dict[str, str], case_id: str, statuses: tuple[str, ...]) -> dict[str, Any]:
-    deadline = time.monotonic() + 90
-    while True:
-        got = c.get(f"/v1/cases/{case_id}", headers=h).json()
-        if got["status"] in statuses or time.monotonic() > deadline:
-            return got  # type: ignore[no-any-return]
-        time.sleep(0.2)
-
-
 def test_a_call_resumes_on_another_replica_after_sigkill(db: Database, tmp_path: Path) -> None:
     from callvet.services import open_services
     from decision_fixtures import example
@@ -152,7 +92,7 @@ def test_a_call_resumes_on_another_replica_after_sigkill(db: Database, tmp_path:
     ctx = open_services(settings, db)
     ident = ctx.blacklist.create_identity("fraudster-m3", "test voice", "test")
     ctx.blacklist.add_sample(ident["id"], to_wav_bytes(espeak(ENROL, VOICE), 16000), "test")
-    first, second = _speech(FIRST), _speech(SECOND)
+    first, second = speech_8k(FIRST), speech_8k(SECOND)
 
     port_a, port_b = _port(), _port()
     a = _serve(tmp_path, port_a, url)
@@ -171,38 +111,38 @@ def test_a_call_resumes_on_another_replica_after_sigkill(db: Database, tmp_path:
         ev_a: list[dict[str, Any]] = []
         got: dict[str, Any] = {}
 
-        def kill_a_once_checkpointed() -> None:
+        def kill_a_once_checkpointed() -> bool:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                got["call_id"] = got.get("call_id") or _call_id(db, "CA-R1")
-                ck = _checkpoint(db, got["call_id"]) if got["call_id"] else None
+                got["call_id"] = got.get("call_id") or call_id_of(db, "CA-R1")
+                ck = checkpoint_of(db, got["call_id"]) if got["call_id"] else None
                 if ck and ck["voice"]["net_speech_s"] >= 6.0:
                     break
                 time.sleep(0.05)
             a.send_signal(signal.SIGKILL)
             a.wait(timeout=30)
+            return False
 
-        asyncio.run(_stream(f"ws://127.0.0.1:{port_a}{path}", _start(params, "CA-R1"), first, events=ev_a,
-                            until=kill_a_once_checkpointed))
+        asyncio.run(stream_media(f"ws://127.0.0.1:{port_a}{path}", start_frame(params, "CA-R1"), first,
+                                 events=ev_a, until=kill_a_once_checkpointed))
         call_id = got.get("call_id")
-        assert call_id is not None and _checkpoint(db, call_id) is not None, "A never checkpointed the call"
-        ck = _checkpoint(db, call_id)
+        assert call_id is not None and checkpoint_of(db, call_id) is not None, "A never checkpointed the call"
+        ck = checkpoint_of(db, call_id)
         assert ck is not None
         carried = ck["voice"]["net_speech_s"]
 
         ev_b: list[dict[str, Any]] = []
-        asyncio.run(_stream(f"ws://127.0.0.1:{port_b}{path}", _start({**params, "resume": "true"}, "CA-R1"),
-                            second, events=ev_b))
+        asyncio.run(stream_media(f"ws://127.0.0.1:{port_b}{path}",
+                                 start_frame({**params, "resume": "true"}, "CA-R1"), second, events=ev_b))
         started = [e for e in ev_b if e["event"] == "callvet.started"]
         assert started and started[0]["call_id"] == call_id, ev_b[:3]
         assert started[0]["resumed"]["net_speech_s"] == round(carried, 3)
 
         # the same second half alone, as a new call on B: what it measures by itself
         ev_ref: list[dict[str, Any]] = []
-        token = robot["Authorization"].removeprefix("Bearer ")
-        asyncio.run(_stream(f"ws://127.0.0.1:{port_b}/v1/calls/stream?token={token}", _start({}, "CA-REF"),
-                            second, events=ev_ref))
-        ref_id = _call_id(db, "CA-REF")
+        asyncio.run(stream_media(f"ws://127.0.0.1:{port_b}/v1/calls/stream", start_frame({}, "CA-REF"),
+                                 second, events=ev_ref, headers=robot))
+        ref_id = call_id_of(db, "CA-REF")
         with db.connect() as conn:
             row = conn.execute(select(calls).where(calls.c.id == call_id)).first()
             ref = conn.execute(select(calls).where(calls.c.id == ref_id)).first()
@@ -230,7 +170,7 @@ def test_a_call_resumes_on_another_replica_after_sigkill(db: Database, tmp_path:
         assert kinds.index("verdict") < kinds.index("resumed") and ended == 1 and results == 1
 
         with httpx.Client(base_url=f"http://127.0.0.1:{port_b}", timeout=60) as c:
-            got = _case_wait(c, analyst, case_id, ("review", "declined", "issued"))
+            got = case_wait(c, analyst, case_id, ("review", "declined", "issued"))
         assert got["call_ids"] == [call_id]
         timeline = [e["kind"] for e in got["timeline"]]
         assert timeline.count("call_ended") == 1 and timeline.count("call_resumed") == 1
@@ -299,7 +239,7 @@ def test_ownership_epoch_fences_the_previous_session(db: Database) -> None:
     assert store.find_resumable(explicit, "robot:r1") is None  # ended: not resumable
 
 
-def test_a_draining_replica_hands_its_call_over_without_losing_scored_speech(tmp_path: Path) -> None:
+def test_a_draining_replica_hands_its_call_over_without_losing_scoredspeech_8k(tmp_path: Path) -> None:
     """Graceful drain: A hands the live call over (robot told to resume, close 1012, record left open
     with a last checkpoint holding everything A heard); B, another call server on the same database,
     resumes it and ends it once."""
@@ -328,8 +268,8 @@ def test_a_draining_replica_hands_its_call_over_without_losing_scored_speech(tmp
     async def go() -> tuple[QueueTransport, QueueTransport, int]:
         ta, tb = QueueTransport(), QueueTransport()
         run_a = asyncio.create_task(servers[0].handle(ta, "twilio", "robot:r1"))
-        await ta.inbox.put(_start({}, "CA-H1"))
-        for k, m in enumerate(frames(_speech(FIRST))):
+        await ta.inbox.put(start_frame({}, "CA-H1"))
+        for k, m in enumerate(frames(speech_8k(FIRST))):
             await ta.inbox.put(m)
             if k % 25 == 24:
                 await asyncio.sleep(0.1)
@@ -338,8 +278,8 @@ def test_a_draining_replica_hands_its_call_over_without_losing_scored_speech(tmp
         handed = await asyncio.wait_for(asyncio.gather(servers[0].hand_over_all(), ta.inbox.put(None)), 60)
         await run_a
         run_b = asyncio.create_task(servers[1].handle(tb, "twilio", "robot:r1"))
-        await tb.inbox.put(_start({"resume": "true"}, "CA-H1"))
-        for k, m in enumerate(frames(_speech(SECOND))):
+        await tb.inbox.put(start_frame({"resume": "true"}, "CA-H1"))
+        for k, m in enumerate(frames(speech_8k(SECOND))):
             await tb.inbox.put(m)
             if k % 25 == 24:
                 await asyncio.sleep(0.1)

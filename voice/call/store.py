@@ -7,6 +7,8 @@ loop never waits on the database and a call's writes land in order.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +21,7 @@ from callvet.voice.call.state import CallState
 from callvet.voice.call.tables import call_events, calls
 from sqlalchemy import func, insert, select, update
 
-__all__ = ["CallStore", "Resumable", "resume_key"]
+__all__ = ["CallStore", "Resumable", "replica_name", "resume_key"]
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -32,6 +34,13 @@ def resume_key(start: StartFrame) -> str:
     """The robot's own id of the phone call, constant across its reconnections: Twilio's ``callSid``,
     else mod_audio_fork's ``uuid`` (the stream id of its metadata)."""
     return (start.call_sid or start.stream_id)[:100]
+
+
+def replica_name() -> str:
+    """Which process holds a call, for operators and tests that must find it (a replica to drain, the
+    one a SIGKILL took): ``CALLVET_REPLICA`` (``callvet cluster`` sets its replica names), else
+    host:pid. Recorded in the audit of ``call.start`` and ``call.resume`` and the ``resumed`` event."""
+    return (os.environ.get("CALLVET_REPLICA") or f"{socket.gethostname()}:{os.getpid()}")[:100]
 
 
 class Resumable:
@@ -66,7 +75,7 @@ class CallStore:
             actor = conn.execute(select(calls.c.actor).where(calls.c.id == call_id)).scalar_one()
             record(conn, actor, "call.start", "call", call_id, details={
                 "protocol": start.protocol, "stream_id": start.stream_id,
-                "application_id": start.application_id,
+                "application_id": start.application_id, "replica": replica_name(),
             })
 
     # -- issue 17: resuming a call on another replica (docs/calls.md, Resuming a call) ----------------
@@ -106,11 +115,13 @@ class CallStore:
             actor = conn.execute(select(calls.c.actor).where(calls.c.id == found.call_id)).scalar_one()
             net = (found.checkpoint or {}).get("voice") or {}
             record(conn, actor, "call.resume", "call", found.call_id, details={
-                "epoch": epoch, "stream_id": start.stream_id, "protocol": start.protocol})
+                "epoch": epoch, "stream_id": start.stream_id, "protocol": start.protocol,
+                "replica": replica_name()})
             conn.execute(insert(call_events).values(
                 call_id=found.call_id, at=utcnow(), t_s=(found.checkpoint or {}).get("audio_t_s"),
                 kind="resumed", data={"epoch": epoch, "stream_id": start.stream_id,
-                                      "net_speech_s": net.get("net_speech_s", 0.0)}))
+                                      "net_speech_s": net.get("net_speech_s", 0.0),
+                                      "replica": replica_name()}))
         return epoch
 
     def checkpoint(self, call_id: str, epoch: int, state: dict[str, Any]) -> bool:
