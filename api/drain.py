@@ -6,21 +6,29 @@ the next failed health check, and cut its live calls. :class:`DrainingServer` (t
 
 1. marks every app of the process draining: ``/readyz`` answers 503 ``draining`` at once while requests
    are still served, so HAProxy's check takes the replica out of rotation (``drain_grace_s``);
-2. after that grace, and once no call is live in this process (or ``drain_timeout_s`` has passed), lets
-   uvicorn shut down: it stops accepting connections and waits for the requests in flight;
-3. the app's shutdown then closes the services, which writes the decisions still queued for group commit.
+2. after that grace, hands every live call over (``drain_calls`` ``hand_over``, the default:
+   :meth:`~callvet.voice.call.server.CallServer.hand_over_all`; the robot gets ``handed_over`` and
+   reconnects with ``resume`` through the balancer to another replica, the call record stays open with
+   a last checkpoint), or with ``wait`` lets the calls end on their own;
+3. once no call is live in this process (or ``drain_timeout_s`` has passed), lets uvicorn shut down: it
+   stops accepting connections and waits for the requests in flight;
+4. the app's shutdown then closes the services, which writes the decisions still queued for group commit.
+
+Calls are handed over only after the grace, when the balancer no longer sends this replica anything, so
+the robot's reconnection cannot land here again.
 
 A second SIGTERM, or SIGINT, stops at once (uvicorn's own handling).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
@@ -32,11 +40,16 @@ log = logging.getLogger("callvet.drain")
 
 
 class Drain:
-    """One app's drain state: whether it is draining and how many calls it still holds."""
+    """One app's drain state: whether it is draining, how many calls it still holds, and how to hand
+    them over (``hand_over`` returns how many were; None: the app has no call server)."""
 
-    def __init__(self, live_calls: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, live_calls: Callable[[], int] = lambda: 0,
+                 hand_over: Callable[[], Awaitable[int]] | None = None) -> None:
         self._since: float | None = None
         self.live_calls = live_calls
+        self.hand_over = hand_over
+        #: Calls handed over so far (shown by /readyz while draining).
+        self.handed_over = 0
         self._lock = threading.Lock()
 
     @property
@@ -66,12 +79,14 @@ class DrainingServer(uvicorn.Server):
     """uvicorn's server with the drain above in front of its own graceful shutdown."""
 
     def __init__(self, config: uvicorn.Config, *, grace_s: float, timeout_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 hand_over: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(config)
         self.grace_s = grace_s
         self.timeout_s = timeout_s
+        self.hand_over = hand_over
         self.clock = clock
         self._drain_started: float | None = None
+        self._handing: asyncio.Task[int] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig != signal.SIGTERM or self._drain_started is not None or self.should_exit:
@@ -80,17 +95,30 @@ class DrainingServer(uvicorn.Server):
         self._drain_started = self.clock()
         for d in draining_apps():
             d.start()
-        log.info("SIGTERM: draining (readyz 503 for %.1f s, then up to %.0f s for live calls)",
-                 self.grace_s, self.timeout_s)
+        log.info("SIGTERM: draining (readyz 503 for %.1f s, then %s live calls, up to %.0f s)",
+                 self.grace_s, "hand over" if self.hand_over else "wait for", self.timeout_s)
 
     def _live(self) -> int:
         return sum(d.live_calls() for d in draining_apps())
+
+    async def _hand_over_all(self) -> int:
+        n = 0
+        for d in draining_apps():
+            if d.hand_over is not None:
+                got = await d.hand_over()
+                d.handed_over += got
+                n += got
+        log.info("drain: %d live call(s) handed over", n)
+        return n
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_started is not None and not self.should_exit:
             waited = self.clock() - self._drain_started
             live = self._live() if waited >= self.grace_s else -1
-            if live == 0 or waited >= self.grace_s + self.timeout_s:
+            if live > 0 and self.hand_over and self._handing is None:
+                self._handing = asyncio.get_running_loop().create_task(self._hand_over_all())
+            handing = self._handing is not None and not self._handing.done()
+            if (live == 0 and not handing) or waited >= self.grace_s + self.timeout_s:
                 if live > 0:
                     log.warning("drain timeout: stopping with %d live call(s)", live)
                 self.should_exit = True
@@ -110,4 +138,5 @@ def run(host: str, port: int, *, log_level: str, log_config: dict[str, object] |
         return
     settings = get_settings()
     config = uvicorn.Config("callvet.api.app:create_app", **kwargs)
-    DrainingServer(config, grace_s=settings.drain_grace_s, timeout_s=settings.drain_timeout_s).run()
+    DrainingServer(config, grace_s=settings.drain_grace_s, timeout_s=settings.drain_timeout_s,
+                   hand_over=settings.drain_calls == "hand_over").run()

@@ -150,7 +150,7 @@ def readiness(ctx: AppContext, drain: Drain | None = None) -> tuple[bool, dict[s
     reasons: list[str] = []
     checks: dict[str, Any] = {}
     if drain is not None and drain.active:
-        checks["drain"] = {"ok": False, "live_calls": drain.live_calls()}
+        checks["drain"] = {"ok": False, "live_calls": drain.live_calls(), "handed_over": drain.handed_over}
         reasons.append("draining")
     try:
         with ctx.db.connect() as conn:
@@ -190,11 +190,16 @@ def _live_calls(ctx: AppContext) -> int:
     return len(server.active) if server is not None else 0
 
 
+async def _hand_over(ctx: AppContext) -> int:
+    server = ctx.peek("calls")
+    return int(await server.hand_over_all()) if server is not None else 0
+
+
 def install(app: FastAPI, ctx: AppContext) -> Metrics:
     """Add the middleware and the ``/readyz`` and ``/metrics`` routes to ``app``."""
     metrics = Metrics(ctx)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    drain = app.state.drain = register(Drain(lambda: _live_calls(ctx)))
+    drain = app.state.drain = register(Drain(lambda: _live_calls(ctx), lambda: _hand_over(ctx)))
 
     @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready; see reasons"}})
     def readyz(request: Request) -> JSONResponse:

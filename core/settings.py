@@ -232,9 +232,12 @@ class Settings(BaseSettings):
     # -- operations
     # issue 17: on SIGTERM /readyz answers 503 for drain_grace_s while requests are still served (the load
     # balancer's health check moves traffic away), then the server stops accepting and waits up to
-    # drain_timeout_s for live calls to end before it stops.
+    # drain_timeout_s for live calls to end before it stops. drain_calls: after the grace, live calls are
+    # handed over (the robot is told to resume on another replica; the record stays open) or, with "wait"
+    # (one replica and nowhere to resume), left to end on their own within drain_timeout_s.
     drain_grace_s: Annotated[float, Field(ge=0, le=600)] = 3.0
     drain_timeout_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    drain_calls: Literal["hand_over", "wait"] = "hand_over"
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -13,7 +13,19 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ServerProcess", "free_port", "wait_for"]
+__all__ = ["ServerProcess", "free_port", "subprocess_db_url", "wait_for"]
+
+
+def subprocess_db_url(db: Any) -> str:
+    """The test database's URL for a server process; on PostgreSQL with the per-test schema as the
+    search path (the ``db`` fixture's schema is set per connection, which a URL must carry)."""
+    from sqlalchemy import text
+
+    if db.dialect != "postgresql":
+        return str(db.url)
+    with db.connect() as conn:
+        schema = conn.execute(text("SHOW search_path")).scalar()
+    return f"{db.url}{'&' if '?' in db.url else '?'}options=-csearch_path%3D{schema}"
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 """SIGTERM drains a real ``callvet serve``: /readyz says so at once, requests are still served, a live call
-ends normally, a request in flight is finished after the listener closed, then the process exits 0."""
+ends normally (``CALLVET_DRAIN_CALLS=wait``) or is handed over (the default) and resumes on a second
+server process, a request in flight is finished after the listener closed, then the process exits 0."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ import pytest
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.sim.calls import stream_call
-from serverproc import ServerProcess, wait_for
+from callvet.voice.call.tables import call_events, calls
+from casecall import FIRST, SECOND, speech_8k, start_frame, stream_media
+from serverproc import ServerProcess, subprocess_db_url, wait_for
 from speech import espeak
+from sqlalchemy import select
 
 APP = json.loads((Path(__file__).parents[1] / "docs/contracts/application.example.json").read_text())
 TEXT = ("I opened the account at the branch on the high street and I pay my bills on the first of every "
@@ -69,7 +73,8 @@ def test_sigterm_drains(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{data / 'callvet.db'}")
     db.create_schema()
     key = auth.create_key(db, "robot", "drain-test")
-    srv = ServerProcess(data, env={"CALLVET_DRAIN_GRACE_S": "1", "CALLVET_DRAIN_TIMEOUT_S": "120"}).start()
+    srv = ServerProcess(data, env={"CALLVET_DRAIN_GRACE_S": "1", "CALLVET_DRAIN_TIMEOUT_S": "120",
+                                   "CALLVET_DRAIN_CALLS": "wait"}).start()
     try:
         srv.wait_ready()
         hdr = {"Authorization": f"Bearer {key}"}
@@ -111,3 +116,57 @@ def test_sigterm_drains(tmp_path: Path) -> None:
     finally:
         srv.stop()
         db.dispose()
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_hands_a_live_call_over_to_another_server(db: Database, tmp_path: Path) -> None:
+    """Two ``callvet serve`` processes on one database; a call streams to A; A gets SIGTERM: after the
+    grace the robot is told ``handed_over`` (close 1012), A exits 0, and the robot's resume on B
+    continues the same record from everything A heard."""
+    url = subprocess_db_url(db)
+    key = auth.create_key(db, "robot", "drain-handover")
+    hdr = {"Authorization": f"Bearer {key}"}
+    env = {"CALLVET_DATABASE_URL": url, "CALLVET_DRAIN_GRACE_S": "0.5", "CALLVET_DRAIN_TIMEOUT_S": "60",
+           "CALLVET_CALL_STABLE_RESCORE_S": "0", "CALLVET_SPOOF": "0"}
+    a = ServerProcess(tmp_path / "a", env=env).start()
+    b = ServerProcess(tmp_path / "b", env=env).start()
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        ev_a: list[dict[str, Any]] = []
+
+        def sigterm_a() -> bool:
+            a.signal(signal.SIGTERM)
+            assert wait_for(lambda: any(e.get("code") == "handed_over" for e in ev_a), 30), ev_a[-3:]
+            return False  # the server closes the socket: no stop from this robot
+
+        asyncio.run(stream_media(f"ws://127.0.0.1:{a.port}/v1/calls/stream", start_frame({}, "CA-D1"),
+                                 speech_8k(FIRST), events=ev_a, headers=hdr, until=sigterm_a))
+        assert a.wait(timeout=60) == 0, a.log_tail()
+        call_id = next(e for e in ev_a if e["event"] == "callvet.started")["call_id"]
+        handed = next(e for e in ev_a if e.get("code") == "handed_over")
+        assert f"resume_call_id={call_id}" in handed["message"]
+        with db.connect() as conn:
+            row = conn.execute(select(calls).where(calls.c.id == call_id)).one()
+        assert row.ended_at is None and row.checkpoint, "the handed-over record must stay open"
+
+        ev_b: list[dict[str, Any]] = []
+        asyncio.run(stream_media(f"ws://127.0.0.1:{b.port}/v1/calls/stream",
+                                 start_frame({"resume": "true"}, "CA-D1"), speech_8k(SECOND), events=ev_b,
+                                 headers=hdr))
+        started = next(e for e in ev_b if e["event"] == "callvet.started")
+        assert started["call_id"] == call_id and started["resumed"]["epoch"] == 1, started
+        carried = started["resumed"]["net_speech_s"]
+        with db.connect() as conn:
+            row = conn.execute(select(calls).where(calls.c.id == call_id)).one()
+            kinds = [k for (k,) in conn.execute(select(call_events.c.kind).where(
+                call_events.c.call_id == call_id).order_by(call_events.c.id)).all()]
+            n = len(conn.execute(select(calls.c.id).where(calls.c.call_sid == "CA-D1")).all())
+        assert n == 1 and row.epoch == 1 and row.state == "stopped" and row.ended_at is not None
+        assert kinds.count("handed_over") == 1 and kinds.index("handed_over") < kinds.index("resumed")
+        # all A heard was scored before it let go (the first half is ~9 s of speech), and B added to it
+        assert carried > 7.0 and row.net_speech_s > carried + 7.0, (carried, row.net_speech_s)
+        assert row.stats["final_verdict"]["net_speech_s"] > carried + 3.0
+    finally:
+        a.stop()
+        b.stop()

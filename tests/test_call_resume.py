@@ -44,8 +44,9 @@ from casecall import (
     start_frame,
     stream_media,
 )
+from serverproc import subprocess_db_url
 from speech import espeak, to_wav_bytes
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 ENV = {"CALLVET_CASES_INTERVIEWS": "0", "CALLVET_CALL_STABLE_RESCORE_S": "0", "CALLVET_SPOOF": "0"}
 
@@ -54,15 +55,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _url_for_subprocess(db: Database) -> str:
-    """The test database's URL; on PostgreSQL with the per-test schema as the search path."""
-    if db.dialect != "postgresql":
-        return db.url
-    with db.connect() as conn:
-        schema = conn.execute(text("SHOW search_path")).scalar()
-    return f"{db.url}{'&' if '?' in db.url else '?'}options=-csearch_path%3D{schema}"
 
 
 def _serve(tmp: Path, port: int, url: str) -> subprocess.Popen[bytes]:
@@ -86,7 +78,7 @@ def test_a_call_resumes_on_another_replica_after_sigkill(db: Database, tmp_path:
     from decision_fixtures import example
 
     settings = Settings(data_dir=tmp_path, database_url=db.url)
-    url = _url_for_subprocess(db)
+    url = subprocess_db_url(db)
     robot = {"Authorization": f"Bearer {auth.create_key(db, 'robot', 'r1')}"}
     analyst = {"Authorization": f"Bearer {auth.create_key(db, 'analyst', 'a1')}"}
     ctx = open_services(settings, db)
