@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     faiss_threads: Annotated[int, Field(ge=1, le=256)] = 1
     ann_threshold: Annotated[int, Field(ge=0)] = 50_000
     ann_nprobe: Annotated[int, Field(ge=1, le=65_536)] = 16
+    # issue 17: on PostgreSQL the blacklist index syncs on NOTIFY (voice/blacklist_sync.py), re-reading
+    # the generation every blacklist_listen_safety_s too; 0 = the per-search generation query, as SQLite.
+    blacklist_listen: bool = True
+    blacklist_listen_safety_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # -- call server (voice/call/pipeline.py CallConfig)
     call_silence_ms: Annotated[int, Field(ge=0, le=60_000)] = 700
     max_lag_s: Annotated[float, Field(gt=0, le=600)] = 2.0

@@ -5,8 +5,11 @@ The database is the source of truth; the FAISS index is a cache of it that is ch
 * on open, the persisted index is used only if its sidecar matches the database (same encoder/back end,
   same count, max id and checksum of the ids); otherwise it is rebuilt from the stored prints;
 * every add or delete bumps ``blacklist_state.generation`` in the same transaction as the change and its
-  audit row; before each search one query compares that generation with the one this process synced to,
-  so prints added or deleted by another process (the CLI, another API worker) are picked up at once;
+  audit row; before each search that generation is compared with the one this process synced to, so
+  prints added or deleted by another process (the CLI, another API worker) are picked up at once: on
+  SQLite by one query per search, on PostgreSQL from a LISTEN/NOTIFY listener
+  (:mod:`callvet.voice.blacklist_sync`, ``CALLVET_BLACKLIST_LISTEN``) with no query while it is healthy,
+  and by the per-search query whenever it is not;
 * a deletion removes the vectors from the in-memory index and rewrites the persisted file before it
   returns: a deleted person's biometric data leaves the database and the index in the same operation.
 
@@ -20,6 +23,7 @@ import hashlib
 import logging
 import os
 import threading
+import weakref
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,6 +33,7 @@ from callvet.core.audit import record
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict, InvalidInput, NotFound
 from callvet.core.settings import env_value
+from callvet.voice.blacklist_sync import GenerationListener
 from callvet.voice.index import IndexLoadError, VectorIndex, ids_checksum, set_search_threads
 from callvet.voice.indomain import InDomainNull, fit_indomain_best, recent_call_prints, recent_checkpoint
 from callvet.voice.tables import blacklist_identities, blacklist_samples, blacklist_state
@@ -96,6 +101,12 @@ class Blacklist:
         self.index_status: dict[str, Any] = {}
         self._ensure_state_row()
         self.index = self._open_index()
+        #: The PostgreSQL LISTEN/NOTIFY listener (None on SQLite or with CALLVET_BLACKLIST_LISTEN=0).
+        self.listener: GenerationListener | None = None
+        if db.dialect == "postgresql" and env_value("blacklist_listen"):
+            self.listener = GenerationListener(
+                db, safety_s=float(env_value("blacklist_listen_safety_s")),
+                owner=weakref.ref(self)).start()
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database, engine: VoiceEngine) -> Blacklist:
@@ -188,9 +199,16 @@ class Blacklist:
         else:
             self._dirty = True
 
+    def _known_generation(self) -> int | None:
+        """The listener's generation while it is healthy (no query), at least this process's own."""
+        known = self.listener.generation() if self.listener is not None else None
+        return None if known is None else max(known, self._generation)
+
     def refresh(self) -> None:
-        """Bring the in-memory index up to the database's generation (cheap when nothing changed)."""
-        if self._read_generation() == self._generation:
+        """Bring the in-memory index up to the database's generation (cheap when nothing changed: no
+        query at all while the listener is healthy, else one)."""
+        known = self._known_generation()
+        if (known if known is not None else self._read_generation()) == self._generation:
             return
         with self._sync:
             self._refresh_locked()
@@ -288,14 +306,16 @@ class Blacklist:
         stored = np.sort(self._db_ids())
         searched = np.sort(np.asarray(self.index.ids(), dtype=np.int64))
         return {"in_sync": bool(np.array_equal(stored, searched)), "stored_prints": len(stored),
-                "searchable_prints": len(searched), "generation": self._generation}
+                "searchable_prints": len(searched), "generation": self._generation,
+                "sync": "notify" if self._known_generation() is not None else "per_search"}
 
     # -- open-set operating points -------------------------------------------------------------------------
 
     def counts(self) -> tuple[int, int]:
         """(identities with a searchable print, searchable prints), read from the database once per
         generation, so every replica derives the same thresholds from the same blacklist."""
-        generation = self._read_generation()
+        known = self._known_generation()
+        generation = known if known is not None else self._read_generation()
         if self._counts[0] == generation:
             return self._counts[1], self._counts[2]
         with self.db.connect() as conn:
@@ -355,6 +375,8 @@ class Blacklist:
             return null
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         with self._sync:
             if self._dirty:
                 self._persist(force=True)
