@@ -266,28 +266,32 @@ def _calls(run: Run, live: list[LiveCall], killed: threading.Event, victim: dict
         assert killed.wait(180), "the replica was never killed"
         return c.replica != victim["name"]
 
-    async def one(c: LiveCall) -> None:
-        await stream_media(ws_url + c.path, start_frame(c.params, c.sid), first, events=c.events,
-                           until=lambda: after_kill(c), more=second)
-        if c.replica != victim["name"]:
-            return
-        for _ in range(40):  # HAProxy may still try the dead replica (redispatch) or answer 503 at once
-            c.resumed.clear()
+    async def connected(what: str, events: list[dict[str, Any]], **kw: Any) -> None:
+        """``stream_media`` through HAProxy, again while the handshake fails: just after the kill HAProxy
+        may still pick the dead replica (it redispatches, 3 retries) or answer 503 at once."""
+        for _ in range(40):
+            events.clear()
             try:
-                await stream_media(ws_url + c.path, start_frame({**c.params, "resume": "true"}, c.sid),
-                                   second, events=c.resumed)
+                await stream_media(**kw, events=events)
             except (OSError, websockets.InvalidHandshake):
                 await asyncio.sleep(0.25)
                 continue
             return
-        raise AssertionError(f"call {c.sid} was never resumed")
+        raise AssertionError(f"{what}: never connected")
+
+    async def one(c: LiveCall) -> None:
+        await stream_media(ws_url + c.path, start_frame(c.params, c.sid), first, events=c.events,
+                           until=lambda: after_kill(c), more=second)
+        if c.replica == victim["name"]:
+            await connected(f"resume of {c.sid}", c.resumed, url=ws_url + c.path,
+                            start=start_frame({**c.params, "resume": "true"}, c.sid), audio=second)
 
     async def reference() -> None:
         """The same second half alone, as a new call: what it measures by itself."""
         await asyncio.to_thread(killed.wait, 180)
-        hdr = {"Authorization": f"Bearer {run.keys['robot']}"}
-        await stream_media(f"{ws_url}/v1/calls/stream", start_frame({}, "CA-CLREF"), second, events=ref,
-                           headers=hdr)
+        await connected("the reference call", ref, url=f"{ws_url}/v1/calls/stream",
+                        start=start_frame({}, "CA-CLREF"), audio=second,
+                        headers={"Authorization": f"Bearer {run.keys['robot']}"})
 
     async def main() -> None:
         await asyncio.gather(*(one(c) for c in live), reference())
