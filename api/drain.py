@@ -115,7 +115,8 @@ class DrainingServer(uvicorn.Server):
         if self._drain_started is not None and not self.should_exit:
             waited = self.clock() - self._drain_started
             live = self._live() if waited >= self.grace_s else -1
-            if live > 0 and self.hand_over and self._handing is None:
+            # again while calls remain: one that connected, or had not started, after the last round
+            if live > 0 and self.hand_over and (self._handing is None or self._handing.done()):
                 self._handing = asyncio.get_running_loop().create_task(self._hand_over_all())
             handing = self._handing is not None and not self._handing.done()
             if (live == 0 and not handing) or waited >= self.grace_s + self.timeout_s:
