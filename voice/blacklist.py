@@ -204,11 +204,15 @@ class Blacklist:
         known = self.listener.generation() if self.listener is not None else None
         return None if known is None else max(known, self._generation)
 
+    def _generation_now(self) -> int:
+        """The generation to compare with: the listener's while it is healthy, else one query."""
+        known = self._known_generation()
+        return known if known is not None else self._read_generation()
+
     def refresh(self) -> None:
         """Bring the in-memory index up to the database's generation (cheap when nothing changed: no
         query at all while the listener is healthy, else one)."""
-        known = self._known_generation()
-        if (known if known is not None else self._read_generation()) == self._generation:
+        if self._generation_now() == self._generation:
             return
         with self._sync:
             self._refresh_locked()
@@ -314,8 +318,7 @@ class Blacklist:
     def counts(self) -> tuple[int, int]:
         """(identities with a searchable print, searchable prints), read from the database once per
         generation, so every replica derives the same thresholds from the same blacklist."""
-        known = self._known_generation()
-        generation = known if known is not None else self._read_generation()
+        generation = self._generation_now()
         if self._counts[0] == generation:
             return self._counts[1], self._counts[2]
         with self.db.connect() as conn:
@@ -351,7 +354,7 @@ class Blacklist:
         if cal is None or not self.in_domain_on:
             return None
         with self._in_domain_lock:
-            key = (self._read_generation(), recent_checkpoint(self.db, self.engine.backend_id))
+            key = (self._generation_now(), recent_checkpoint(self.db, self.engine.backend_id))
             if self._in_domain is not None and self._in_domain[0] == key:
                 return self._in_domain[1]
             rows = recent_call_prints(self.db, self.engine.backend_id, key[1],
