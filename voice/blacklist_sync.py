@@ -81,6 +81,8 @@ class GenerationListener:
         return self.healthy
 
     def stop(self) -> None:
+        """Stops within one wake-up (0.2 s: the notification wait is that long, so that a closing
+        blacklist does not hold its caller)."""
         self._stop.set()
         self._thread.join(timeout=5)
         self._close()
@@ -125,7 +127,7 @@ class GenerationListener:
                     if self._orphaned():
                         self._stop.set()
                         break
-                    got = list(conn.notifies(timeout=min(0.5, self.safety_s), stop_after=1))
+                    got = list(conn.notifies(timeout=min(0.2, self.safety_s), stop_after=1))
                     self.notifications += len(got)
                     if got or time.monotonic() - last >= self.safety_s:
                         self._read(conn)
