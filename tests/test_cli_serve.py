@@ -11,8 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-PORTS = iter(range(18931, 18960))
+from serverproc import free_port
 
 
 def _alive(pid: int) -> bool:
@@ -40,7 +39,7 @@ def _wait(cond: object, timeout: float) -> bool:
 
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = next(PORTS)
+    port = free_port()
     env = {**os.environ, "CALLVET_DATA_DIR": str(tmp_path / "var")}
     env.pop("CALLVET_DATABASE_URL", None)
     server = subprocess.Popen([sys.executable, "-m", "callvet", "serve", "--port", str(port)], env=env,
