@@ -31,7 +31,11 @@ from callvet.decision.types import Decision, Investigation
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["DecisionRecorder", "PendingWrite", "decision_events"]
+__all__ = ["PG_WRITERS", "DecisionRecorder", "PendingWrite", "decision_events"]
+
+#: Writer connections on PostgreSQL: one batch is written while the previous waits for its fsync (see
+#: :mod:`callvet.core.groupcommit`). SQLite writes one transaction at a time, so it has one.
+PG_WRITERS = 2
 
 @dataclass(frozen=True)
 class PendingWrite:
@@ -63,10 +67,12 @@ def _write(conn: Connection, items: Sequence[PendingWrite]) -> None:
 class DecisionRecorder:
     """Decision rows of many concurrent requests committed together; thread-safe, one per engine."""
 
-    def __init__(self, db: Database, *, max_batch: int = 256, max_queue: int = 4096) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 256, max_queue: int = 4096,
+                 writers: int | None = None) -> None:
         self.db = db
         self._max_batch = max_batch
         self._max_queue = max_queue
+        self._writers = writers if writers is not None else (1 if db.dialect == "sqlite" else PG_WRITERS)
         self._committer: GroupCommitter[PendingWrite] | None = None
 
     @property
@@ -74,7 +80,8 @@ class DecisionRecorder:
         """Started on the first stored decision (an engine that only decides starts no thread)."""
         if self._committer is None:
             self._committer = GroupCommitter(self.db, _write, max_batch=self._max_batch,
-                                             max_queue=self._max_queue, name="decision-commit")
+                                             max_queue=self._max_queue, name="decision-commit",
+                                             writers=self._writers)
         return self._committer
 
     @staticmethod
