@@ -68,7 +68,8 @@ def test_the_caller_is_checked_on_the_direct_route(api: Api) -> None:
     assert _problem(client.post("/v1/decisions", json=ok, headers=h["auditor"]), 403)["code"] == "forbidden"
     taken = fast.taken
     inv = {"questionnaire": {"verdict": "pass", "risk_score": True, "reasons": []}}  # lax-valid, not strict
-    r = client.post("/v1/decisions", headers=h["robot"], json={"application": example(), "investigation": inv})
+    r = client.post("/v1/decisions", headers=h["robot"],
+                    json={"application": example(), "investigation": inv})
     assert _problem(r, 422)["field"] == "investigation.questionnaire.risk_score"
     assert fast.taken == taken + 1  # the strict check of the shared key check, not a fallback
 
