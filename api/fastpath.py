@@ -7,8 +7,9 @@ dependency graph (``solve_dependencies``: body, header, ``require`` and its ``Se
 telemetry and exit stacks, and validating the answer through the response model.
 
 :class:`FastRoute` sits first in the application's routes and takes exactly one method and path. On the
-happy path -- a JSON body that parses and validates as the request model, and well-formed optional
-headers -- it runs the same key check (:func:`callvet.api.deps.require`, so 401, 403 and the strict-JSON
+happy path -- a JSON body that parses and validates as the request model (the value the strict JSON
+check already validated, :data:`callvet.api.strictjson.VALUE_KEY`), and well-formed optional headers --
+it runs the same key check (:func:`callvet.api.deps.require`, so 401, 403 and the strict-JSON
 422 come from the same code in the same order), the same handler and the same response model, and
 answers. Anything else (malformed JSON, a body or header FastAPI would refuse) goes, with the body
 replayed, through the regular router to the documented FastAPI route, so every error is the one that
@@ -24,6 +25,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from callvet.api.strictjson import VALUE_KEY
 from fastapi.exceptions import ResponseValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
@@ -127,6 +129,9 @@ class FastRoute(BaseRoute):
                 name = k.decode("latin-1")
                 if headers[name] is None:  # the first of a repeated header, as Starlette's headers.get
                     headers[name] = text
+        checked = scope.get(VALUE_KEY)
+        if isinstance(checked, self.body_model):  # validated in strict JSON mode on the way in
+            return checked, headers
         try:
             # as FastAPI reads a JSON body: the standard parser, then the model in lax Python mode
             return self.body_model.model_validate(json.loads(raw)), headers

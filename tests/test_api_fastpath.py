@@ -112,3 +112,20 @@ def test_other_methods_on_the_path_are_not_taken(api: Api) -> None:
     post = paths["/v1/decisions"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("DecisionRequest")
     assert any(p["name"] == "idempotency-key" for p in post["parameters"])
+
+
+def test_the_strictly_validated_body_is_what_lax_validation_gives() -> None:
+    """The direct route uses the value the strict JSON check validated instead of parsing again; for a
+    body strict mode accepts, that is the model FastAPI's lax validation of the same JSON builds."""
+    from callvet.api.routes.decisions import DecisionRequest
+    from pydantic import TypeAdapter
+
+    strict = TypeAdapter(DecisionRequest)
+    inv = {"questionnaire": {"verdict": "inconclusive", "risk_score": 0.75, "reasons": []}}
+    bodies = [{"application": example()}, {"application": example(), "investigation": inv},
+              {"application": example(), "investigation": {"questionnaire": {**inv["questionnaire"],
+                                                                              "risk_score": 1}}}]
+    for body in bodies:
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        a, b = strict.validate_json(raw, strict=True), DecisionRequest.model_validate(json.loads(raw))
+        assert a == b and a.model_dump_json() == b.model_dump_json()
