@@ -22,13 +22,15 @@ from typing import Any
 
 from callvet.core import outbox
 from callvet.core.application import Application
+from callvet.core.bulkinsert import BulkInsert, pipelined
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict
 from callvet.core.groupcommit import GroupCommitter
 from callvet.core.tables import audit_log
+from callvet.core.tables import outbox as outbox_table
 from callvet.decision.tables import decision_records
 from callvet.decision.types import Decision, Investigation
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 __all__ = ["PG_WRITERS", "DecisionRecorder", "PendingWrite", "decision_events"]
@@ -58,10 +60,15 @@ def decision_events(decisions: Sequence[Decision], at: Any) -> list[outbox.Event
     }, created_at=at) for d in decisions]
 
 
+_DECISIONS, _AUDIT, _OUTBOX = BulkInsert(decision_records), BulkInsert(audit_log), BulkInsert(outbox_table)
+
+
 def _write(conn: Connection, items: Sequence[PendingWrite]) -> None:
-    conn.execute(insert(decision_records), [r for item in items for r in item.rows])
-    conn.execute(insert(audit_log), [item.audit for item in items])
-    outbox.add(conn, [e for item in items for e in item.events])
+    """A batch's three inserts (decisions, audit, outbox events), in one pipeline on PostgreSQL."""
+    with pipelined(conn):
+        _DECISIONS.run(conn, [r for item in items for r in item.rows])
+        _AUDIT.run(conn, [item.audit for item in items])
+        _OUTBOX.run(conn, outbox.rows([e for item in items for e in item.events]))
 
 
 class DecisionRecorder:
