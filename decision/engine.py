@@ -58,15 +58,18 @@ class ActivePolicy:
     compiled: CompiledGraph | None
 
     def evaluate(self, columns: Mapping[str, np.ndarray], n: int, *, vectorised: bool = True,
-                 fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+                 fields: Sequence[str] | None = None,
+                 rows: list[dict[str, Any]] | None = None) -> dict[str, np.ndarray]:
         """Outputs as columns: numpy over columns when compiled, plain Python per row for small batches
-        (numpy's per-call overhead dominates there), else zen row by row (the reference)."""
+        (numpy's per-call overhead dominates there), else zen row by row (the reference). ``rows``: the
+        columns already as :func:`as_rows` (policies of one batch that read the same columns share
+        them); they are not modified."""
         try:
             compiled = self.compiled if vectorised else None
             if compiled is not None and n > ROW_MODE_MAX:
                 return compiled.evaluate(columns)
-            keys = list(columns)
-            rows = [{k: _py(columns[k][i]) for k in keys} for i in range(n)]
+            if rows is None:
+                rows = as_rows(columns, n)
             if compiled is not None:
                 results = [compiled.evaluate_row(r) for r in rows]
             else:
@@ -78,6 +81,12 @@ class ActivePolicy:
         return {f: np.asarray([r.get(f) for r in results],
                               dtype=object if any(isinstance(r.get(f), str) for r in results) else float)
                 for f in wanted}
+
+
+def as_rows(columns: Mapping[str, np.ndarray], n: int) -> list[dict[str, Any]]:
+    """Columns as one dict of plain Python values per row (the row mode's input)."""
+    keys = list(columns)
+    return [{k: _py(columns[k][i]) for k in keys} for i in range(n)]
 
 
 def _column(result: Mapping[str, np.ndarray], key: str, n: int) -> np.ndarray:
@@ -277,7 +286,8 @@ class DecisionEngine:
         feats = extract(apps, self.scorer.encoder, today)
         score = self.scorer.predict(feats.x)
         cols = {**feats.rules, "score": score}
-        pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised, fields=_OUTCOME_FIELDS)
+        rows = as_rows(cols, n) if n <= ROW_MODE_MAX else None
+        pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised, fields=_OUTCOME_FIELDS, rows=rows)
         outcome = _column(pre, "outcome", n).copy()
         pre_reason = _column(pre, "reason", n)
         inv_reason = self._investigate(pol, invs, outcome, vectorised=vectorised)
@@ -285,7 +295,7 @@ class DecisionEngine:
         if unknown:
             raise Unavailable(f"the active policies produced no valid outcome ({sorted(map(str, unknown))}) "
                               "for some applications", code="policy_no_outcome")
-        lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised, fields=_LIMIT_FIELDS)
+        lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised, fields=_LIMIT_FIELDS, rows=rows)
         approved = outcome == Outcome.APPROVE.value
         raw_limit = np.asarray(lim.get("credit_limit", np.full(n, np.nan)), dtype=float)
         if np.isnan(raw_limit[approved]).any():
