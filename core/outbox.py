@@ -29,12 +29,12 @@ import logging
 import os
 import signal
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from callvet.core import ids
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import InvalidArgument, Unavailable
 from callvet.core.tables import outbox
@@ -62,7 +62,7 @@ class Event:
     aggregate_type: str
     aggregate_id: str
     payload: dict[str, Any]
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=lambda: str(ids.uuid4()))
     created_at: datetime = field(default_factory=utcnow)
 
     def body(self) -> bytes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from callvet.core import audit, outbox
 from callvet.core.application import Application
 from callvet.core.db import Database
 from callvet.core.errors import InvalidInput, NotFound, Unavailable
+from callvet.core.ids import random_bytes
 from callvet.core.settings import Settings
 from callvet.decision import store
 from callvet.decision.compiler import CompiledGraph, Unsupported, compile_graph
@@ -307,7 +307,7 @@ class DecisionEngine:
         mult = np.asarray(lim["income_multiple"], dtype=float).tolist()
         cap = np.asarray(lim["product_cap"], dtype=float).tolist()
         model_version = self.scorer.version
-        ids = os.urandom(16 * n).hex() if decision_ids is None else "".join(decision_ids)
+        ids = random_bytes(16 * n).hex() if decision_ids is None else "".join(decision_ids)
         if len(ids) != 32 * n:
             raise InvalidInput("decision ids must be 32 characters, one per application", code="invalid_id")
         outcomes = {o.value: o for o in Outcome}
