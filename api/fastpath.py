@@ -109,7 +109,7 @@ class FastRoute(BaseRoute):
             value = self.response.validate_python(out)
         except ValidationError as exc:
             raise ResponseValidationError(exc.errors(include_url=False), body=out) from exc
-        data = self.response.dump_json(value)
+        data = self.response.dump_json(value, by_alias=True)  # as FastAPI serialises a response model
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(data)).encode("latin-1"))]})

@@ -129,3 +129,20 @@ def test_the_strictly_validated_body_is_what_lax_validation_gives() -> None:
         raw = json.dumps(body, ensure_ascii=False).encode()
         a, b = strict.validate_json(raw, strict=True), DecisionRequest.model_validate(json.loads(raw))
         assert a == b and a.model_dump_json() == b.model_dump_json()
+
+
+def test_the_direct_answer_is_the_documented_routes_answer(api: Api, monkeypatch: Any) -> None:
+    client, h = api
+    fast = _fast(client)
+    body = {"application": example(),
+            "investigation": {"questionnaire": {"verdict": "pass", "risk_score": 0.25, "reasons": []}}}
+    direct = client.post("/v1/decisions", headers=h["robot"], json=body)
+    monkeypatch.setattr(FastRoute, "_parse", lambda self, scope, raw: None)  # every request handed on
+    handed = fast.handed_back
+    documented = client.post("/v1/decisions", headers=h["robot"], json=body)
+    assert fast.handed_back == handed + 1
+    assert direct.status_code == documented.status_code == 200
+    assert direct.headers["content-type"] == documented.headers["content-type"]
+    a, b = direct.json(), documented.json()
+    assert a.pop("decision_id") != b.pop("decision_id")
+    assert a == b and list(direct.json()) == list(documented.json())
