@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(forms.router)  # issue 15: scanned forms
     app.include_router(cases_routes.router)  # issue 11: after interviews, so its call observer runs last
     mount_console(app)  # issue 14: the web console under /console
+    app.router.routes.insert(0, decisions.fast_route(app.router))  # issue 17: the hot path, first
     app.state.metrics = ops.install(app, ctx)  # issue 9: /readyz, /metrics, request ids
     strictjson.install(app)  # inside the 415 check: JSON bodies hold to their documented types
     problems.install(app)

@@ -18,11 +18,18 @@ Calls are handed over only after the grace, when the balancer no longer sends th
 the robot's reconnection cannot land here again.
 
 A second SIGTERM, or SIGINT, stops at once (uvicorn's own handling).
+
+:func:`server_options` names the event loop and HTTP parser: uvloop and httptools when installed (issue
+17: the HTTP layer cost more CPU than a trivial request's handler), else asyncio and h11, so a host
+without the C extensions still serves. The choice is explicit rather than uvicorn's ``auto`` so that the
+process logs which one it runs and a test can hold it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib.util
 import logging
 import signal
 import threading
@@ -34,7 +41,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["Drain", "DrainingServer", "draining_apps", "run"]
+__all__ = ["Drain", "DrainingServer", "draining_apps", "run", "server_options"]
 
 log = logging.getLogger("callvet.drain")
 
@@ -98,6 +105,14 @@ class DrainingServer(uvicorn.Server):
         log.info("SIGTERM: draining (readyz 503 for %.1f s, then %s live calls, up to %.0f s)",
                  self.grace_s, "hand over" if self.hand_over else "wait for", self.timeout_s)
 
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        """uvicorn's startup, then the objects built so far (app, routes, imports) move out of the cyclic
+        collector's generations: they live as long as the process, and every full collection under load
+        would walk them again."""
+        await super().startup(sockets)
+        gc.collect()
+        gc.freeze()
+
     def _live(self) -> int:
         return sum(d.live_calls() for d in draining_apps())
 
@@ -126,18 +141,30 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def server_options() -> dict[str, str]:
+    """uvicorn's ``loop`` and ``http``: the C implementations when importable, the pure-Python ones else."""
+    def present(name: str) -> bool:
+        return importlib.util.find_spec(name) is not None
+
+    return {"loop": "uvloop" if present("uvloop") else "asyncio",
+            "http": "httptools" if present("httptools") else "h11"}
+
+
 def run(host: str, port: int, *, log_level: str, log_config: dict[str, object] | None,
         workers: int = 1) -> None:
     """Serve ``callvet.api.app:create_app``. One worker: the draining server. Several: uvicorn's
     supervisor, which stops its workers without the drain (run one process per replica instead)."""
     from callvet.core.settings import get_settings
 
+    options = server_options()
     kwargs: dict[str, Any] = dict(factory=True, host=host, port=port, log_level=log_level,
-                                  ws_max_size=1 << 20, ws_per_message_deflate=False, log_config=log_config)
+                                  ws_max_size=1 << 20, ws_per_message_deflate=False, log_config=log_config,
+                                  **options)
     if workers > 1:
         uvicorn.run("callvet.api.app:create_app", workers=workers, **kwargs)
         return
     settings = get_settings()
-    config = uvicorn.Config("callvet.api.app:create_app", **kwargs)
+    config = uvicorn.Config("callvet.api.app:create_app", **kwargs)  # configures logging
+    log.info("serving with loop=%s http=%s", options["loop"], options["http"])
     DrainingServer(config, grace_s=settings.drain_grace_s, timeout_s=settings.drain_timeout_s,
                    hand_over=settings.drain_calls == "hand_over").run()

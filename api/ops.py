@@ -51,10 +51,20 @@ class Metrics:
         self.latency = Histogram("callvet_http_request_duration_seconds", "HTTP request latency",
                                  ["method", "route"], buckets=_BUCKETS, registry=self.registry)
         self.registry.register(_StateCollector(ctx))
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        """Count one request. The labelled children are kept per (method, route, status) -- a bounded set:
+        route templates, not paths -- since looking them up by labels each time cost as much as a
+        trivial request's handler (issue 17)."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            if len(self._children) < 4096:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _StateCollector(Collector):
@@ -138,9 +148,10 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe(scope["method"], route, status, seconds)
-            access.info("%s %s %d", scope["method"], scope.get("path", ""), status, extra={
-                "method": scope["method"], "route": route, "path": scope.get("path", ""),
-                "status": status, "duration_ms": round(seconds * 1000, 2)})
+            if access.isEnabledFor(logging.INFO):
+                access.info("%s %s %d", scope["method"], scope.get("path", ""), status, extra={
+                    "method": scope["method"], "route": route, "path": scope.get("path", ""),
+                    "status": status, "duration_ms": round(seconds * 1000, 2)})
             request_id.reset(token)
 
 

@@ -13,6 +13,15 @@ duplicate key, say) fails only its own caller. The queue is bounded: when it is 
 most ``put_timeout`` seconds and then raises :class:`~callvet.core.errors.Unavailable` (HTTP 503) --
 backpressure instead of unbounded memory and latency. After :meth:`~GroupCommitter.close` (drain), new
 items are refused the same way and queued ones are still written.
+
+With one writer, a request that arrives while a batch commits waits for that commit *and* its own: under
+load every request pays two commit latencies (an fsync each), and the rate a fixed number of clients
+reaches is bounded by that latency, not by CPU (issue 17: 8 connections, batches of ~4, ~8 ms a batch).
+``writers`` > 1 runs several writer threads, each with its own connection, on the same queue: the next
+batch is written while the previous one waits for its fsync, and PostgreSQL flushes concurrent commits
+together. Items are independent (an idempotent retry racing its original waits on the unique index and
+then fails as a duplicate, which the caller answers from the stored row), so their commit order does not
+matter. SQLite has one writer at a time anyway, so it keeps one.
 """
 
 from __future__ import annotations
@@ -28,11 +37,13 @@ from callvet.core.db import Database
 from callvet.core.errors import InvalidArgument, Unavailable
 from sqlalchemy import Connection
 
-__all__ = ["GroupCommitter"]
+__all__ = ["MAX_WRITERS", "GroupCommitter"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _STOP = object()
+#: More writers than this only add connections: the commits already overlap.
+MAX_WRITERS = 8
 
 
 def _alive(conn: Connection) -> bool:
@@ -46,25 +57,40 @@ def _alive(conn: Connection) -> bool:
     return True
 
 
+def _drop(held: list[Connection]) -> None:
+    if held:
+        conn = held.pop()
+        try:
+            conn.close()
+        except Exception:
+            log.debug("closing a failed group-commit connection", exc_info=True)
+
+
 class GroupCommitter(Generic[T]):
     """Batch ``write(conn, items)`` calls from many threads into one transaction each."""
 
     def __init__(self, db: Database, write: Callable[[Connection, Sequence[T]], None], *,
                  max_batch: int = 256, max_queue: int = 4096, put_timeout: float = 1.0,
-                 name: str = "group-commit") -> None:
-        if max_batch < 1 or max_queue < 1:
-            raise InvalidArgument("max_batch and max_queue must be positive")
+                 name: str = "group-commit", writers: int = 1) -> None:
+        if max_batch < 1 or max_queue < 1 or not 1 <= writers <= MAX_WRITERS:
+            raise InvalidArgument(f"max_batch and max_queue must be positive, writers 1..{MAX_WRITERS}")
         self.db = db
         self.write = write
         self.max_batch = max_batch
         self.put_timeout = put_timeout
         self._q: queue.Queue[tuple[T, Future[None]] | object] = queue.Queue(maxsize=max_queue)
         self._closed = False
+        self._count_lock = threading.Lock()
         self.batches = 0
         self.items = 0
-        self._conn: Connection | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+                         for i in range(writers)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def writers(self) -> int:
+        return len(self._threads)
 
     def submit(self, item: T) -> Future[None]:
         """Queue ``item``; the future resolves once its transaction committed (or fails with its error)."""
@@ -86,10 +112,12 @@ class GroupCommitter(Generic[T]):
         return self._q.qsize()
 
     def _run(self) -> None:
+        """One writer: its own connection (in a one-slot list, dropped and reopened on failure)."""
+        held: list[Connection] = []
         while True:
             first = self._q.get()
             if first is _STOP:
-                self._drop()
+                _drop(held)
                 return
             batch: list[tuple[T, Future[None]]] = [first]  # type: ignore[list-item]
             stop = False
@@ -102,14 +130,14 @@ class GroupCommitter(Generic[T]):
                     stop = True
                     break
                 batch.append(nxt)  # type: ignore[arg-type]
-            self._commit(batch)
+            self._commit(batch, held)
             if stop:
-                self._drop()
+                _drop(held)
                 return
 
-    def _commit(self, batch: list[tuple[T, Future[None]]]) -> None:
+    def _commit(self, batch: list[tuple[T, Future[None]]], held: list[Connection]) -> None:
         try:
-            self._transaction([item for item, _ in batch])
+            self._transaction([item for item, _ in batch], held)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0][1].set_exception(exc)
@@ -117,43 +145,38 @@ class GroupCommitter(Generic[T]):
             log.warning("group commit of %d items failed (%s); retrying one by one", len(batch),
                         type(exc).__name__)
             for one in batch:
-                self._commit([one])
+                self._commit([one], held)
             return
-        self.batches += 1
-        self.items += len(batch)
+        with self._count_lock:
+            self.batches += 1
+            self.items += len(batch)
         for _, fut in batch:
             fut.set_result(None)
 
-    def _transaction(self, items: list[T]) -> None:
-        """One transaction on the thread's own connection, kept between batches: checking one out of the
+    def _transaction(self, items: list[T], held: list[Connection]) -> None:
+        """One transaction on the writer's own connection, kept between batches: checking one out of the
         pool (with its liveness ping) cost more CPU than the inserts. A connection that fails is dropped
         and the next batch opens a fresh one."""
-        if self._conn is None:
-            self._conn = self.db.engine.connect()
-        conn = self._conn
+        if not held:
+            held.append(self.db.engine.connect())
+        conn = held[0]
         try:
             with conn.begin():
                 self.write(conn, items)
         except Exception:
             if conn.invalidated or conn.closed or not _alive(conn):
-                self._drop()
+                _drop(held)
             raise
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                log.debug("closing a failed group-commit connection", exc_info=True)
 
     def close(self, timeout: float = 30.0) -> None:
         """Refuse new items, write the queued ones, stop the thread."""
         if self._closed:
             return
         self._closed = True
-        self._q.put(_STOP)
-        self._thread.join(timeout)
+        for _ in self._threads:  # FIFO: each writer takes one stop mark after the items queued before it
+            self._q.put(_STOP)
+        for t in self._threads:
+            t.join(timeout)
         while True:  # an item that raced past the closed check after the stop mark: refused, not lost
             try:
                 late = self._q.get_nowait()

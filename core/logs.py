@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from callvet.core.ids import random_hex
 
 __all__ = ["JsonFormatter", "RequestIdFilter", "logging_config", "new_request_id", "request_id"]
 
@@ -28,7 +29,7 @@ def new_request_id(incoming: str | None = None) -> str:
     """The caller's id when it is safe to log and echo, else a fresh one."""
     if incoming and _VALID_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return random_hex()
 
 
 class RequestIdFilter(logging.Filter):

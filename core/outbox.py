@@ -29,12 +29,12 @@ import logging
 import os
 import signal
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from callvet.core import ids
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import InvalidArgument, Unavailable
 from callvet.core.tables import outbox
@@ -62,7 +62,7 @@ class Event:
     aggregate_type: str
     aggregate_id: str
     payload: dict[str, Any]
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=lambda: str(ids.uuid4()))
     created_at: datetime = field(default_factory=utcnow)
 
     def body(self) -> bytes:
@@ -82,20 +82,26 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
-def add(conn: Connection, events: Iterable[Event]) -> int:
-    """Write events in the caller's transaction; they commit or roll back with its change."""
-    rows = []
+def rows(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """The outbox rows of ``events`` (each payload bounded); :func:`add` inserts them."""
+    out = []
     for e in events:
         body = json.dumps(e.payload, ensure_ascii=False, separators=(",", ":"), default=str)
         if len(body) > MAX_PAYLOAD_BYTES:
             raise InvalidArgument(f"outbox payload of {e.subject} is {len(body)} bytes; "
                              f"at most {MAX_PAYLOAD_BYTES}")
-        rows.append({"event_id": e.event_id, "subject": e.subject, "aggregate_type": e.aggregate_type,
-                     "aggregate_id": e.aggregate_id, "payload": body, "created_at": e.created_at,
-                     "attempts": 0})
-    if rows:
-        conn.execute(insert(outbox), rows)
-    return len(rows)
+        out.append({"event_id": e.event_id, "subject": e.subject, "aggregate_type": e.aggregate_type,
+                    "aggregate_id": e.aggregate_id, "payload": body, "created_at": e.created_at,
+                    "attempts": 0})
+    return out
+
+
+def add(conn: Connection, events: Iterable[Event]) -> int:
+    """Write events in the caller's transaction; they commit or roll back with its change."""
+    found = rows(events)
+    if found:
+        conn.execute(insert(outbox), found)
+    return len(found)
 
 
 def pending_count(db: Database) -> int:

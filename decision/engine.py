@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from callvet.core import audit, outbox
 from callvet.core.application import Application
 from callvet.core.db import Database
 from callvet.core.errors import InvalidInput, NotFound, Unavailable
+from callvet.core.ids import random_bytes
 from callvet.core.settings import Settings
 from callvet.decision import store
 from callvet.decision.compiler import CompiledGraph, Unsupported, compile_graph
@@ -58,15 +58,18 @@ class ActivePolicy:
     compiled: CompiledGraph | None
 
     def evaluate(self, columns: Mapping[str, np.ndarray], n: int, *, vectorised: bool = True,
-                 fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+                 fields: Sequence[str] | None = None,
+                 rows: list[dict[str, Any]] | None = None) -> dict[str, np.ndarray]:
         """Outputs as columns: numpy over columns when compiled, plain Python per row for small batches
-        (numpy's per-call overhead dominates there), else zen row by row (the reference)."""
+        (numpy's per-call overhead dominates there), else zen row by row (the reference). ``rows``: the
+        columns already as :func:`as_rows` (policies of one batch that read the same columns share
+        them); they are not modified."""
         try:
             compiled = self.compiled if vectorised else None
             if compiled is not None and n > ROW_MODE_MAX:
                 return compiled.evaluate(columns)
-            keys = list(columns)
-            rows = [{k: _py(columns[k][i]) for k in keys} for i in range(n)]
+            if rows is None:
+                rows = as_rows(columns, n)
             if compiled is not None:
                 results = [compiled.evaluate_row(r) for r in rows]
             else:
@@ -78,6 +81,12 @@ class ActivePolicy:
         return {f: np.asarray([r.get(f) for r in results],
                               dtype=object if any(isinstance(r.get(f), str) for r in results) else float)
                 for f in wanted}
+
+
+def as_rows(columns: Mapping[str, np.ndarray], n: int) -> list[dict[str, Any]]:
+    """Columns as one dict of plain Python values per row (the row mode's input)."""
+    keys = list(columns)
+    return [{k: _py(columns[k][i]) for k in keys} for i in range(n)]
 
 
 def _column(result: Mapping[str, np.ndarray], key: str, n: int) -> np.ndarray:
@@ -277,7 +286,8 @@ class DecisionEngine:
         feats = extract(apps, self.scorer.encoder, today)
         score = self.scorer.predict(feats.x)
         cols = {**feats.rules, "score": score}
-        pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised, fields=_OUTCOME_FIELDS)
+        rows = as_rows(cols, n) if n <= ROW_MODE_MAX else None
+        pre = pol["prescreen"].evaluate(cols, n, vectorised=vectorised, fields=_OUTCOME_FIELDS, rows=rows)
         outcome = _column(pre, "outcome", n).copy()
         pre_reason = _column(pre, "reason", n)
         inv_reason = self._investigate(pol, invs, outcome, vectorised=vectorised)
@@ -285,19 +295,22 @@ class DecisionEngine:
         if unknown:
             raise Unavailable(f"the active policies produced no valid outcome ({sorted(map(str, unknown))}) "
                               "for some applications", code="policy_no_outcome")
-        lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised, fields=_LIMIT_FIELDS)
+        lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised, fields=_LIMIT_FIELDS, rows=rows)
         approved = outcome == Outcome.APPROVE.value
         raw_limit = np.asarray(lim.get("credit_limit", np.full(n, np.nan)), dtype=float)
         if np.isnan(raw_limit[approved]).any():
             raise Unavailable("the credit_limit policy gave no limit for an approved application",
                               code="policy_no_limit")
-        limit = np.where(approved, np.maximum(np.nan_to_num(raw_limit), 0.0), 0.0)
+        # as np.maximum(np.nan_to_num(raw_limit), 0.0) (nan -> 0, inf -> the largest float) with three
+        # ufuncs instead of nan_to_num's Python-level checks, a visible share of one decision
+        limit = np.where(approved & ~np.isnan(raw_limit),
+                         np.minimum(np.maximum(raw_limit, 0.0), np.finfo(float).max), 0.0)
         versions = {name: p.version for name, p in pol.items()}
         band = np.asarray(lim["band"], dtype=object).tolist()
         mult = np.asarray(lim["income_multiple"], dtype=float).tolist()
         cap = np.asarray(lim["product_cap"], dtype=float).tolist()
         model_version = self.scorer.version
-        ids = os.urandom(16 * n).hex() if decision_ids is None else "".join(decision_ids)
+        ids = random_bytes(16 * n).hex() if decision_ids is None else "".join(decision_ids)
         if len(ids) != 32 * n:
             raise InvalidInput("decision ids must be 32 characters, one per application", code="invalid_id")
         outcomes = {o.value: o for o in Outcome}

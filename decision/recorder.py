@@ -22,16 +22,22 @@ from typing import Any
 
 from callvet.core import outbox
 from callvet.core.application import Application
+from callvet.core.bulkinsert import BulkInsert, pipelined
 from callvet.core.db import Database, utcnow
 from callvet.core.errors import Conflict
 from callvet.core.groupcommit import GroupCommitter
 from callvet.core.tables import audit_log
+from callvet.core.tables import outbox as outbox_table
 from callvet.decision.tables import decision_records
 from callvet.decision.types import Decision, Investigation
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["DecisionRecorder", "PendingWrite", "decision_events"]
+__all__ = ["PG_WRITERS", "DecisionRecorder", "PendingWrite", "decision_events"]
+
+#: Writer connections on PostgreSQL: one batch is written while the previous waits for its fsync (see
+#: :mod:`callvet.core.groupcommit`). SQLite writes one transaction at a time, so it has one.
+PG_WRITERS = 2
 
 @dataclass(frozen=True)
 class PendingWrite:
@@ -54,19 +60,26 @@ def decision_events(decisions: Sequence[Decision], at: Any) -> list[outbox.Event
     }, created_at=at) for d in decisions]
 
 
+_DECISIONS, _AUDIT, _OUTBOX = BulkInsert(decision_records), BulkInsert(audit_log), BulkInsert(outbox_table)
+
+
 def _write(conn: Connection, items: Sequence[PendingWrite]) -> None:
-    conn.execute(insert(decision_records), [r for item in items for r in item.rows])
-    conn.execute(insert(audit_log), [item.audit for item in items])
-    outbox.add(conn, [e for item in items for e in item.events])
+    """A batch's three inserts (decisions, audit, outbox events), in one pipeline on PostgreSQL."""
+    with pipelined(conn):
+        _DECISIONS.run(conn, [r for item in items for r in item.rows])
+        _AUDIT.run(conn, [item.audit for item in items])
+        _OUTBOX.run(conn, outbox.rows([e for item in items for e in item.events]))
 
 
 class DecisionRecorder:
     """Decision rows of many concurrent requests committed together; thread-safe, one per engine."""
 
-    def __init__(self, db: Database, *, max_batch: int = 256, max_queue: int = 4096) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 256, max_queue: int = 4096,
+                 writers: int | None = None) -> None:
         self.db = db
         self._max_batch = max_batch
         self._max_queue = max_queue
+        self._writers = writers if writers is not None else (1 if db.dialect == "sqlite" else PG_WRITERS)
         self._committer: GroupCommitter[PendingWrite] | None = None
 
     @property
@@ -74,7 +87,8 @@ class DecisionRecorder:
         """Started on the first stored decision (an engine that only decides starts no thread)."""
         if self._committer is None:
             self._committer = GroupCommitter(self.db, _write, max_batch=self._max_batch,
-                                             max_queue=self._max_queue, name="decision-commit")
+                                             max_queue=self._max_queue, name="decision-commit",
+                                             writers=self._writers)
         return self._committer
 
     @staticmethod

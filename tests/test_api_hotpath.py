@@ -183,3 +183,54 @@ def test_no_key_in_logs(api: tuple[Any, dict[str, dict[str, str]]], caplog: pyte
     text = "\n".join(r.getMessage() + json.dumps(r.__dict__, default=str) for r in caplog.records)
     assert caplog.records
     assert token.split("_", 2)[2] not in text and token[:-3] not in text
+
+
+def test_a_second_writer_commits_while_the_first_waits(db: Database) -> None:
+    """With two writers, a batch does not wait for the one before it to commit (its fsync): the
+    second item is durable while the first writer is still held."""
+    _meta.create_all(db.engine)
+    gate, entered = threading.Event(), threading.Event()
+
+    def gated(conn: Connection, items: Any) -> None:
+        if 0 in items:
+            entered.set()
+            gate.wait(10)
+        _write(conn, items)
+
+    gc = GroupCommitter(db, gated, writers=2)
+    assert gc.writers == 2
+    held = gc.submit(0)
+    assert entered.wait(10)  # a writer took item 0 alone and is held
+    gc.submit(1).result(10)  # written by the other writer while the first one is held
+    assert not held.done()
+    gate.set()
+    held.result(10)
+    with db.connect() as conn:
+        assert sorted(conn.execute(select(_items.c.v)).scalars()) == [0, 1]
+    gc.close()
+    assert gc.batches == gc.items == 2
+    with pytest.raises(Unavailable):
+        gc.submit(9)
+
+
+def test_close_writes_what_every_writer_had_queued(db: Database) -> None:
+    _meta.create_all(db.engine)
+    gc = GroupCommitter(db, _write, writers=3)
+    futures = [gc.submit(v) for v in range(40)]
+    gc.close()
+    for f in futures:
+        f.result(10)
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(_items)).scalar() == 40
+
+
+def test_the_recorder_uses_several_writers_on_postgresql_only(db: Database) -> None:
+    from callvet.decision.recorder import PG_WRITERS, DecisionRecorder
+
+    rec = DecisionRecorder(db)
+    try:
+        assert rec.committer.writers == (1 if db.dialect == "sqlite" else PG_WRITERS)
+    finally:
+        rec.close()
+    with pytest.raises(Exception, match="writers"):
+        GroupCommitter(db, _write, writers=0)

@@ -7,6 +7,8 @@ from typing import Any
 
 from callvet.api.context import AppContext
 from callvet.api.deps import Version, get_ctx, require
+from callvet.api.fastpath import FastRoute
+from callvet.api.problems import api_routes
 from callvet.api.schemas import DecisionBatchOut, DecisionOut, Deleted, PolicyList, PolicyVersionList
 from callvet.core.application import Application
 from callvet.core.auth import Principal, Role
@@ -16,14 +18,16 @@ from callvet.decision import simulate as policy_simulation
 from callvet.decision import store as policy_store
 from callvet.portrait.links import enrich
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-__all__ = ["DecisionRequest", "engine", "router"]
+__all__ = ["DecisionRequest", "engine", "fast_route", "router"]
 
 router = APIRouter(tags=["decisions"])
 
 _DECIDERS = (Role.ROBOT, Role.ANALYST, Role.APPROVER)
+_require_decider = require(*_DECIDERS)
 #: Not the robot (issue 9): it posts an investigation's result and gets that decision back, nothing more.
 _READERS = (Role.ANALYST, Role.APPROVER, Role.AUDITOR, Role.RISK_OFFICER)
 
@@ -44,7 +48,7 @@ def engine(ctx: AppContext) -> DecisionEngine:
 
 @router.post("/v1/decisions", response_model=DecisionOut)
 async def decide(req: DecisionRequest, request: Request,
-                 p: Principal = Depends(require(*_DECIDERS)),
+                 p: Principal = Depends(_require_decider),
                  idempotency_key: str | None = Header(
                      None, max_length=MAX_IDEMPOTENCY_KEY, pattern=PATTERN,
                      description="A retry with the same key (and API key) returns the stored decision "
@@ -54,8 +58,14 @@ async def decide(req: DecisionRequest, request: Request,
     The hot path of issue 17 runs on the event loop: deciding takes a fraction of a millisecond, and the
     thread hops of a sync route cost more than that. What can block goes to a thread: building the
     engine (first request), the portrait lookup (applicants the bank knows) and a retry's read-back.
+    Requests that pass are usually answered by :func:`fast_route` with the same code; this route is the
+    documented one and answers every other request (and its errors).
     """
-    ctx: AppContext = get_ctx(request)
+    return await _decide(get_ctx(request), req, p, idempotency_key)
+
+
+async def _decide(ctx: AppContext, req: DecisionRequest, p: Principal,
+                  idempotency_key: str | None) -> dict[str, Any]:
     eng = ctx.peek("decision") or await run_in_threadpool(engine, ctx)
     application = req.application
     known: list[dict[str, Any] | None] = [None]
@@ -75,6 +85,24 @@ async def decide(req: DecisionRequest, request: Request,
     if known[0] is not None:
         out["portrait"] = known[0]
     return out
+
+
+def fast_route(app_router: Any) -> FastRoute:
+    """``POST /v1/decisions`` without FastAPI's per-request machinery (:mod:`callvet.api.fastpath`);
+    requests it does not take go to ``app_router`` and so to :func:`decide`."""
+    documented = next(r for r in api_routes(app_router.routes)
+                      if isinstance(r, APIRoute) and r.path == "/v1/decisions" and "POST" in r.methods)
+
+    async def check(request: Request) -> Principal:
+        return await _require_decider(request, None)  # type: ignore[no-any-return]
+
+    async def handler(request: Request, body: Any, headers: dict[str, str | None],
+                      principal: Principal) -> dict[str, Any]:
+        return await _decide(get_ctx(request), body, principal, headers["idempotency-key"])
+
+    return FastRoute("POST", "/v1/decisions", body_model=DecisionRequest, response_model=DecisionOut,
+                     check=check, handler=handler, router=app_router, documented=documented,
+                     headers={"idempotency-key": (MAX_IDEMPOTENCY_KEY, PATTERN)})
 
 
 @router.post("/v1/decisions:batch", response_model=DecisionBatchOut)
