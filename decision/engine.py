@@ -139,6 +139,21 @@ def _as_investigation(v: Investigation | Mapping[str, Any] | None) -> Investigat
                            field=f"investigation.{loc}") from None
 
 
+def _limits(lim: Mapping[str, Any], outcome: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(approved mask, credit limit) from the credit_limit policy's output: an approved application
+    without a limit is the policy's fault (``policy_no_limit``); everything else gets 0.
+
+    The same as ``np.maximum(np.nan_to_num(raw), 0.0)`` (nan -> 0, inf -> the largest float) with three
+    ufuncs instead of nan_to_num's Python-level checks, a visible share of one decision."""
+    approved = outcome == Outcome.APPROVE.value
+    raw = np.asarray(lim.get("credit_limit", np.full(n, np.nan)), dtype=float)
+    if np.isnan(raw[approved]).any():
+        raise Unavailable("the credit_limit policy gave no limit for an approved application",
+                          code="policy_no_limit")
+    clipped = np.minimum(np.maximum(raw, 0.0), np.finfo(float).max)
+    return approved, np.where(approved & ~np.isnan(raw), clipped, 0.0)
+
+
 class DecisionEngine:
     """Decide card applications. Thread-safe; build one per process (``AppContext.service``)."""
 
@@ -296,15 +311,7 @@ class DecisionEngine:
             raise Unavailable(f"the active policies produced no valid outcome ({sorted(map(str, unknown))}) "
                               "for some applications", code="policy_no_outcome")
         lim = pol["credit_limit"].evaluate(cols, n, vectorised=vectorised, fields=_LIMIT_FIELDS, rows=rows)
-        approved = outcome == Outcome.APPROVE.value
-        raw_limit = np.asarray(lim.get("credit_limit", np.full(n, np.nan)), dtype=float)
-        if np.isnan(raw_limit[approved]).any():
-            raise Unavailable("the credit_limit policy gave no limit for an approved application",
-                              code="policy_no_limit")
-        # as np.maximum(np.nan_to_num(raw_limit), 0.0) (nan -> 0, inf -> the largest float) with three
-        # ufuncs instead of nan_to_num's Python-level checks, a visible share of one decision
-        limit = np.where(approved & ~np.isnan(raw_limit),
-                         np.minimum(np.maximum(raw_limit, 0.0), np.finfo(float).max), 0.0)
+        approved, limit = _limits(lim, outcome, n)
         versions = {name: p.version for name, p in pol.items()}
         band = np.asarray(lim["band"], dtype=object).tolist()
         mult = np.asarray(lim["income_multiple"], dtype=float).tolist()
