@@ -25,12 +25,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from callvet.api.strictjson import VALUE_KEY
+from callvet.api.strictjson import VALUE_KEY, replaying
 from fastapi.exceptions import ResponseValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["FALLBACK_KEY", "FastRoute"]
 
@@ -139,15 +139,6 @@ class FastRoute(BaseRoute):
             return None
 
     async def _fall_back(self, scope: Scope, raw: bytes, receive: Receive, send: Send) -> None:
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
         self.handed_back += 1
         scope[FALLBACK_KEY] = True
-        await self.router(scope, replay, send)
+        await self.router(scope, replaying(raw, receive), send)

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SCOPE_KEY", "VALUE_KEY", "StrictJson", "install", "raise_found"]
+__all__ = ["SCOPE_KEY", "VALUE_KEY", "StrictJson", "install", "raise_found", "replaying"]
 
 #: Where the middleware leaves a body's strict-mode errors for :func:`raise_found`.
 SCOPE_KEY = "callvet.strict_json_errors"
@@ -105,6 +105,21 @@ def raise_found(scope: Scope) -> None:
         raise RequestValidationError(errors)
 
 
+def replaying(raw: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read (``raw``) once, then the connection's own
+    messages (a disconnect): middleware that must read a body before routing gives it back this way."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class StrictJson:
     """ASGI middleware: finds what in a JSON body only lax coercion would accept (see the module)."""
 
@@ -161,16 +176,7 @@ class StrictJson:
             scope[SCOPE_KEY] = errors
         elif value is not None:
             scope[VALUE_KEY] = value
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(raw, receive), send)
 
 
 def install(app: Any) -> None:
