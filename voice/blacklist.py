@@ -276,6 +276,26 @@ class Blacklist(BlacklistIndex):
 
     # -- prints -------------------------------------------------------------------------------------------
 
+    def _neighbours(self, vp: Voiceprint, identity_id: int) -> tuple[list[dict[str, Any]], list[float]]:
+        """(other identities this print already matches at the alarm threshold in force, at most 5;
+        its scores against its own identity's prints): what an analyst is warned of when enrolling,
+        whether from an upload or from a call."""
+        scored = self._score_identities(vp, top_k=10)
+        tiers = self.operating_points()
+        dup_t = float(tiers["alarm"]["threshold"]) if tiers else float(self.engine.threshold)
+        duplicates = [m.to_dict() for m in scored if m.identity_id != identity_id and m.score >= dup_t][:5]
+        return duplicates, [m.score for m in scored if m.identity_id == identity_id]
+
+    def _insert_print(self, conn: Connection, identity_id: int, vector: np.ndarray, vp: Voiceprint,
+                      digest: str, actor: str) -> int:
+        return int(conn.execute(
+            insert(blacklist_samples).values(
+                identity_id=identity_id, backend_id=self.engine.backend_id, dim=self.engine.dim,
+                vector=vector.tobytes(), stats_mean=float(vp.stats[0]), stats_std=float(vp.stats[1]),
+                net_speech_s=float(vp.net_speech_s), sha256=digest, created_by=actor, created_at=utcnow(),
+            ).returning(blacklist_samples.c.id)
+        ).scalar_one())
+
     def add_sample(self, identity_id: int, data: bytes, actor: str, *, spoof: Any = None,
                    override_spoof: bool = False, override_reason: str = "",
                    **decode_kw: Any) -> dict[str, Any]:
@@ -300,12 +320,7 @@ class Blacklist(BlacklistIndex):
         if vector.shape != (self.engine.dim,):
             raise ValueError(f"engine print has shape {vector.shape}, expected ({self.engine.dim},)")
         digest = hashlib.sha256(data).hexdigest()
-        scored = self._score_identities(vp, top_k=10)
-        others = [m for m in scored if m.identity_id != identity_id]
-        tiers = self.operating_points()
-        dup_t = float(tiers["alarm"]["threshold"]) if tiers else float(self.engine.threshold)
-        duplicates = [m.to_dict() for m in others if m.score >= dup_t][:5]
-        own = [m.score for m in scored if m.identity_id == identity_id]
+        duplicates, own = self._neighbours(vp, identity_id)
         with self.db.begin() as conn:
             self._identity(conn, identity_id)
             same = conn.execute(select(blacklist_samples.c.id).where(
@@ -314,14 +329,7 @@ class Blacklist(BlacklistIndex):
             if same is not None:
                 raise Conflict(f"this recording is already sample {same.id} of identity {identity_id}",
                                code="duplicate_sample", sample_id=int(same.id))
-            sample_id = int(conn.execute(
-                insert(blacklist_samples).values(
-                    identity_id=identity_id, backend_id=self.engine.backend_id, dim=self.engine.dim,
-                    vector=vector.tobytes(), stats_mean=float(vp.stats[0]), stats_std=float(vp.stats[1]),
-                    net_speech_s=float(vp.net_speech_s), sha256=digest, created_by=actor,
-                    created_at=utcnow(),
-                ).returning(blacklist_samples.c.id)
-            ).scalar_one())
+            sample_id = self._insert_print(conn, identity_id, vector, vp, digest, actor)
             generation = self._bump(conn)
             record(conn, actor, "blacklist.sample.add", TARGET, identity_id, details={
                 "sample_id": sample_id, "sha256": digest, "net_speech_s": round(vp.net_speech_s, 3),
@@ -350,10 +358,7 @@ class Blacklist(BlacklistIndex):
         with self.db.connect() as conn:
             self._identity(conn, identity_id)
         digest = hashlib.sha256(b"call:" + call_id.encode() + b":" + vector.tobytes()).hexdigest()
-        scored = self._score_identities(vp, top_k=10)
-        duplicates = [m.to_dict() for m in scored
-                      if m.identity_id != identity_id and m.score >= self.engine.threshold][:5]
-        own = [m.score for m in scored if m.identity_id == identity_id]
+        duplicates, own = self._neighbours(vp, identity_id)
         with self.db.begin() as conn:
             self._identity(conn, identity_id)
             same = conn.execute(select(blacklist_samples.c.id).where(
@@ -362,14 +367,7 @@ class Blacklist(BlacklistIndex):
                 raise Conflict(f"call {call_id}'s print is already sample {same.id} of identity "
                                f"{identity_id}",
                                code="duplicate_sample", sample_id=int(same.id))
-            sample_id = int(conn.execute(
-                insert(blacklist_samples).values(
-                    identity_id=identity_id, backend_id=self.engine.backend_id, dim=self.engine.dim,
-                    vector=vector.tobytes(), stats_mean=float(vp.stats[0]), stats_std=float(vp.stats[1]),
-                    net_speech_s=float(vp.net_speech_s), sha256=digest, created_by=actor,
-                    created_at=utcnow(),
-                ).returning(blacklist_samples.c.id)
-            ).scalar_one())
+            sample_id = self._insert_print(conn, identity_id, vector, vp, digest, actor)
             generation = self._bump(conn)
             record(conn, actor, "blacklist.sample.add", TARGET, identity_id, details={
                 "sample_id": sample_id, "from_call_id": call_id, "sha256": digest,
