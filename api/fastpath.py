@@ -25,7 +25,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from callvet.api.strictjson import VALUE_KEY, replaying
+from callvet.api.strictjson import VALUE_KEY, read_body, replaying
 from fastapi.exceptions import ResponseValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
@@ -86,15 +86,7 @@ class FastRoute(BaseRoute):
         raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
+        raw = await read_body(receive)
         parsed = self._parse(scope, raw)
         if parsed is None:
             await self._fall_back(scope, raw, receive, send)

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SCOPE_KEY", "VALUE_KEY", "StrictJson", "install", "raise_found", "replaying"]
+__all__ = ["SCOPE_KEY", "VALUE_KEY", "StrictJson", "install", "raise_found", "read_body", "replaying"]
 
 #: Where the middleware leaves a body's strict-mode errors for :func:`raise_found`.
 SCOPE_KEY = "callvet.strict_json_errors"
@@ -105,6 +105,19 @@ def raise_found(scope: Scope) -> None:
         raise RequestValidationError(errors)
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body from ``receive`` (what the app would read), up to a disconnect."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
 def replaying(raw: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands the app the body already read (``raw``) once, then the connection's own
     messages (a disconnect): middleware that must read a body before routing gives it back this way."""
@@ -154,15 +167,8 @@ class StrictJson:
         if adapter is None:
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
         try:
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    break
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
+            raw = await read_body(receive)
         except HTTPException as exc:  # the body limit, raised while counting
             detail = exc.detail if isinstance(exc.detail, dict) else {}
             await problem(exc.status_code, str(detail.get("code", "too_large")),
@@ -170,7 +176,6 @@ class StrictJson:
                           **{k: v for k, v in detail.items() if k not in ("code", "message")},
                           )(scope, receive, send)
             return
-        raw = b"".join(chunks)
         errors, value = _strict(adapter, raw)
         if errors:
             scope[SCOPE_KEY] = errors

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-__all__ = ["ENROL", "FIRST", "SECOND", "VOICE", "call_id_of", "case_wait", "checkpoint_of", "place_call",
+__all__ = ["ENROL", "FIRST", "SECOND", "VOICE", "call_id_of", "case_wait", "checkpoint_of", "collect",
+           "place_call",
            "send_media", "speech_8k", "start_frame", "stream_media"]
 
 #: The resume tests' voice: enrolled on the blacklist (ENROL), then the caller of both halves of a call.
@@ -27,6 +28,21 @@ FIRST = ("Hello, yes, this is me speaking. I applied for the card last week at t
 SECOND = ("My employer is a logistics company on the river road, I have worked there for six years, and my "
           "salary is paid on the last working day of every month into the same account.")
 
+
+
+def collect(ws: Any, events: list[dict[str, Any]]) -> asyncio.Task[None]:
+    """A task that appends every JSON message the call server sends on ``ws`` to ``events`` until the
+    socket closes, as a robot's reader does (await it after ``stop`` to read to the close)."""
+    import websockets
+
+    async def read() -> None:
+        try:
+            async for msg in ws:
+                events.append(json.loads(msg))
+        except websockets.ConnectionClosed:
+            pass
+
+    return asyncio.create_task(read())
 
 def speech_8k(text: str, voice: str = VOICE) -> np.ndarray:
     """``text`` spoken at 8 kHz with half a second of silence before and one second after."""
@@ -68,15 +84,7 @@ async def stream_media(url: str, start: str, audio: np.ndarray, *, events: list[
     import websockets
 
     async with websockets.connect(url, additional_headers=headers) as ws:
-
-        async def read() -> None:
-            try:
-                async for msg in ws:
-                    events.append(json.loads(msg))
-            except websockets.ConnectionClosed:
-                pass
-
-        reader = asyncio.create_task(read())
+        reader = collect(ws, events)
         await ws.send(start)
         await send_media(ws, audio)
         if until is None or await asyncio.to_thread(until):
@@ -126,15 +134,7 @@ async def place_call(claim: dict[str, Any], voice: str, respond: Callable[[dict[
 
     events: list[dict[str, Any]] = []
     async with websockets.connect(claim["stream_url"]) as ws:
-
-        async def read() -> None:
-            try:
-                async for msg in ws:
-                    events.append(json.loads(msg))
-            except websockets.ConnectionClosed:
-                pass
-
-        reader = asyncio.create_task(read())
+        reader = collect(ws, events)
         await ws.send(json.dumps({"event": "start", "streamSid": "MZ11", "start": {
             "streamSid": "MZ11", "callSid": "CA11", "tracks": ["inbound"],
             # This robot runs its own recogniser and sends every transcript (asr: robot).

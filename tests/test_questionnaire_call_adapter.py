@@ -24,6 +24,7 @@ from callvet.questionnaire.call_adapter import (
 from callvet.questionnaire.service import InterviewService
 from callvet.sim.questionnaire import GenuineApplicant, make_application
 from callvet.voice.call.observer import AnswerEnd, CallInfo, QuestionAsked, Transcript
+from casecall import collect
 
 CALL_PROSODY = {
     "duration_s": 1.4,
@@ -285,15 +286,7 @@ def test_interview_over_a_real_websocket_call(tmp_path: Path) -> None:
     async def robot(url: str, interview_id: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         async with websockets.connect(url, additional_headers=hdr) as ws:
-
-            async def read() -> None:
-                try:
-                    async for msg in ws:
-                        events.append(json.loads(msg))
-                except websockets.ConnectionClosed:
-                    pass
-
-            reader = asyncio.create_task(read())
+            reader = collect(ws, events)
             await ws.send(
                 json.dumps(
                     {

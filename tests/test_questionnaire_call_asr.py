@@ -17,6 +17,7 @@ import pytest
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.sim.questionnaire import GenuineApplicant, make_application
+from casecall import collect
 
 VOICE = "en-us+f2"
 
@@ -66,15 +67,7 @@ async def _robot(url: str, hdr: dict[str, str], params: dict[str, Any], answers:
         return [e for e in events if e.get("event") == name]
 
     async with websockets.connect(url, additional_headers=hdr) as ws:
-
-        async def read() -> None:
-            try:
-                async for msg in ws:
-                    events.append(json.loads(msg))
-            except websockets.ConnectionClosed:
-                pass
-
-        reader = asyncio.create_task(read())
+        reader = collect(ws, events)
         await ws.send(json.dumps({"sampleRate": 16000, "uuid": "fork-asr", "customParameters": params}))
         sent_s = 0.0
 

@@ -24,6 +24,7 @@ from callvet.core.db import Database
 from callvet.core.settings import get_settings
 from callvet.questionnaire.scoring import Outcome
 from callvet.sim.questionnaire import GenuineApplicant, make_application
+from casecall import collect
 
 
 def _pinyin(text: str, *, digits: bool = False) -> str:
@@ -76,15 +77,7 @@ def test_mandarin_interview_end_to_end_with_server_side_whisper(tmp_path: Path, 
     async def robot(url: str, interview_id: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         async with websockets.connect(url, additional_headers=hdr) as ws:
-
-            async def read() -> None:
-                try:
-                    async for msg in ws:
-                        events.append(json.loads(msg))
-                except websockets.ConnectionClosed:
-                    pass
-
-            reader = asyncio.create_task(read())
+            reader = collect(ws, events)
             await ws.send(json.dumps({"event": "start", "streamSid": "MZzh", "start": {
                 "streamSid": "MZzh", "callSid": "CAzh", "tracks": ["inbound"],
                 "customParameters": {"application_id": application.application_id,

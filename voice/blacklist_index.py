@@ -64,7 +64,6 @@ class BlacklistIndex:
                 db, safety_s=float(env_value("blacklist_listen_safety_s")),
                 owner=weakref.ref(self)).start()
 
-
     def _ensure_state_row(self) -> None:
         with self.db.connect() as conn:
             exists = conn.execute(select(blacklist_state.c.id).where(blacklist_state.c.id == 1)).first()
