@@ -2,7 +2,8 @@
 
 Speech recognisers (PocketSphinx, Whisper) hold the GIL or whole cores while they decode; in the call
 server's process that would stall every live call's VAD and voiceprint. They decode in spawned
-children instead, niced, because a transcript may come late and a verdict may not.
+children instead, niced, because a transcript may come late and a verdict may not; and they end
+with their parent, however it ends.
 """
 
 from __future__ import annotations
@@ -11,13 +12,26 @@ import atexit
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ChildPool"]
 
 
-def _lower_priority() -> None:
+def _child_init() -> None:
+    """Niced, and gone when its parent is: a server killed with SIGKILL runs no atexit or pool shutdown,
+    and its recognisers (~160 MB each) would otherwise live on as orphans. A watcher thread rather than
+    PR_SET_PDEATHSIG, which fires when the *thread* that started the child ends (an idle worker thread
+    of a thread pool, say), not the process."""
     os.nice(10)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="callvet-parent-watch", daemon=True).start()
 
 
 class ChildPool:
@@ -34,7 +48,7 @@ class ChildPool:
             if self.pool is None:
                 self.pool = ProcessPoolExecutor(max_workers=self.processes,
                                                 mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_lower_priority)
+                                                initializer=_child_init)
                 atexit.register(self.close)
             return self.pool
 
