@@ -256,7 +256,9 @@ class CaseService:
 
     def _sync_review(self, row: Any) -> Any:
         """A case in review follows its workflow: once the reviewer's task has run the process to its end,
-        the case takes the outcome (read on access, so no second writer races the workflow's own)."""
+        the case takes the outcome. :meth:`workflow_finished` does this as the task completes; this read-side
+        check catches instances finished by a runtime without the hook (both update only from ``review``,
+        so they cannot both apply)."""
         summary = self.runtime.summary(row.instance_id, with_events=True)
         if summary["status"] not in ("completed", "failed"):
             return row
@@ -273,6 +275,25 @@ class CaseService:
                     "status": new.value, "review_decision": wf.get("review_decision"),
                     "reviewed_by": wf.get("reviewed_by")})
         return self._row(row.case_id)
+
+    def workflow_finished(self, conn: Connection, instance_id: str, status: str, data: dict[str, Any]) -> None:
+        """The workflow's finish hook (:meth:`WorkflowRuntime.add_finish_hook`): an approver's completion
+        that ends the process moves its case out of ``review`` in the same transaction, so
+        ``GET /v1/cases?status=review`` lists only cases still waiting for a person."""
+        new = self._status_from_workflow({"status": status, "data": data})
+        if new is CaseStatus.REVIEW:
+            return
+        try:
+            case_id = uuid.UUID(instance_id).hex
+        except ValueError:
+            return  # an instance started by hand, not by a case
+        res = conn.execute(update(cases).where(cases.c.case_id == case_id, cases.c.instance_id == instance_id,
+                                               cases.c.status == CaseStatus.REVIEW.value)
+                           .values(status=new.value, updated_at=self.clock(), **self._final_values(data)))
+        if res.rowcount == 1:
+            self._event(conn, case_id, "reviewed", {
+                "status": new.value, "review_decision": data.get("review_decision"),
+                "reviewed_by": data.get("reviewed_by")})
 
     def _next(self, row: Any) -> str:
         return {

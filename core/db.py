@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import JSON, Connection, Engine, MetaData, TypeDecorator, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
@@ -76,7 +77,6 @@ class Database:
             if parsed.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = StaticPool
         else:
-            kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
             if schema:
@@ -84,6 +84,8 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            _ping_when_idle(self.engine, PING_IDLE_S)
 
     def create_schema(self) -> None:
         """Bring the schema to the newest migration (an empty database is created and stamped; see
@@ -111,6 +113,37 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+PING_IDLE_S = 1.0
+"""A pooled connection idle longer than this is pinged before it is handed out."""
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Pessimistic disconnect handling that costs nothing on a busy pool.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip and an autocommit toggle per
+    unit of work, measured at ~8 % of a case's time on the 100k-day bench. A connection that went back to
+    the pool a moment ago is as good as the statement it just ran, so only connections idle longer than
+    ``idle_s`` are pinged (a dead one is discarded and the pool retries with a fresh one). A server that
+    drops connections that were in use a moment ago fails that statement, and SQLAlchemy then invalidates
+    the whole pool, so the next checkout connects afresh."""
+    dialect = engine.dialect
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as err:
+            raise exc.DisconnectionError(f"idle connection failed its ping: {err}") from err
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

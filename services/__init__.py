@@ -213,7 +213,13 @@ class Services:
 
     @property
     def workflow(self) -> WorkflowRuntime:
-        return self._get("workflow", self.workflow_runtime)
+        return self._get("workflow", self._workflow_with_cases)
+
+    def _workflow_with_cases(self) -> WorkflowRuntime:
+        """The served runtime: a reviewer's completion moves its case on in the same transaction."""
+        rt = self.workflow_runtime()
+        rt.add_finish_hook(self.cases.workflow_finished)
+        return rt
 
     @property
     def cases(self) -> CaseService:

@@ -70,6 +70,7 @@ __all__ = ["InstanceStatus", "SandboxScriptEngine", "WorkflowRuntime", "engine_d
 MAX_DATA_BYTES = 256 * 1024
 
 Mutation = Callable[[LoadedInstance, Connection], None]
+FinishHook = Callable[[Connection, str, str, dict[str, Any]], None]
 _QUIET_SPECS = ("ExclusiveGateway", "ParallelGateway", "BoundaryEventSplit", "BoundaryEventJoin")
 
 
@@ -178,6 +179,7 @@ class WorkflowRuntime:
         self.deps = deps or default_deps(db, self.supervisor, decide=decide, settings=settings)
         self.registry = decisions_in_transaction(self.registry, self.deps.decide)
         self.hooks = dict(hooks if hooks is not None else start_hooks(self.config))
+        self.finish_hooks: list[FinishHook] = []
         self.views = InstanceViews(db, self.repo, self.board)
         self.worker = Worker(self.repo, self.board, self._advance, clock)
         self._ready = False
@@ -335,9 +337,14 @@ class WorkflowRuntime:
             self._mark_failed(inst, _describe(exc))
             return
         status = InstanceStatus.COMPLETED if inst.wf.is_completed() else InstanceStatus.WAITING
+        reviewed = status is InstanceStatus.COMPLETED and inst.had_human
         if status is InstanceStatus.COMPLETED:
             inst.events.append({"kind": "instance.completed", "element": "", "details": {}})
         self._save(uow.conn(), inst, status)
+        if reviewed:
+            data = current_data(inst.wf)
+            for hook in self.finish_hooks:
+                hook(uow.conn(), inst.id, status.value, data)
         uow.commit()
         inst.settled = True
 
@@ -435,6 +442,13 @@ class WorkflowRuntime:
         if has_human or inst.had_human:
             self.board.sync(conn, inst.id, inst.parsed.meta, inst.wf, finished=inst.status in FINISHED)
         inst.had_human = has_human
+
+    def add_finish_hook(self, hook: FinishHook) -> None:
+        """Run ``hook(conn, instance_id, status, data)`` in the transaction that completes an instance whose
+        last run began with a person's task open (an approver's completion ends the process): whoever
+        mirrors the outcome (the case record) then changes with it, atomically, instead of on a later
+        read. Exceptions roll the whole step back, so a hook must only write."""
+        self.finish_hooks.append(hook)
 
     # ---- human tasks and messages ----------------------------------------------------------------
     def complete_task(

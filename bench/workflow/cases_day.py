@@ -7,8 +7,8 @@ call robots, the interview, the call-end outbox and pump, the investigation deci
 What runs, all in this process on one database (SQLite file by default, ``--db`` for PostgreSQL):
 ``CaseService.create`` for every application (validated, pre-screened by the real decision engine,
 started in ``card_issuance``; flagged ones queued for a call). ``--robots`` threads play call robots: they
-claim (leased, with a one-time token), 10% do not connect (``no_answer``/``busy``: back-off on a clock
-running ``--clock`` times real time), the rest join the stream with the token (``admit_stream``, what the
+claim (leased, with a one-time token; a robot with nothing to dial claims again after ``--robot-poll-s``),
+10% do not connect (``no_answer``/``busy``: back-off on a clock running ``--clock`` times real time), the rest join the stream with the token (``admit_stream``, what the
 call server does at ``start``), run the real interview (real ``InterviewService`` and questionnaire
 scoring, answers from the questionnaire simulator's genuine applicants, 15% guessers), and end the call
 with simulated voiceprint verdicts (4% confirmed alarms, 2% review-tier hits, 1% spoof flags) through
@@ -134,6 +134,7 @@ def _replica(p: int, procs: int, args: argparse.Namespace, url: str, stop: Any, 
     interviews = InterviewService(db, use_encoder=False)
     clock = SimClock(args.clock)
     svc = CaseService(db, lambda: rt, lambda: interviews, clock=clock)
+    rt.add_finish_hook(svc.workflow_finished)  # as the composition root wires it
     stats: Counter[str] = Counter()
     lock = threading.Lock()
     errors: list[str] = []
@@ -168,7 +169,7 @@ def _replica(p: int, procs: int, args: argparse.Namespace, url: str, stop: Any, 
                 errors.append(f"claim: {exc.message}")
                 continue
             if claim is None:
-                time.sleep(0.02)
+                time.sleep(args.robot_poll_s)
                 continue
             count("claims")
             if rng.random() < 0.10:
@@ -220,7 +221,7 @@ def _replica(p: int, procs: int, args: argparse.Namespace, url: str, stop: Any, 
             tasks = rt.board.list_open(role=None, assignee=None, limit=50)
             mine = [t for t in tasks if int(t["task_id"].replace("-", "")[-4:], 16) % n_appr == k]
             if not mine:
-                time.sleep(0.05)
+                time.sleep(args.approver_poll_s)
                 continue
             for t in mine:
                 try:
@@ -440,6 +441,10 @@ def main() -> None:
     ap.add_argument("--intake", type=int, default=2, help="intake threads")
     ap.add_argument("--approvers", type=int, default=10, help="approvers in the staff register")
     ap.add_argument("--approvers-threads", type=int, default=2)
+    ap.add_argument("--robot-poll-s", type=float, default=0.25,
+                    help="a robot with nothing to dial claims again after this long")
+    ap.add_argument("--approver-poll-s", type=float, default=0.5,
+                    help="an approver with no open task looks again after this long")
     ap.add_argument("--decider", choices=["engine", "scripted"], default="engine")
     ap.add_argument("--clock", type=float, default=120.0, help="simulated-clock speed (back-offs)")
     ap.add_argument("--db", default="")
