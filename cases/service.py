@@ -276,7 +276,8 @@ class CaseService:
                     "reviewed_by": wf.get("reviewed_by")})
         return self._row(row.case_id)
 
-    def workflow_finished(self, conn: Connection, instance_id: str, status: str, data: dict[str, Any]) -> None:
+    def workflow_finished(self, conn: Connection, instance_id: str, status: str,
+                          data: dict[str, Any]) -> None:
         """The workflow's finish hook (:meth:`WorkflowRuntime.add_finish_hook`): an approver's completion
         that ends the process moves its case out of ``review`` in the same transaction, so
         ``GET /v1/cases?status=review`` lists only cases still waiting for a person."""

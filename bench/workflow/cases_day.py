@@ -8,10 +8,11 @@ What runs, all in this process on one database (SQLite file by default, ``--db``
 ``CaseService.create`` for every application (validated, pre-screened by the real decision engine,
 started in ``card_issuance``; flagged ones queued for a call). ``--robots`` threads play call robots: they
 claim (leased, with a one-time token; a robot with nothing to dial claims again after ``--robot-poll-s``),
-10% do not connect (``no_answer``/``busy``: back-off on a clock running ``--clock`` times real time), the rest join the stream with the token (``admit_stream``, what the
-call server does at ``start``), run the real interview (real ``InterviewService`` and questionnaire
-scoring, answers from the questionnaire simulator's genuine applicants, 15% guessers), and end the call
-with simulated voiceprint verdicts (4% confirmed alarms, 2% review-tier hits, 1% spoof flags) through
+10% do not connect (``no_answer``/``busy``: back-off on a clock running ``--clock`` times real time),
+the rest join the stream with the token (``admit_stream``, what the call server does at ``start``),
+run the real interview (real ``InterviewService`` and questionnaire scoring, answers from the
+questionnaire simulator's genuine applicants, 15% guessers), and end the call with
+simulated voiceprint verdicts (4% confirmed alarms, 2% review-tier hits, 1% spoof flags) through
 ``record_call_end``, the same durable write the call observer makes. The pump thread delivers results to
 the workflows. ``--approvers`` threads complete review tasks through the task forms (85% approve).
 
