@@ -206,20 +206,16 @@ class Services:
         return engine_decider(eng)(application, investigation, actor)
 
     def workflow_runtime(self, decide: Decider | None = None) -> WorkflowRuntime:
-        """A runtime deciding with ``decide`` (default :meth:`decide`), ready to run."""
+        """A runtime deciding with ``decide`` (default :meth:`decide`), ready to run; a reviewer's
+        completion that ends a case's process moves the case on in the same transaction."""
         rt = WorkflowRuntime(self.db, settings=self.settings, decide=decide or self.decide)
+        rt.add_finish_hook(self.cases.workflow_finished)
         rt.ensure_ready()
         return rt
 
     @property
     def workflow(self) -> WorkflowRuntime:
-        return self._get("workflow", self._workflow_with_cases)
-
-    def _workflow_with_cases(self) -> WorkflowRuntime:
-        """The served runtime: a reviewer's completion moves its case on in the same transaction."""
-        rt = self.workflow_runtime()
-        rt.add_finish_hook(self.cases.workflow_finished)
-        return rt
+        return self._get("workflow", self.workflow_runtime)
 
     @property
     def cases(self) -> CaseService:

@@ -16,12 +16,14 @@ import httpx
 import pytest
 from callserver import ServerThread
 from callvet.api.app import create_app
+from callvet.cases.tables import cases
 from callvet.core import auth
 from callvet.core.db import Database
 from callvet.core.settings import Settings
 from callvet.sim.questionnaire import GenuineApplicant, Guesser, make_application
 from casecall import place_call
 from speech import espeak, to_wav_bytes
+from sqlalchemy import select
 
 ENROL = ("My account was opened at the branch on the high street. I usually pay my bills on the first of "
          "every month and I travel a lot for work.")
@@ -181,8 +183,16 @@ def test_failed_interview_goes_to_review_with_evidence(env: dict[str, Any]) -> N
                           json={"data": {"review_decision": "decline", "review_note": "Could not answer."}},
                           headers=_h(env, "approver"))
     assert ok.status_code == 200, ok.text
-    assert env["http"].get(f"/v1/cases/{case['case_id']}", headers=_h(env, "analyst")).json()["status"] \
-        == "declined"
+    # The completion moved the case itself (the workflow's finish hook), before anyone reads the case.
+    with env["db"].connect() as conn:
+        row = conn.execute(select(cases.c.status, cases.c.final_decision)
+                           .where(cases.c.case_id == case["case_id"])).one()
+    assert row.status == "declined" and row.final_decision is not None, row
+    listed = env["http"].get("/v1/cases", params={"status": "review"}, headers=_h(env, "analyst")).json()
+    assert case["case_id"] not in [c["case_id"] for c in listed["cases"]]
+    got = env["http"].get(f"/v1/cases/{case['case_id']}", headers=_h(env, "analyst")).json()
+    assert got["status"] == "declined"
+    assert [e["data"]["review_decision"] for e in got["timeline"] if e["kind"] == "reviewed"] == ["decline"]
 
 
 def test_bad_intake_and_roles(env: dict[str, Any]) -> None:

@@ -252,6 +252,17 @@ def _diagram(p: Process, nodes: dict[str, Node]) -> list[str]:
 
 S, A, R = "system", "approver", "risk_officer"
 
+#: The investigation call every called product runs: request it, wait for the robot's result, collect the
+#: interview's verdict (columns 4-6 of the second row).
+CALL_NODES = (
+    Node("RequestCall", "serviceTask", "Request investigation call", S, 4, row=1,
+         attrs={"handler": "investigation.request"}),
+    Node("WaitCall", "intermediateCatchEvent", "Investigation result", S, 5, row=1,
+         body="investigation_result"),
+    Node("Collect", "serviceTask", "Collect questionnaire result", S, 6, row=1,
+         attrs={"handler": "questionnaire.collect"}),
+)
+
 CARD = Process(
     key="card_issuance",
     name="Credit card issuance",
@@ -271,33 +282,7 @@ CARD = Process(
             "Prescreen", "serviceTask", "Pre-screen decision", S, 2, attrs={"handler": "decision.prescreen"}
         ),
         Node("GwPrescreen", "exclusiveGateway", "Pre-screen outcome?", S, 3),
-        Node(
-            "RequestCall",
-            "serviceTask",
-            "Request investigation call",
-            S,
-            4,
-            row=1,
-            attrs={"handler": "investigation.request"},
-        ),
-        Node(
-            "WaitCall",
-            "intermediateCatchEvent",
-            "Investigation result",
-            S,
-            5,
-            row=1,
-            body="investigation_result",
-        ),
-        Node(
-            "Collect",
-            "serviceTask",
-            "Collect questionnaire result",
-            S,
-            6,
-            row=1,
-            attrs={"handler": "questionnaire.collect"},
-        ),
+        *CALL_NODES,
         Node("Final", "serviceTask", "Final decision", S, 7, row=1, attrs={"handler": "decision.final"}),
         Node("GwDecision", "exclusiveGateway", "Decision?", S, 8),
         Node(
@@ -420,33 +405,7 @@ LOAN = Process(
             "Prescreen", "serviceTask", "Pre-screen decision", S, 2, attrs={"handler": "decision.prescreen"}
         ),
         Node("GwCalls", "exclusiveGateway", "Calls needed?", S, 3),
-        Node(
-            "RequestCall",
-            "serviceTask",
-            "Request investigation call",
-            S,
-            4,
-            row=1,
-            attrs={"handler": "investigation.request"},
-        ),
-        Node(
-            "WaitCall",
-            "intermediateCatchEvent",
-            "Investigation result",
-            S,
-            5,
-            row=1,
-            body="investigation_result",
-        ),
-        Node(
-            "Collect",
-            "serviceTask",
-            "Collect questionnaire result",
-            S,
-            6,
-            row=1,
-            attrs={"handler": "questionnaire.collect"},
-        ),
+        *CALL_NODES,
         Node("CountCall", "scriptTask", "Count call", S, 7, row=1, body="calls_done = calls_done + 1"),
         Node("GwMoreCalls", "exclusiveGateway", "More calls?", S, 8, row=1),
         Node("Final", "serviceTask", "Final decision", S, 9, row=1, attrs={"handler": "decision.final"}),
