@@ -334,3 +334,33 @@ def test_runtime_bombs_in_conditions_fail_the_instance_not_the_server(db: Databa
     assert s["status"] == "failed" and "exponent" in (s["error"] or "")
     assert time.perf_counter() - t0 < 30  # generous: a real 9**9**9 would not return at all
     assert rt.board.list_open(role=None) == []
+
+
+def test_finish_hook_runs_in_the_transaction_that_ends_a_reviewed_instance(db: Database) -> None:
+    rt = _rt(db)
+    seen: list[tuple[str, str, Any]] = []
+
+    def fail(_conn: Any, iid: str, status: str, data: dict[str, Any]) -> None:
+        raise RuntimeError("hook failed")
+
+    rt.add_finish_hook(lambda _c, iid, status, data: seen.append((iid, status, data.get("outcome"))))
+    app = application(2, flagged=False, requested=20000)
+    auto = rt.start("card_issuance", {"application": app}, actor="t")
+    assert auto["status"] == "completed" and seen == [], "no person was involved: no hook"
+    iid = rt.start("card_issuance", {"application": APP}, actor="analyst:t")["instance_id"]
+    rt.deliver_message(iid, "investigation_result", {"investigation": {
+        "voiceprint_alarm": False, "questionnaire": {"verdict": "inconclusive", "risk_score": 0.4}}},
+        actor="robot")
+    task = next(t for t in rt.board.list_open(role="approver") if t["instance_id"] == iid)
+    rt.finish_hooks.append(fail)
+    with pytest.raises(RuntimeError):
+        rt.complete_task(task["task_id"], {"review_decision": "approve"}, actor="approver:alice",
+                         role="approver", reviewer_id="alice")
+    assert rt.summary(iid)["status"] == "waiting", "a failing hook rolls the completion back"
+    assert [t["task_id"] for t in rt.board.list_open(role="approver")] == [task["task_id"]]
+    rt.finish_hooks.remove(fail)
+    seen.clear()
+    s = rt.complete_task(task["task_id"], {"review_decision": "approve"}, actor="approver:alice",
+                         role="approver", reviewer_id="alice")
+    assert s["status"] == "completed"
+    assert seen == [(iid, "completed", "card_issued")]
