@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from callvet.core.db import JSONText, metadata
+from callvet.core.db import JSONText, eager_autovacuum, metadata
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -90,3 +90,5 @@ call_queue = Table(
     Index("ix_call_queue_token", "token_hash"),
     Index("ix_call_queue_call", "call_id"),
 )
+eager_autovacuum(case_events)
+eager_autovacuum(call_queue)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from callvet.core.db import JSONText, metadata
+from callvet.core.db import JSONText, eager_autovacuum, metadata
 from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, LargeBinary, String, Table, Text
 
 __all__ = ["api_keys", "audit_log", "call_print_tombstones", "call_prints", "callprint_state", "outbox"]
@@ -51,6 +51,7 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_pending", "published_at", "id"),
 )
+eager_autovacuum(outbox)
 
 # -- issue 18 (voice reuse): each call's voiceprint, kept for a configurable retention -----------------
 # Raw audio is never stored. ``gen`` is the ``callprint_state`` generation of the transaction that wrote

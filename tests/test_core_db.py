@@ -64,3 +64,28 @@ def test_an_idle_connection_is_pinged_and_a_dead_one_replaced(monkeypatch: pytes
     finally:
         admin.dispose()
         db.dispose()
+
+
+def _reloptions(db: Database, table: str) -> set[str]:
+    with db.connect() as conn:
+        opts = conn.execute(text("SELECT reloptions FROM pg_class WHERE oid = to_regclass(:t)"),
+                            {"t": table}).scalar_one()
+    return set(opts or [])
+
+
+QUEUES = ("outbox", "case_events", "call_queue")
+EAGER = {"autovacuum_vacuum_scale_factor=0.01", "autovacuum_analyze_scale_factor=0.02"}
+
+
+def test_queue_tables_are_vacuumed_eagerly_when_created_and_when_migrated(db: Database) -> None:
+    from callvet.core.migrations import head, upgrade
+
+    if db.dialect != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter")
+    for table in QUEUES:
+        assert _reloptions(db, table) == EAGER, table
+    assert _reloptions(db, "cases") == set()
+    db.drop_schema()
+    upgrade(db, head())  # revisions only, as a database made before them is brought up to date
+    for table in QUEUES:
+        assert _reloptions(db, table) == EAGER, table
