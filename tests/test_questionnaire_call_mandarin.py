@@ -49,7 +49,8 @@ def whisper_built() -> Path:
     return models_dir
 
 
-def test_mandarin_interview_end_to_end_with_server_side_whisper(tmp_path: Path, whisper_built: Path) -> None:
+def test_mandarin_interview_end_to_end_with_server_side_whisper(tmp_path: Path, whisper_built: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import websockets
     from callserver import ServerThread
     from callvet.api.app import create_app
@@ -62,6 +63,10 @@ def test_mandarin_interview_end_to_end_with_server_side_whisper(tmp_path: Path, 
     from speech import espeak
 
     default_vad_factory(16000, 700)
+    # This robot streams faster than real time. On a machine busy with other tests the server falls behind
+    # the wall clock and, by design, sheds the oldest waiting audio (callvet.lag); a shed answer is never
+    # heard and the interview waits for it. Shedding is tested in test_voice_call_session.py, not here.
+    monkeypatch.setenv("CALLVET_MAX_LAG_S", "600")
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'callvet.db'}",
                         models_dir=whisper_built)
     db = Database(settings.database_url)
@@ -136,7 +141,7 @@ def test_mandarin_interview_end_to_end_with_server_side_whisper(tmp_path: Path, 
     assessed = [e for e in events if e.get("event") == "callvet.assessment"]
     assert assessed and all(a["transcript_source"] == "asr:whisper-base" for a in assessed)
     result = [e for e in events if e.get("event") == "callvet.interview_result"]
-    assert result, (spoken, brief)
+    assert result, (spoken, [(e.get("event"), e.get("question_id"), e.get("text")) for e in brief])
     assert got["state"] == "finished" and got["result"]["verdict"] == result[0]["verdict"]
     stored = [a["transcript"] for a in got["answers"]]
     assert len(stored) == len(assessed) >= 3
