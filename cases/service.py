@@ -262,18 +262,8 @@ class CaseService:
         summary = self.runtime.summary(row.instance_id, with_events=True)
         if summary["status"] not in ("completed", "failed"):
             return row
-        new = self._status_from_workflow(summary)
-        if new is CaseStatus.REVIEW:
-            return row
-        wf = summary.get("data") or {}
         with self.db.begin() as conn:
-            res = conn.execute(update(cases).where(cases.c.case_id == row.case_id,
-                                                   cases.c.status == CaseStatus.REVIEW.value)
-                               .values(status=new.value, updated_at=self.clock(), **self._final_values(wf)))
-            if res.rowcount == 1:
-                self._event(conn, row.case_id, "reviewed", {
-                    "status": new.value, "review_decision": wf.get("review_decision"),
-                    "reviewed_by": wf.get("reviewed_by")})
+            self._take_outcome(conn, row.case_id, summary["status"], summary.get("data") or {})
         return self._row(row.case_id)
 
     def workflow_finished(self, conn: Connection, instance_id: str, status: str,
@@ -281,15 +271,23 @@ class CaseService:
         """The workflow's finish hook (:meth:`WorkflowRuntime.add_finish_hook`): an approver's completion
         that ends the process moves its case out of ``review`` in the same transaction, so
         ``GET /v1/cases?status=review`` lists only cases still waiting for a person."""
-        new = self._status_from_workflow({"status": status, "data": data})
-        if new is CaseStatus.REVIEW:
-            return
         try:
             case_id = uuid.UUID(instance_id).hex
         except ValueError:
             return  # an instance started by hand, not by a case
-        res = conn.execute(update(cases).where(cases.c.case_id == case_id, cases.c.instance_id == instance_id,
-                                               cases.c.status == CaseStatus.REVIEW.value)
+        self._take_outcome(conn, case_id, status, data, instance_id=instance_id)
+
+    def _take_outcome(self, conn: Connection, case_id: str, status: str, data: dict[str, Any], *,
+                      instance_id: str | None = None) -> None:
+        """A case in ``review`` takes its finished workflow's outcome, with one ``reviewed`` event (only
+        from ``review``, so the hook and the read-side check cannot both apply)."""
+        new = self._status_from_workflow({"status": status, "data": data})
+        if new is CaseStatus.REVIEW:
+            return
+        where = [cases.c.case_id == case_id, cases.c.status == CaseStatus.REVIEW.value]
+        if instance_id is not None:
+            where.append(cases.c.instance_id == instance_id)
+        res = conn.execute(update(cases).where(*where)
                            .values(status=new.value, updated_at=self.clock(), **self._final_values(data)))
         if res.rowcount == 1:
             self._event(conn, case_id, "reviewed", {

@@ -63,9 +63,9 @@ def test_mandarin_interview_end_to_end_with_server_side_whisper(tmp_path: Path, 
     from speech import espeak
 
     default_vad_factory(16000, 700)
-    # This robot streams faster than real time. On a machine busy with other tests the server falls behind
-    # the wall clock and, by design, sheds the oldest waiting audio (callvet.lag); a shed answer is never
-    # heard and the interview waits for it. Shedding is tested in test_voice_call_session.py, not here.
+    # This robot streams faster than real time. On a machine busy with other tests the server can fall
+    # behind the wall clock and, by design, shed the oldest waiting audio (callvet.lag); a shed answer would
+    # never be heard. Shedding is tested in test_voice_call_session.py, not here.
     monkeypatch.setenv("CALLVET_MAX_LAG_S", "600")
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'callvet.db'}",
                         models_dir=whisper_built)
